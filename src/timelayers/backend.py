@@ -1,0 +1,53 @@
+"""Array-module selection: NumPy by default, CuPy when the arrays are CuPy arrays.
+
+There is no global GPU switch: code asks its inputs which module they belong to.
+CuPy is imported only when an input is a CuPy array or :func:`to_gpu` is called.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["get_array_module", "is_cupy_array", "to_cpu", "to_gpu", "cupy_available"]
+
+
+def is_cupy_array(x) -> bool:
+    """True when ``x`` is a CuPy ndarray (checked without importing CuPy)."""
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
+def get_array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``.
+
+    Non-array arguments (None, Python numbers) are ignored.
+    """
+    for a in arrays:
+        if is_cupy_array(a):
+            import cupy
+
+            return cupy
+    return np
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, or a CUDA runtime error when there is no GPU
+        return False
+
+
+def to_cpu(x):
+    """Return ``x`` as a NumPy array (copying from the GPU when needed)."""
+    if is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def to_gpu(x):
+    """Return ``x`` as a CuPy array on the current device (imports CuPy)."""
+    import cupy
+
+    return cupy.asarray(x)

@@ -1,0 +1,38 @@
+"""The library's exceptions: one family, rooted at :class:`TimelayersError`."""
+
+__all__ = [
+    "TimelayersError",
+    "ShapeError",
+    "DataError",
+    "DownloadError",
+    "CheckpointError",
+    "NonFiniteLossError",
+]
+
+
+class TimelayersError(Exception):
+    """Base class of every error raised on purpose by timelayers."""
+
+
+class ShapeError(TimelayersError, ValueError):
+    """An array has the wrong shape, dimension count or dtype for where it is used.
+
+    The message names the layer (or function), the argument, the expected and the
+    received shape.
+    """
+
+
+class DataError(TimelayersError, ValueError):
+    """A data file or data value is malformed (the message names file and line)."""
+
+
+class DownloadError(DataError):
+    """A dataset could not be downloaded or failed its checksum."""
+
+
+class CheckpointError(TimelayersError):
+    """A checkpoint is missing, truncated, corrupt, or does not match the model."""
+
+
+class NonFiniteLossError(TimelayersError, FloatingPointError):
+    """Training produced a NaN or infinite loss (the message names epoch and iteration)."""

@@ -1,0 +1,37 @@
+"""The layer contract shared by every layer and model.
+
+- ``params``: list of learnable arrays; ``grads``: arrays of the same shapes and
+  dtypes, allocated once. ``backward`` writes into ``grads`` in place (it never
+  rebinds the list items) and overwrites rather than accumulates.
+- ``param_names``: one name per param (``"W"``, ``"b"``), used for state dicts.
+- ``forward(*inputs)`` caches what ``backward`` needs; ``backward(dout)`` returns
+  the gradient of each floating-point input (a tuple when there are several).
+- ``train_flg``: True in training mode; layers with different behaviour at
+  evaluation time (dropout) read it.
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+__all__ = ["Layer"]
+
+
+class Layer:
+    """Base class: empty ``params``/``grads`` and training mode on."""
+
+    param_names: tuple = ()
+
+    def __init__(self):
+        self.params = []
+        self.grads = []
+        self.train_flg = True
+
+    def _init_params(self, *arrays):
+        """Keep ``arrays`` as params (the very objects) and allocate zero grads."""
+        self.params = list(arrays)
+        self.grads = [get_array_module(a).zeros_like(a) for a in arrays]
+
+    def __repr__(self):
+        shapes = ", ".join(f"{n}={tuple(p.shape)}" for n, p in zip(self.param_names, self.params))
+        return f"{type(self).__name__}({shapes})"
