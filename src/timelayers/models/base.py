@@ -1,0 +1,270 @@
+"""The model base class: a model is a layer made of layers.
+
+A subclass builds its layers as attributes in ``__init__`` (single layers, nested
+models, or lists of them) and implements ``forward`` and ``_backward``. The base
+class then gives:
+
+- ``params`` / ``grads``: every learnable array once, in attribute order, with
+  dotted names (``"lstm.Wx"``, ``"encoder.embed.W"``);
+- weight tying as one explicit statement, ``self.tie("affine.W", "embed.W",
+  transpose=True)``: the tied param is left out of ``params`` and its gradient is
+  added to the source's gradient at the end of ``backward``;
+- ``train()`` / ``eval()``, ``reset_state()``;
+- ``state_dict()`` / ``load_state_dict()`` and ``save(path)`` / ``Model.load(path)``
+  in the safetensors format, with the model class, its config, the library version
+  and the vocabulary (if any) as JSON metadata.
+
+Constructor arguments are the config: ``model.config`` is a dataclass (or dict)
+whose fields are the constructor's arguments (all but ``rng``), so
+``type(model)(**asdict(config))`` rebuilds the model. A model that draws random
+numbers while training (dropout, negative samples) keeps one
+``numpy.random.Generator`` at ``model.rng``, shared by its layers, so that a
+training checkpoint can save and restore it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..errors import CheckpointError
+from ..layers.base import Layer
+from ..serialization import load_tensors, save_tensors
+
+__all__ = ["Model", "MODEL_REGISTRY"]
+
+MODEL_REGISTRY: dict = {}
+
+
+class Model:
+    """Base class of every model. See the module docstring."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        MODEL_REGISTRY[cls.__name__] = cls
+
+    # -- structure ---------------------------------------------------------------
+    def _children(self):
+        """(name, layer-or-model) pairs in attribute order."""
+        for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, (Layer, Model)):
+                yield name, value
+            elif isinstance(value, (list, tuple)) and value and all(
+                    isinstance(v, (Layer, Model)) for v in value):
+                for i, v in enumerate(value):
+                    yield f"{name}.{i}", v
+
+    def named_layers(self, prefix=""):
+        """Every leaf layer as (dotted name, layer), depth first in attribute order."""
+        for name, child in self._children():
+            full = f"{prefix}{name}"
+            if isinstance(child, Model):
+                yield from child.named_layers(full + ".")
+            else:
+                yield full, child
+
+    def _all_named(self):
+        """(dotted name, param, grad) for every param of every layer, ties included."""
+        for lname, layer in self.named_layers():
+            names = list(layer.param_names) or [str(i) for i in range(len(layer.params))]
+            for pname, p, g in zip(names, layer.params, layer.grads):
+                yield f"{lname}.{pname}", p, g
+
+    def tie(self, tied: str, source: str, transpose: bool = False):
+        """Declare that the param named ``tied`` is the param ``source`` (or its
+        transpose): it is left out of ``params`` and its gradient is added to the
+        source's gradient after every ``backward``."""
+        if not hasattr(self, "_ties"):
+            self._ties = []
+        self._ties.append((tied, source, transpose))
+        self._cache = None
+
+    def _collect(self):
+        cache = getattr(self, "_cache", None)
+        if cache is not None:
+            return cache
+        ties = getattr(self, "_ties", [])
+        tied_names = {t for t, _, _ in ties}
+        table = {name: (p, g) for name, p, g in self._all_named()}
+        for tied, source, transpose in ties:
+            for n in (tied, source):
+                if n not in table:
+                    raise KeyError(f"{type(self).__name__}.tie: no param named {n!r}")
+            want = table[source][0].T if transpose else table[source][0]
+            if table[tied][0].shape != want.shape:
+                raise ValueError(f"{type(self).__name__}.tie: {tied!r} has shape "
+                                 f"{table[tied][0].shape}, {source!r} gives {want.shape}")
+        names, params, grads, seen = [], [], [], {}
+        for name, (p, g) in table.items():
+            if name in tied_names:
+                continue
+            if id(p) in seen:
+                raise ValueError(f"{type(self).__name__}: {name!r} and {seen[id(p)]!r} are the same "
+                                 f"array; declare it with self.tie({name!r}, {seen[id(p)]!r})")
+            seen[id(p)] = name
+            names.append(name)
+            params.append(p)
+            grads.append(g)
+        tie_grads = [(table[t][1], table[s][1], tr) for t, s, tr in ties]
+        self._cache = (names, params, grads, tie_grads)
+        return self._cache
+
+    @property
+    def param_names(self):
+        return self._collect()[0]
+
+    @property
+    def params(self):
+        return self._collect()[1]
+
+    @property
+    def grads(self):
+        return self._collect()[2]
+
+    # -- the layer protocol ------------------------------------------------------
+    def forward(self, *inputs):
+        raise NotImplementedError
+
+    def _backward(self, dout=1):
+        raise NotImplementedError
+
+    def backward(self, dout=1):
+        """Backpropagate ``dout`` (1 for a loss), fill ``grads`` (tied gradients
+        summed into their source) and return the subclass's input gradient, if any."""
+        result = self._backward(dout)
+        for tied_grad, source_grad, transpose in self._collect()[3]:
+            source_grad += tied_grad.T if transpose else tied_grad
+        return result
+
+    def train(self):
+        """Training mode (dropout on). Returns the model."""
+        for _, layer in self.named_layers():
+            layer.train_flg = True
+        return self
+
+    def eval(self):
+        """Evaluation mode (dropout off). Returns the model."""
+        for _, layer in self.named_layers():
+            layer.train_flg = False
+        return self
+
+    @property
+    def training(self) -> bool:
+        return all(layer.train_flg for _, layer in self.named_layers())
+
+    def reset_state(self):
+        """Clear the recurrent state of every stateful layer."""
+        for _, layer in self.named_layers():
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
+
+    # -- saving and loading --------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Dotted name -> param array (the live arrays, not copies)."""
+        names, params, _, _ = self._collect()
+        return dict(zip(names, params))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy ``state`` into the params in place (their identity is kept).
+
+        Every name, shape and dtype is checked before anything is copied, so a
+        mismatch raises :class:`CheckpointError` and leaves the model unchanged.
+        """
+        own = self.state_dict()
+        missing = [n for n in own if n not in state]
+        unexpected = [n for n in state if n not in own]
+        if missing or unexpected:
+            raise CheckpointError(f"{type(self).__name__}: checkpoint tensors do not match the model "
+                                  f"(missing {missing}, unexpected {unexpected})")
+        for name, p in own.items():
+            v = state[name]
+            if tuple(v.shape) != tuple(p.shape):
+                raise CheckpointError(f"{type(self).__name__}: tensor {name!r} has shape "
+                                      f"{tuple(v.shape)} in the checkpoint, the model expects "
+                                      f"{tuple(p.shape)}")
+            if np.dtype(v.dtype) != np.dtype(p.dtype):
+                raise CheckpointError(f"{type(self).__name__}: tensor {name!r} has dtype {v.dtype} "
+                                      f"in the checkpoint, the model expects {p.dtype}")
+        for name, p in own.items():
+            p[...] = get_array_module(p).asarray(state[name])
+
+    def metadata(self) -> dict:
+        """What ``save`` writes besides the tensors (JSON-serialisable)."""
+        from .. import __version__
+
+        meta = {"format": "timelayers", "model": type(self).__name__,
+                "config": config_dict(self), "version": __version__}
+        vocab = getattr(self, "vocab", None)
+        if vocab is not None:
+            meta["vocab"] = vocab.to_dict()
+        return meta
+
+    def save(self, path, extra_tensors: dict | None = None, extra_metadata: dict | None = None):
+        """Write the params (and ``extra_tensors``) to ``path`` atomically, in the
+        safetensors format with JSON metadata under the key ``"timelayers"``."""
+        meta = self.metadata()
+        if extra_metadata:
+            meta.update(extra_metadata)
+        tensors = dict(self.state_dict())
+        for name, value in (extra_tensors or {}).items():
+            tensors[name] = value
+        save_tensors(path, tensors, {"timelayers": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, path):
+        """Rebuild a saved model: its class and config from the metadata, then the
+        params. Calling ``Rnnlm.load`` on a file of another model class raises
+        :class:`CheckpointError`."""
+        model, _, _ = cls._load_full(path)
+        return model
+
+    @classmethod
+    def _load_full(cls, path):
+        tensors, raw = load_tensors(path)
+        meta = read_metadata(raw, path)
+        target = MODEL_REGISTRY.get(meta.get("model"))
+        if target is None:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds unknown model "
+                                  f"{meta.get('model')!r}")
+        if cls is not Model and not issubclass(target, cls):
+            raise CheckpointError(f"checkpoint {str(path)!r} holds a {target.__name__}, "
+                                  f"not a {cls.__name__}")
+        try:
+            model = target(**meta.get("config", {}))
+        except TypeError as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r} has a config that {target.__name__} "
+                                  f"does not accept: {exc}") from None
+        if "vocab" in meta:
+            from ..vocab import Vocabulary
+
+            model.vocab = Vocabulary.from_dict(meta["vocab"])
+        own = set(model.state_dict())
+        model.load_state_dict({k: v for k, v in tensors.items() if k in own})
+        extra = {k: v for k, v in tensors.items() if k not in own}
+        return model, extra, meta
+
+
+def config_dict(model) -> dict:
+    """The model's ``config`` (a dataclass or a dict) as a plain dict."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return dict(config)
+
+
+def read_metadata(raw: dict, path) -> dict:
+    """Parse the JSON metadata that :meth:`Model.save` writes."""
+    try:
+        meta = json.loads(raw["timelayers"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {str(path)!r} has no timelayers metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != "timelayers":
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a timelayers checkpoint")
+    return meta

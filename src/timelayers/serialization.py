@@ -1,0 +1,172 @@
+"""Reading and writing tensors in the safetensors format, with no pickle anywhere.
+
+A safetensors file is: an 8-byte little-endian header length ``n``, ``n`` bytes of
+JSON (``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}``),
+then the raw little-endian tensor bytes. Files written here load with the
+``safetensors`` package, and its files load here.
+
+Writes are atomic: a temporary file in the same folder is written, flushed and
+fsync'ed, then renamed over the target, so a crash mid-write leaves the previous
+file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .backend import to_cpu
+from .errors import CheckpointError
+
+__all__ = ["save_tensors", "load_tensors", "atomic_write"]
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
+    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
+}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then
+    rename it to ``path``. On any error the temporary file is removed and ``path``
+    is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    """Write named arrays (NumPy or CuPy) and string metadata to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    tensors : dict of str -> array
+    metadata : dict of str -> str, optional
+    """
+    header = {}
+    arrays = []
+    offset = 0
+    for name, value in tensors.items():
+        a = np.ascontiguousarray(to_cpu(value))
+        if a.dtype not in _CODES:
+            raise TypeError(f"save_tensors: tensor {name!r} has unsupported dtype {a.dtype}")
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        header[name] = {"dtype": _CODES[a.dtype.newbyteorder("=")], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        arrays.append(a)
+    if metadata:
+        bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
+        if bad:
+            raise TypeError(f"save_tensors: metadata values must be strings, not for {bad}")
+        header["__metadata__"] = dict(metadata)
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+
+    def write(f):
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for a in arrays:
+            f.write(a.tobytes())
+
+    atomic_write(path, write)
+
+
+def load_tensors(path):
+    """Read a safetensors file, checking its structure before using any of it.
+
+    Returns
+    -------
+    tensors : dict of str -> numpy.ndarray (in file order)
+    metadata : dict of str -> str
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated, or its header is malformed.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a file") from None
+    where = f"checkpoint {str(path)!r}"
+    if len(data) < 8:
+        raise CheckpointError(f"{where} is truncated ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise CheckpointError(f"{where} is truncated or not a safetensors file "
+                              f"(header of {n} bytes, file of {len(data)} bytes)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{where} has a corrupt header: {exc}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{where} has a corrupt header (not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    body = memoryview(data)[8 + n:]
+    tensors = {}
+    expected_start = 0
+    entries = sorted(header.items(), key=lambda kv: _offsets(where, kv)[0])
+    for name, info in entries:
+        start, end = _offsets(where, (name, info))
+        dtype = _DTYPES.get(info.get("dtype"))
+        shape = info.get("shape")
+        if dtype is None or not isinstance(shape, list) or not all(
+                isinstance(s, int) and s >= 0 for s in shape):
+            raise CheckpointError(f"{where}: tensor {name!r} has a bad dtype or shape in the header")
+        if start != expected_start or end > len(body):
+            raise CheckpointError(f"{where}: tensor {name!r} lies outside the file "
+                                  f"(bytes {start}..{end} of {len(body)}); the file is truncated "
+                                  f"or corrupt")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if end - start != nbytes:
+            raise CheckpointError(f"{where}: tensor {name!r} has {end - start} bytes for shape "
+                                  f"{tuple(shape)} of {np.dtype(dtype).name}")
+        tensors[name] = np.frombuffer(body[start:end], dtype=np.dtype(dtype).newbyteorder("<")) \
+            .astype(dtype).reshape(shape)
+        expected_start = end
+    if expected_start != len(body):
+        raise CheckpointError(f"{where} has {len(body) - expected_start} unexpected trailing bytes")
+    order = {name: i for i, name in enumerate(header)}
+    return dict(sorted(tensors.items(), key=lambda kv: order[kv[0]])), metadata
+
+
+def _offsets(where, item):
+    name, info = item
+    offs = info.get("data_offsets") if isinstance(info, dict) else None
+    if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
+            and 0 <= offs[0] <= offs[1]):
+        raise CheckpointError(f"{where}: tensor {name!r} has bad data offsets in the header")
+    return offs
