@@ -22,9 +22,15 @@ class TimeAffine(Layer):
     b : array, shape (H,)
         Kept as ``params`` (the very arrays passed in).
 
-    Shapes: ``x (N, T, D) -> out (N, T, H)``. Caches ``x``. ``backward(dout)``
-    takes ``dout (N, T, H)``, writes ``dW = x2d.T @ dout2d`` and
-    ``db = dout2d.sum(0)`` into ``grads`` and returns ``dx = dout @ W.T``.
+    Shapes: ``x (N, T, D) -> out (N, T, H)``. ``backward(dout)`` takes
+    ``dout (N, T, H)``, writes ``dW = x2d.T @ dout2d`` and ``db = dout2d.sum(0)``
+    into ``grads`` and returns ``dx = dout @ W.T (N, T, D)``.
+
+    The bias rides inside the matrix products: the layer keeps ``Wb (D+1, H)``,
+    a copy of ``W`` stacked on ``b``, and caches ``x1 (N*T, D+1)``, the input
+    with a column of ones. Forward is then the single product ``x1 @ Wb`` and
+    ``x1.T @ dout2d`` gives ``dW`` and ``db`` together, so no extra pass is made
+    over the large ``(N*T, H)`` arrays.
     """
 
     param_names = ("W", "b")
@@ -32,26 +38,37 @@ class TimeAffine(Layer):
     def __init__(self, W, b):
         super().__init__()
         self._init_params(W, b)
-        self.x = None
+        self.x1 = None
+        self._Wb = None
+        self._dWb = None
+        self.shape = None
 
     def forward(self, x):
         W, b = self.params
         check_shape("TimeAffine.forward", "x", x, ("N", "T", W.shape[0]))
-        x = x.astype(W.dtype, copy=False)
+        xp = get_array_module(W)
         N, T, D = x.shape
-        self.x = x
-        out = x.reshape(N * T, D) @ W  # (N*T, H)
-        out += b
-        return out.reshape(N, T, -1)
+        if self._Wb is None:
+            self._Wb = xp.empty((D + 1, W.shape[1]), dtype=W.dtype)
+            self._dWb = xp.empty_like(self._Wb)
+        self._Wb[:D] = W  # W and b may have been updated in place since the last call
+        self._Wb[D] = b
+        x1 = xp.empty((N * T, D + 1), dtype=W.dtype)  # (N*T, D+1)
+        x1[:, :D] = x.reshape(N * T, D)
+        x1[:, D] = 1
+        self.x1 = x1
+        self.shape = x.shape
+        return (x1 @ self._Wb).reshape(N, T, -1)  # (N, T, H)
 
     def backward(self, dout):
         W, _ = self.params
         xp = get_array_module(W)
-        N, T, D = self.x.shape
+        N, T, D = self.shape
         check_shape("TimeAffine.backward", "dout", dout, (N, T, W.shape[1]))
         dout2d = dout.reshape(N * T, -1)
-        xp.matmul(self.x.reshape(N * T, D).T, dout2d, out=self.grads[0])
-        dout2d.sum(axis=0, out=self.grads[1])
+        xp.matmul(self.x1.T, dout2d, out=self._dWb)  # (D+1, H): dW stacked on db
+        self.grads[0][...] = self._dWb[:D]
+        self.grads[1][...] = self._dWb[D]
         return (dout2d @ W.T).reshape(N, T, D)
 
 

@@ -1,0 +1,256 @@
+"""The Penn Treebank language-modelling corpus (Mikolov's 10,000-word version).
+
+Files are looked for, in order, in ``data_dir``, in ``$TIMELAYERS_DATA`` and in
+the user cache directory (``$XDG_CACHE_HOME/timelayers/ptb`` or
+``~/.cache/timelayers/ptb``); each place may hold the files directly or in a
+``ptb/`` subfolder. Missing files are downloaded into ``data_dir`` (when given)
+or the cache directory and checked against :data:`PTB_SHA256`.
+
+Token ids are cached next to the text as ``ptb.<split>.npy`` and the vocabulary
+as ``ptb.vocab.json``; caches are reused while they are newer than the text and
+skipped silently where the directory is read-only.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from timelayers.datasets.download import atomic_write
+from timelayers.datasets.download import download as _download
+from timelayers.errors import DataError, DownloadError
+from timelayers.vocab import UnknownWordError, Vocabulary
+
+__all__ = ["load_ptb", "fetch_ptb", "cache_dir", "PTB_URL", "PTB_FILES", "PTB_SHA256", "PTB_SIZES"]
+
+#: Where the three text files are downloaded from (``PTB_URL + "/" + name``).
+PTB_URL = "https://raw.githubusercontent.com/tomsercu/lstm/master/data"
+
+#: File name of each split.
+PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
+
+#: Expected SHA-256 of each downloaded file.
+PTB_SHA256 = {
+    "ptb.train.txt": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+    "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+    "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+}
+
+#: Expected size in bytes of each downloaded file.
+PTB_SIZES = {"ptb.train.txt": 5_101_618, "ptb.valid.txt": 399_782, "ptb.test.txt": 449_945}
+
+ENV_VAR = "TIMELAYERS_DATA"
+VOCAB_FILE = "ptb.vocab.json"
+EOS = "<eos>"
+_SPLITS = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
+
+
+def cache_dir() -> Path:
+    """The user cache directory: ``$XDG_CACHE_HOME/timelayers`` or ``~/.cache/timelayers``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base else Path.home() / ".cache"
+    return root / "timelayers"
+
+
+def load_ptb(
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    progress: bool = True,
+) -> tuple[np.ndarray, Vocabulary]:
+    """Load one split of the Penn Treebank as token ids.
+
+    Every line ends with the token ``<eos>``. The vocabulary is built from the
+    training split in order of first occurrence, so the ids match the book's
+    (``'aer'`` is 0, ``<eos>`` is 24); it has 10,000 words.
+
+    Parameters
+    ----------
+    split : {"train", "valid", "test"}
+        ``"val"`` is accepted for ``"valid"``.
+    data_dir : str or os.PathLike, optional
+        Directory searched first, and where missing files are downloaded to.
+    download : bool
+        Download missing files (otherwise raise :class:`DataError`).
+    progress : bool
+        Show a progress bar on stderr while downloading (terminals only).
+
+    Returns
+    -------
+    ids : ndarray of int32, shape (T,)
+        ``T`` is 929,589 for train, 73,760 for valid and 82,430 for test.
+    vocab : Vocabulary
+        The training vocabulary (10,000 words).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``split``.
+    DataError
+        When a file is missing and ``download`` is false, or a split holds a word
+        that is not in the training vocabulary.
+    DownloadError
+        When a missing file cannot be downloaded (the message says where to put
+        the files by hand).
+    """
+    key = _SPLITS.get(split) if isinstance(split, str) else None
+    if key is None:
+        raise ValueError(
+            f"load_ptb: split must be one of 'train', 'valid' (or 'val'), 'test'; got {split!r}"
+        )
+    train_path = _locate_or_fetch(PTB_FILES["train"], data_dir, download, progress)
+    text_path = train_path if key == "train" else _locate_or_fetch(
+        PTB_FILES[key], data_dir, download, progress
+    )
+
+    train_tokens = None
+    vocab_path = train_path.parent / VOCAB_FILE
+    vocab = _read_vocab_cache(vocab_path, train_path)
+    if vocab is None:
+        train_tokens = _tokenize(train_path)
+        vocab = Vocabulary(train_tokens)
+        _try_cache(vocab_path, lambda: vocab.to_json().encode("utf-8"))
+
+    ids_path = text_path.with_suffix(".npy")
+    ids = _read_ids_cache(ids_path, (text_path, train_path), len(vocab))
+    if ids is None:
+        tokens = train_tokens if key == "train" and train_tokens else _tokenize(text_path)
+        try:
+            ids = vocab.encode(tokens)
+        except UnknownWordError as e:
+            raise DataError(
+                f"{text_path}: word {e.word!r} is not in the training vocabulary of {train_path}"
+            ) from None
+        _try_cache(ids_path, lambda: _npy_bytes(ids))
+    return ids, vocab
+
+
+def fetch_ptb(
+    data_dir: str | os.PathLike | None = None, *, progress: bool = True
+) -> dict[str, Path]:
+    """Make sure the three text files are present (downloading them if needed).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        The path of each split's text file.
+    """
+    return {
+        split: _locate_or_fetch(name, data_dir, True, progress) for split, name in PTB_FILES.items()
+    }
+
+
+# -- locating and downloading ------------------------------------------------
+def _search_dirs(data_dir) -> list[Path]:
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir))
+    env = os.environ.get(ENV_VAR)
+    if env:
+        roots.append(Path(env))
+    roots.append(cache_dir())
+    dirs = []
+    for root in roots:
+        dirs += [root, root / "ptb"]
+    return dirs
+
+
+def _locate_or_fetch(name: str, data_dir, download: bool, progress: bool) -> Path:
+    for d in _search_dirs(data_dir):
+        if (d / name).is_file():
+            return d / name
+    if not download:
+        raise DataError(f"Penn Treebank file {name} was not found. {_where_to_put(data_dir)}")
+    target = (Path(data_dir) if data_dir is not None else cache_dir() / "ptb") / name
+    url = f"{PTB_URL.rstrip('/')}/{name}"
+    try:
+        return _download(url, target, PTB_SHA256[name], size=PTB_SIZES.get(name), progress=progress)
+    except DownloadError as e:
+        raise DownloadError(f"{e}. {_where_to_put(data_dir)}") from e
+    except OSError as e:  # the target directory cannot be created or written
+        raise DownloadError(
+            f"could not download {name} into {target.parent}: {e}. {_where_to_put(data_dir)}"
+        ) from e
+
+
+def _where_to_put(data_dir) -> str:
+    names = ", ".join(PTB_FILES.values())
+    env = os.environ.get(ENV_VAR)
+    places = []
+    if data_dir is not None:
+        places.append(f"{Path(data_dir)} (data_dir)")
+    places.append(f"{env} (${ENV_VAR})" if env else f"the directory named by ${ENV_VAR} (not set)")
+    places.append(f"{cache_dir() / 'ptb'} (the cache directory)")
+    return (
+        f"Download {names} from {PTB_URL.rstrip('/')}/ and put them in one of: "
+        + "; ".join(places)
+    )
+
+
+# -- reading and caching -------------------------------------------------------
+def _tokenize(path: Path) -> list[str]:
+    """Whitespace tokens of ``path``, with ``<eos>`` for each newline."""
+    return path.read_text(encoding="utf-8").replace("\n", f" {EOS} ").split()
+
+
+def _is_fresh(cache: Path, sources) -> bool:
+    try:
+        t = cache.stat().st_mtime_ns
+        return all(t >= s.stat().st_mtime_ns for s in sources)
+    except OSError:
+        return False
+
+
+def _read_vocab_cache(path: Path, train_path: Path) -> Vocabulary | None:
+    if not _is_fresh(path, (train_path,)):
+        return None
+    try:
+        return Vocabulary.load(path)
+    except (OSError, DataError):
+        return None  # unreadable or corrupt cache: rebuild it
+
+
+def _read_ids_cache(path: Path, sources, vocab_size: int) -> np.ndarray | None:
+    if not _is_fresh(path, sources):
+        return None
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if ids.dtype != np.int32 or ids.ndim != 1:
+        return None
+    if ids.size and not (0 <= ids.min() and ids.max() < vocab_size):
+        return None
+    return ids
+
+
+def _writable(directory: Path) -> bool:
+    """True when ``directory`` may be written to.
+
+    A directory without any write permission bit counts as read-only even for
+    a user (such as root) whom the operating system would let write.
+    """
+    try:
+        return os.access(directory, os.W_OK) and bool(directory.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
+def _try_cache(path: Path, make_bytes) -> None:
+    """Write a cache file atomically, or do nothing where that is not possible."""
+    if not _writable(path.parent):
+        return
+    try:
+        atomic_write(path, make_bytes())
+    except OSError:
+        pass  # read-only or full file system: caching is an optimisation only
+
+
+def _npy_bytes(ids: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, ids, allow_pickle=False)
+    return buf.getvalue()

@@ -1,0 +1,246 @@
+"""Turning trained models into outputs: language-model sampling and seq2seq decoding.
+
+Language models (``SimpleRnnlm``, ``Rnnlm``, ``BetterRnnlm``) are sampled one word
+at a time through ``model.predict(ids (1, 1)) -> scores (1, 1, V)`` with a stateful
+recurrent layer.
+
+Seq2seq models expose a small decoding protocol that greedy and beam search share:
+
+- ``model.begin_decoding(xs (N, Tq))``: run the encoder, set the decoder's state
+  for ``N`` rows;
+- ``model.decode_step(ids (M,)) -> scores (M, V)``: one decoder step;
+- ``model.reorder_decoding(index (M',))``: keep (and repeat) rows of the decoder
+  state, ``state = state[index]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module, to_cpu
+from .functions import log_softmax
+
+__all__ = ["sample_next", "generate_ids", "greedy_decode", "beam_search", "sequence_log_prob"]
+
+
+class _EvalMode:
+    """Context manager: the model in evaluation mode, its previous mode restored."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.was_training = getattr(self.model, "training", False)
+        if hasattr(self.model, "eval"):
+            self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        if self.was_training:
+            self.model.train()
+
+
+def sample_next(scores, rng, temperature=1.0, top_k=None, skip_ids=()):
+    """Draw one id from unnormalised ``scores (V,)``.
+
+    Parameters
+    ----------
+    scores : array, shape (V,)
+    rng : numpy.random.Generator
+    temperature : float
+        Scores are divided by it before the softmax; 0 means take the arg-max.
+    top_k : int, optional
+        Sample only among the ``top_k`` highest scores.
+    skip_ids : iterable of int
+        Ids that are never returned.
+
+    Returns
+    -------
+    int
+    """
+    if temperature < 0:
+        raise ValueError(f"sample_next: argument 'temperature' expected a value >= 0, got {temperature}")
+    s = to_cpu(scores).astype(np.float64).reshape(-1)
+    skip = list(skip_ids)
+    if skip:
+        s[skip] = -np.inf
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"sample_next: argument 'top_k' expected an int >= 1, got {top_k}")
+        if top_k < s.size:
+            kth = np.partition(s, -top_k)[-top_k]
+            s[s < kth] = -np.inf
+    if temperature == 0:
+        return int(np.argmax(s))
+    s = s / temperature
+    s -= s.max()
+    p = np.exp(s)
+    p /= p.sum()
+    return int(rng.choice(s.size, p=p))
+
+
+def generate_ids(model, start_id, length=100, *, temperature=1.0, top_k=None, skip_ids=(),
+                 prime_ids=(), rng=None):
+    """Sample ``length`` ids from a language model, starting after ``start_id``.
+
+    The model keeps its recurrent state: call ``model.reset_state()`` first for a
+    fresh start. ``prime_ids`` are fed (after ``start_id``) before sampling.
+
+    Parameters
+    ----------
+    model : language model with ``predict(ids (1, 1)) -> scores (1, 1, V)``
+    start_id : int
+    length : int
+        How many ids to return (the start id is not included).
+    temperature, top_k, skip_ids : see :func:`sample_next`
+    prime_ids : sequence of int
+    rng : numpy.random.Generator or int seed, optional
+
+    Returns
+    -------
+    list of int, ``length`` sampled ids
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    xp = get_array_module(*model.params)
+    out = []
+    with _EvalMode(model):
+        x = int(start_id)
+        for p in prime_ids:
+            model.predict(xp.asarray([[x]]))
+            x = int(p)
+        while len(out) < length:
+            scores = model.predict(xp.asarray([[x]]))  # (1, 1, V)
+            x = sample_next(scores[0, -1], rng, temperature, top_k, skip_ids)
+            out.append(x)
+    return out
+
+
+def _start_column(xp, start_id, n):
+    start = xp.asarray(start_id)
+    if start.ndim == 0:
+        start = xp.full(n, int(start_id))
+    return start.astype(np.int64 if xp is np else start.dtype)
+
+
+def greedy_decode(model, xs, start_id, length):
+    """Arg-max decoding of a seq2seq model, for a whole batch at once.
+
+    Parameters
+    ----------
+    model : seq2seq model (see the module docstring)
+    xs : int array, shape (N, Tq)
+    start_id : int, or int array of shape (N,)
+    length : int
+
+    Returns
+    -------
+    int array, shape (N, length)
+    """
+    xp = get_array_module(xs)
+    with _EvalMode(model):
+        model.begin_decoding(xs)
+        ids = _start_column(xp, start_id, xs.shape[0])
+        out = []
+        for _ in range(length):
+            ids = model.decode_step(ids).argmax(axis=1)
+            out.append(ids)
+    return xp.stack(out, axis=1) if out else xp.zeros((xs.shape[0], 0), dtype=np.int64)
+
+
+def sequence_log_prob(model, xs, start_id, ys):
+    """The model's log-probability of answers ``ys (N, L)`` given ``xs (N, Tq)``
+    (teacher-forced), as an array of shape (N,)."""
+    xp = get_array_module(xs)
+    with _EvalMode(model):
+        model.begin_decoding(xs)
+        ids = _start_column(xp, start_id, xs.shape[0])
+        total = xp.zeros(xs.shape[0])
+        rows = xp.arange(xs.shape[0])
+        for t in range(ys.shape[1]):
+            logp = log_softmax(model.decode_step(ids).astype(np.float64))
+            total += logp[rows, ys[:, t]]
+            ids = ys[:, t]
+    return total
+
+
+def beam_search(model, xs, start_id, length, beam_size=3, *, end_id=None, length_penalty=0.0,
+                return_scores=False):
+    """Beam search decoding of a seq2seq model, batched over ``N`` inputs.
+
+    Each input keeps ``beam_size`` hypotheses; at every step all their one-word
+    extensions are scored by total log-probability and the best ``beam_size`` are
+    kept. With ``end_id``, a hypothesis that emits it is finished: it is padded
+    with ``end_id`` at no further cost. The final choice ranks hypotheses by
+    ``log_prob / n_words ** length_penalty`` (0 disables length normalisation).
+    The greedy answer is scored too and returned when it ranks higher, so a wider
+    beam never does worse than greedy decoding.
+
+    Parameters
+    ----------
+    model : seq2seq model (see the module docstring)
+    xs : int array, shape (N, Tq)
+    start_id : int or int array (N,)
+    length : int, the number of ids to produce
+    beam_size : int >= 1
+    end_id : int, optional
+    length_penalty : float >= 0
+    return_scores : bool
+        Also return the chosen sequences' total log-probabilities ``(N,)``.
+
+    Returns
+    -------
+    int array (N, length) [, float array (N,)]
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_search: argument 'beam_size' expected an int >= 1, got {beam_size}")
+    xp = get_array_module(xs)
+    N, B = xs.shape[0], int(beam_size)
+    with _EvalMode(model):
+        model.begin_decoding(xs)
+        model.reorder_decoding(xp.repeat(xp.arange(N), B))  # N*B rows
+        ids = xp.repeat(_start_column(xp, start_id, N), B)
+        scores = xp.full((N, B), -xp.inf)
+        scores[:, 0] = 0.0  # only one live hypothesis per input at the start
+        history = xp.zeros((N, B, 0), dtype=np.int64)
+        finished = xp.zeros((N, B), dtype=bool)
+        n_words = xp.zeros((N, B))
+        for _ in range(length):
+            logp = log_softmax(model.decode_step(ids).astype(np.float64))  # (N*B, V)
+            V = logp.shape[1]
+            logp = logp.reshape(N, B, V)
+            if end_id is not None:
+                done = finished[:, :, None]
+                pad = xp.full(V, -xp.inf)
+                pad[end_id] = 0.0
+                logp = xp.where(done, pad, logp)
+            total = (scores[:, :, None] + logp).reshape(N, B * V)
+            top = xp.argsort(-total, axis=1, kind="stable")[:, :B]  # (N, B)
+            beam, token = top // V, top % V
+            rows = xp.arange(N)[:, None]
+            scores = total[rows, top]
+            history = xp.concatenate([history[rows, beam], token[:, :, None]], axis=2)
+            prev_finished = finished[rows, beam]
+            n_words = n_words[rows, beam] + (~prev_finished)
+            finished = prev_finished | ((token == end_id) if end_id is not None else False)
+            model.reorder_decoding((rows * B + beam).reshape(-1))
+            ids = token.reshape(-1)
+        ranked = scores / xp.maximum(n_words, 1) ** length_penalty
+        best = ranked.argmax(axis=1)
+        result = history[xp.arange(N), best]
+        best_scores = scores[xp.arange(N), best]
+        best_ranked = ranked[xp.arange(N), best]
+    greedy = greedy_decode(model, xs, start_id, length)
+    g_scores = sequence_log_prob(model, xs, start_id, greedy)
+    g_len = xp.full(N, float(length))
+    if end_id is not None:
+        is_end = greedy == end_id
+        first = xp.where(is_end.any(axis=1), is_end.argmax(axis=1) + 1, length)
+        g_len = first.astype(np.float64)
+        after = xp.arange(length)[None, :] >= first[:, None]
+        greedy = xp.where(after, end_id, greedy)
+        g_scores = sequence_log_prob(model, xs, start_id, greedy)
+    g_ranked = g_scores / g_len ** length_penalty
+    use_greedy = g_ranked > best_ranked + 1e-12
+    result = xp.where(use_greedy[:, None], greedy, result)
+    best_scores = xp.where(use_greedy, g_scores, best_scores)
+    return (result, best_scores) if return_scores else result

@@ -1,0 +1,47 @@
+"""The two-layer classifier of the book's first chapter (trained on the spiral)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..layers import Affine, Sigmoid, SoftmaxWithLoss
+from ._init import make_rng, randn, zeros
+from .base import Model
+
+__all__ = ["TwoLayerNet", "TwoLayerNetConfig"]
+
+
+@dataclass
+class TwoLayerNetConfig:
+    input_size: int = 2
+    hidden_size: int = 10
+    output_size: int = 3
+    dtype: str = "float32"
+
+
+class TwoLayerNet(Model):
+    """``Affine -> Sigmoid -> Affine`` with a softmax cross-entropy loss.
+
+    Shapes: ``x (N, input_size)``, targets ``t (N,)`` labels or ``(N, output_size)``
+    one-hot; ``predict(x) -> scores (N, output_size)``.
+    """
+
+    def __init__(self, input_size=2, hidden_size=10, output_size=3, *, dtype="float32", rng=None):
+        self.config = TwoLayerNetConfig(input_size, hidden_size, output_size, dtype)
+        rng = make_rng(rng)
+        self.affine1 = Affine(randn(rng, (input_size, hidden_size), 0.01, dtype), zeros(hidden_size, dtype))
+        self.sigmoid = Sigmoid()
+        self.affine2 = Affine(randn(rng, (hidden_size, output_size), 0.01, dtype), zeros(output_size, dtype))
+        self.loss_layer = SoftmaxWithLoss()
+
+    def predict(self, x):
+        return self.affine2.forward(self.sigmoid.forward(self.affine1.forward(x)))
+
+    def forward(self, x, t):
+        return self.loss_layer.forward(self.predict(x), t)
+
+    def _backward(self, dout=1):
+        dout = self.loss_layer.backward(dout)
+        dout = self.affine2.backward(dout)
+        dout = self.sigmoid.backward(dout)
+        return self.affine1.backward(dout)

@@ -1,0 +1,249 @@
+"""load_ptb on small fake corpora (downloaded over file:// URLs) and on the real files."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from timelayers.datasets import ptb
+from timelayers.datasets.ptb import load_ptb
+from timelayers.errors import DataError, DownloadError
+from timelayers.vocab import Vocabulary
+
+NAMES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
+
+FAKE = {
+    "ptb.train.txt": " the cat sat on the mat \n the dog sat \n a cat <unk> N \n",
+    "ptb.valid.txt": " the dog sat on a mat \n",
+    "ptb.test.txt": " a cat \n the N \n",
+}
+
+
+def _find_real_ptb():
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "shared" / "datasets" / "ptb"]
+    env = os.environ.get("TIMELAYERS_DATA")
+    if env:
+        candidates += [Path(env), Path(env) / "ptb", Path(env) / "datasets" / "ptb"]
+    for c in candidates:
+        if all((c / n).is_file() for n in NAMES):
+            return c
+    return None
+
+
+REAL_PTB = _find_real_ptb()  # located before the fixtures below clear the environment
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No network, no user cache, no TIMELAYERS_DATA: every test sets up its own files."""
+    monkeypatch.delenv("TIMELAYERS_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(ptb, "PTB_URL", (tmp_path / "nowhere").as_uri())
+
+
+@pytest.fixture
+def remote(tmp_path, monkeypatch):
+    """A folder of fake PTB files, served as PTB_URL with their digests and sizes."""
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    for name, text in FAKE.items():
+        (folder / name).write_text(text)
+    monkeypatch.setattr(ptb, "PTB_URL", folder.as_uri())
+    monkeypatch.setattr(
+        ptb, "PTB_SHA256", {n: hashlib.sha256(t.encode()).hexdigest() for n, t in FAKE.items()}
+    )
+    monkeypatch.setattr(ptb, "PTB_SIZES", {n: len(t.encode()) for n, t in FAKE.items()})
+    return folder
+
+
+def _expected(name):
+    words = FAKE["ptb.train.txt"].replace("\n", "<eos>").strip().split()  # the book's recipe
+    vocab = {}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    tokens = FAKE[name].replace("\n", "<eos>").strip().split()
+    return [vocab[w] for w in tokens], list(vocab)
+
+
+def _write_fake(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in FAKE.items():
+        (folder / name).write_text(text)
+
+
+def test_downloads_into_the_cache_dir(remote, tmp_path):
+    ids, vocab = load_ptb("train", progress=False)
+    cache = tmp_path / "cache" / "timelayers" / "ptb"
+    assert (cache / "ptb.train.txt").read_text() == FAKE["ptb.train.txt"]
+    expected_ids, expected_words = _expected("ptb.train.txt")
+    assert ids.dtype == np.int32 and ids.tolist() == expected_ids
+    assert vocab.words == expected_words and vocab["<eos>"] == 5
+    assert vocab.decode(ids[:7]) == ["the", "cat", "sat", "on", "the", "mat", "<eos>"]
+    assert {"ptb.train.npy", "ptb.vocab.json"} <= {p.name for p in cache.iterdir()}
+    assert not any(p.name.endswith(".part") for p in cache.iterdir())
+
+
+@pytest.mark.parametrize("split", ["valid", "val", "test"])
+def test_other_splits_use_the_train_vocabulary(remote, tmp_path, split):
+    data = tmp_path / "data"
+    ids, vocab = load_ptb(split, data_dir=data, progress=False)
+    name = "ptb.test.txt" if split == "test" else "ptb.valid.txt"
+    assert (data / name).is_file() and (data / "ptb.train.txt").is_file()  # downloaded into data_dir
+    assert ids.tolist() == _expected(name)[0]
+    assert vocab == Vocabulary(_expected(name)[1])
+
+
+def test_bad_split_names_argument_and_choices():
+    with pytest.raises(ValueError, match=r"split.*'train'.*'valid'.*'test'.*'training'"):
+        load_ptb("training")
+    with pytest.raises(ValueError, match="split"):
+        load_ptb(None)
+
+
+def test_files_found_without_download(tmp_path):
+    _write_fake(tmp_path / "data")
+    ids, _ = load_ptb("test", data_dir=tmp_path / "data", download=False)
+    assert ids.tolist() == _expected("ptb.test.txt")[0]
+
+
+def test_environment_variable_and_ptb_subfolder(tmp_path, monkeypatch):
+    _write_fake(tmp_path / "env" / "ptb")
+    monkeypatch.setenv("TIMELAYERS_DATA", str(tmp_path / "env"))
+    ids, _ = load_ptb("valid", download=False)
+    assert ids.tolist() == _expected("ptb.valid.txt")[0]
+
+
+def test_data_dir_comes_before_the_environment_variable(tmp_path, monkeypatch):
+    _write_fake(tmp_path / "data")
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "ptb.test.txt").write_text(" other words \n")
+    monkeypatch.setenv("TIMELAYERS_DATA", str(tmp_path / "env"))
+    ids, _ = load_ptb("test", data_dir=tmp_path / "data", download=False)
+    assert ids.tolist() == _expected("ptb.test.txt")[0]
+
+
+def test_user_cache_dir_is_searched(tmp_path):
+    _write_fake(tmp_path / "cache" / "timelayers" / "ptb")
+    ids, _ = load_ptb("train", download=False)
+    assert ids.tolist() == _expected("ptb.train.txt")[0]
+
+
+def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIMELAYERS_DATA", str(tmp_path / "env"))
+    data = tmp_path / "data"
+    for kwargs, error in [({"download": False}, DataError), ({}, DownloadError)]:
+        with pytest.raises(error) as info:
+            load_ptb("train", data_dir=data, progress=False, **kwargs)
+        message = str(info.value)
+        for expected in [*NAMES, str(data), str(tmp_path / "env"), "TIMELAYERS_DATA"]:
+            assert expected in message
+        assert str(tmp_path / "cache" / "timelayers" / "ptb") in message
+    assert not data.exists() or list(data.iterdir()) == []
+
+
+def test_checksum_mismatch_leaves_no_file(remote, tmp_path, monkeypatch):
+    monkeypatch.setitem(ptb.PTB_SHA256, "ptb.train.txt", "0" * 64)
+    with pytest.raises(DownloadError, match="ptb.train.txt.*0{64}"):
+        load_ptb("train", data_dir=tmp_path / "data", progress=False)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_caches_are_reused_while_newer_than_the_text(tmp_path):
+    data = tmp_path / "data"
+    _write_fake(data)
+    ids, vocab = load_ptb("test", data_dir=data)
+    cached = data / "ptb.test.npy"
+    assert np.load(cached, allow_pickle=False).tolist() == ids.tolist()
+    assert Vocabulary.load(data / "ptb.vocab.json") == vocab
+
+    # A newer cache is used as it is (proved by tampering with it) ...
+    np.save(cached, ids[::-1].copy(), allow_pickle=False)
+    text_time = (data / "ptb.test.txt").stat().st_mtime
+    os.utime(cached, (text_time + 10, text_time + 10))
+    assert load_ptb("test", data_dir=data)[0].tolist() == ids[::-1].tolist()
+
+    # ... until the text is newer than it.
+    os.utime(data / "ptb.test.txt", (text_time + 20, text_time + 20))
+    assert load_ptb("test", data_dir=data)[0].tolist() == ids.tolist()
+
+
+def test_corrupt_caches_are_rebuilt(tmp_path):
+    data = tmp_path / "data"
+    _write_fake(data)
+    ids, vocab = load_ptb("train", data_dir=data)
+    (data / "ptb.train.npy").write_bytes(b"garbage")
+    (data / "ptb.vocab.json").write_text("{")
+    again, vocab2 = load_ptb("train", data_dir=data)
+    assert again.tolist() == ids.tolist() and vocab2 == vocab
+    np.save(data / "ptb.train.npy", np.full(3, 99, dtype=np.int32))  # ids out of range
+    assert load_ptb("train", data_dir=data)[0].tolist() == ids.tolist()
+
+
+def test_read_only_directory_skips_caching(tmp_path):
+    data = tmp_path / "data"
+    _write_fake(data)
+    data.chmod(0o555)
+    try:
+        ids, _ = load_ptb("valid", data_dir=data, download=False)
+        assert sorted(p.name for p in data.iterdir()) == sorted(NAMES)
+    finally:
+        data.chmod(0o755)
+    assert ids.tolist() == _expected("ptb.valid.txt")[0]
+
+
+def test_failing_cache_writes_are_ignored(tmp_path, monkeypatch):
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(ptb, "atomic_write", refuse)
+    _write_fake(tmp_path / "data")
+    ids, _ = load_ptb("train", data_dir=tmp_path / "data")
+    assert ids.tolist() == _expected("ptb.train.txt")[0]
+
+
+def test_word_outside_the_train_vocabulary(tmp_path):
+    data = tmp_path / "data"
+    _write_fake(data)
+    (data / "ptb.test.txt").write_text(" the zebra \n")
+    with pytest.raises(DataError, match="ptb.test.txt.*'zebra'"):
+        load_ptb("test", data_dir=data)
+
+
+# -- the real corpus ---------------------------------------------------------------
+needs_real_ptb = pytest.mark.skipif(
+    REAL_PTB is None,
+    reason="Penn Treebank files not found in ../shared/datasets/ptb or $TIMELAYERS_DATA",
+)
+
+
+@pytest.fixture(scope="module")
+def real():
+    before = sorted(p.name for p in REAL_PTB.iterdir())
+    splits = {s: load_ptb(s, data_dir=REAL_PTB, download=False) for s in ("train", "valid", "test")}
+    yield splits
+    if not REAL_PTB.stat().st_mode & 0o222:  # a read-only folder stays untouched
+        assert sorted(p.name for p in REAL_PTB.iterdir()) == before
+
+
+@needs_real_ptb
+def test_real_counts(real):
+    assert [len(real[s][0]) for s in ("train", "valid", "test")] == [929_589, 73_760, 82_430]
+    for ids, vocab in real.values():
+        assert ids.dtype == np.int32
+        assert len(vocab) == 10_000
+        assert 0 <= ids.min() and ids.max() < 10_000
+    assert real["train"][1] == real["valid"][1] == real["test"][1]
+
+
+@needs_real_ptb
+def test_real_ids_match_the_book(real):
+    ids, vocab = real["train"]
+    assert [vocab.id_to_word[i] for i in range(3)] == ["aer", "banknote", "berlitz"]
+    assert vocab["<eos>"] == 24 and vocab["<unk>"] == 26 and vocab["N"] == 27
+    assert ids[:39].tolist() == list(range(39))  # 24 words, <eos>, "pierre <unk> N years old ..."
+    assert vocab.decode(ids[25:30]) == ["pierre", "<unk>", "N", "years", "old"]
+    assert ids[39:41].tolist() == [27, 24]  # "nov. N <eos>"
+    assert (ids == 24).sum() == 42_068  # one <eos> per line
