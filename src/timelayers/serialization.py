@@ -8,6 +8,12 @@ then the raw little-endian tensor bytes. Files written here load with the
 Writes are atomic: a temporary file in the same folder is written, flushed and
 fsync'ed, then renamed over the target, so a crash mid-write leaves the previous
 file intact.
+
+Files written here carry a CRC-32 of the tensor bytes in the metadata (key
+``"timelayers.crc32"``, hidden from :func:`load_tensors`'s result), so a file whose
+data was corrupted after writing is refused rather than loaded with wrong
+weights. Files without the key (e.g. from the ``safetensors`` package) load
+without the check.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import os
 import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +39,7 @@ _DTYPES = {
 }
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
+_CRC_KEY = "timelayers.crc32"
 
 
 def atomic_write(path, write) -> None:
@@ -76,19 +84,24 @@ def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
     arrays = []
     offset = 0
     for name, value in tensors.items():
-        a = np.ascontiguousarray(to_cpu(value))
-        if a.dtype not in _CODES:
+        a = np.asarray(to_cpu(value), order="C")  # (not ascontiguousarray: it makes 0-d 1-d)
+        code = _CODES.get(a.dtype.newbyteorder("="))  # any byte order in, little-endian out
+        if code is None:
             raise TypeError(f"save_tensors: tensor {name!r} has unsupported dtype {a.dtype}")
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-        header[name] = {"dtype": _CODES[a.dtype.newbyteorder("=")], "shape": list(a.shape),
+        header[name] = {"dtype": code, "shape": list(a.shape),
                         "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
-        arrays.append(a)
-    if metadata:
-        bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
-        if bad:
-            raise TypeError(f"save_tensors: metadata values must be strings, not for {bad}")
-        header["__metadata__"] = dict(metadata)
+        arrays.append(a.reshape(-1).view(np.uint8))  # the raw bytes, no copy
+    metadata = dict(metadata or {})
+    bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
+    if bad:
+        raise TypeError(f"save_tensors: metadata values must be strings, not for {bad}")
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(a, crc)
+    metadata[_CRC_KEY] = f"{crc:08x}"
+    header["__metadata__"] = metadata
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
 
@@ -96,7 +109,7 @@ def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
         for a in arrays:
-            f.write(a.tobytes())
+            f.write(a)
 
     atomic_write(path, write)
 
@@ -135,17 +148,26 @@ def load_tensors(path):
     if not isinstance(header, dict):
         raise CheckpointError(f"{where} has a corrupt header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise CheckpointError(f"{where} has a corrupt header (__metadata__ is not a map of "
+                              f"strings)")
     body = memoryview(data)[8 + n:]
     tensors = {}
     expected_start = 0
     entries = sorted(header.items(), key=lambda kv: _offsets(where, kv)[0])
     for name, info in entries:
         start, end = _offsets(where, (name, info))
-        dtype = _DTYPES.get(info.get("dtype"))
+        code = info.get("dtype")
+        dtype = _DTYPES.get(code) if isinstance(code, str) else None
         shape = info.get("shape")
-        if dtype is None or not isinstance(shape, list) or not all(
-                isinstance(s, int) and s >= 0 for s in shape):
-            raise CheckpointError(f"{where}: tensor {name!r} has a bad dtype or shape in the header")
+        if dtype is None:
+            raise CheckpointError(f"{where}: tensor {name!r} has dtype {code!r}, which is not "
+                                  f"supported (one of {sorted(_DTYPES)})")
+        if not isinstance(shape, list) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise CheckpointError(f"{where}: tensor {name!r} has a bad shape {shape!r} in the "
+                                  f"header")
         if start != expected_start or end > len(body):
             raise CheckpointError(f"{where}: tensor {name!r} lies outside the file "
                                   f"(bytes {start}..{end} of {len(body)}); the file is truncated "
@@ -159,6 +181,13 @@ def load_tensors(path):
         expected_start = end
     if expected_start != len(body):
         raise CheckpointError(f"{where} has {len(body) - expected_start} unexpected trailing bytes")
+    if _CRC_KEY in metadata:
+        metadata = dict(metadata)
+        want = metadata.pop(_CRC_KEY)
+        got = f"{zlib.crc32(body):08x}"
+        if got != want:
+            raise CheckpointError(f"{where} is corrupt: the tensor data's CRC-32 is {got}, the "
+                                  f"header says {want}")
     order = {name: i for i, name in enumerate(header)}
     return dict(sorted(tensors.items(), key=lambda kv: order[kv[0]])), metadata
 

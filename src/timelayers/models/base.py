@@ -212,6 +212,9 @@ class Model:
             meta.update(extra_metadata)
         tensors = dict(self.state_dict())
         for name, value in (extra_tensors or {}).items():
+            if name in tensors:
+                raise ValueError(f"{type(self).__name__}.save: extra tensor {name!r} has the name "
+                                 f"of a model param")
             tensors[name] = value
         save_tensors(path, tensors, {"timelayers": json.dumps(meta)})
 

@@ -1,0 +1,475 @@
+"""Optimizers and gradient clipping.
+
+Every optimizer keeps the book's name and arguments and one method,
+``update(params, grads)``, which changes ``params`` in place from ``grads`` (two
+lists of arrays, in the same order at every call). Per-parameter state (``v``,
+``h``, ``m``) is allocated lazily on the first update and keyed by position.
+Updates use in-place ufuncs and one preallocated scratch buffer per distinct
+``(shape, dtype)``, so a step allocates nothing beyond the method's state.
+
+``lr`` is a plain mutable attribute (schedules change it). ``state_dict()``
+returns ``{"type", "hyper": {...}, "arrays": {"m.0": array, ...}}`` with JSON-able
+hyper-parameters (the learning rate and the step count included);
+``load_state_dict`` checks it and restores it exactly, so a resumed run takes
+the same steps to the bit.
+
+Update rules, for a parameter ``p`` with gradient ``g`` (``lr`` the learning
+rate, ``mu`` the momentum), and how they compare with ``torch.optim``:
+
+========  ==================================================  ==========================
+class     rule (ours, the book's where it has one)            PyTorch
+========  ==================================================  ==========================
+SGD       ``p -= lr g``                                       ``SGD``: same
+Momentum  ``v = mu v - lr g;  p += v``                        ``SGD(momentum=mu)``: same
+                                                              steps with ``v = -lr buf``
+                                                              while ``lr`` is constant
+Nesterov  ``p += mu^2 v - (1 + mu) lr g;  v = mu v - lr g``   ``SGD(momentum=mu,
+          (Bengio et al. 2012)                                nesterov=True)``: same
+                                                              steps with ``v = -lr buf``
+AdaGrad   ``h += g^2;  p -= lr g / (sqrt(h) + eps)``          ``Adagrad(eps=1e-7)``: same
+RMSprop   ``h = rho h + (1 - rho) g^2;                        ``RMSprop(alpha=rho,
+          p -= lr g / (sqrt(h) + eps)``                       eps=1e-7)``: same
+Adam      ``m += (1 - b1)(g - m);  v += (1 - b2)(g^2 - v);    ``Adam``: eps differs, see
+          p -= lr_t m / (sqrt(v) + eps)``,                    :class:`Adam`
+          ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``
+========  ==================================================  ==========================
+
+``eps`` defaults to the book's ``1e-7`` everywhere.
+
+The book's ``Nesterov`` listing applies ``mu^2`` to the velocity *after* it
+was updated (``p += mu^2 v_new - (1 + mu) lr g``), which is not the rule of the
+paper it cites (Bengio, Boulanger-Lewandowski and Pascanu 2012, "Advances in
+optimizing recurrent networks", arXiv:1212.0901): expanding it gives
+``mu^3 v_old - (1 + mu + mu^2) lr g``. We implement the paper's rule, which is
+also PyTorch's ``nesterov=True``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import get_array_module, to_cpu
+from .errors import CheckpointError
+
+__all__ = [
+    "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
+    "clip_grads", "global_norm", "OPTIMIZERS", "optimizer_from_state",
+]
+
+OPTIMIZERS: dict = {}
+
+
+class Optimizer:
+    """Base class: lazily allocated per-parameter state, scratch buffers,
+    ``state_dict`` / ``load_state_dict``.
+
+    A subclass names its state arrays in ``_slots`` (e.g. ``("m", "v")``; each
+    becomes an attribute holding a list of arrays, the book's ``self.v``), its
+    JSON hyper-parameters in ``_hyper``, and implements ``_step(i, p, g, tmp,
+    *state)``. ``iter`` counts the updates made.
+    """
+
+    _slots: tuple = ()
+    _hyper: tuple = ("lr",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        OPTIMIZERS[cls.__name__] = cls
+
+    def __init__(self, lr):
+        self.lr = float(lr)
+        self.iter = 0
+        for name in self._slots:
+            setattr(self, name, None)
+        self._scratch = {}
+
+    # -- the update ------------------------------------------------------------
+    def update(self, params, grads):
+        """Update ``params`` in place from ``grads``.
+
+        Parameters
+        ----------
+        params : list of arrays
+            Changed in place. Same order (and shapes) at every call.
+        grads : list of arrays
+            One per param, same shape.
+        """
+        if len(params) != len(grads):
+            raise ValueError(f"{type(self).__name__}.update: got {len(params)} params and "
+                             f"{len(grads)} grads")
+        self._ensure_state(params)
+        self.iter += 1
+        self._begin_step()
+        slots = [getattr(self, name) for name in self._slots]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if p.shape != g.shape:
+                raise ValueError(f"{type(self).__name__}.update: grad {i} has shape "
+                                 f"{tuple(g.shape)}, its param {tuple(p.shape)}")
+            self._step(i, p, g, self._buffer(p), *(s[i] for s in slots))
+
+    def _begin_step(self):
+        """Per-step scalars (e.g. Adam's bias-corrected learning rate)."""
+
+    def _step(self, i, p, g, tmp, *state):
+        raise NotImplementedError
+
+    def _buffer(self, p):
+        xp = get_array_module(p)
+        key = (xp.__name__, p.shape, p.dtype.str)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = xp.empty(p.shape, dtype=p.dtype)
+        return buf
+
+    def _ensure_state(self, params):
+        if not self._slots:
+            return
+        first = getattr(self, self._slots[0])
+        if first is None:
+            for name in self._slots:
+                setattr(self, name, [get_array_module(p).zeros_like(p) for p in params])
+            return
+        if len(first) != len(params):
+            raise ValueError(f"{type(self).__name__}.update: state holds {len(first)} params, "
+                             f"got {len(params)} (use one optimizer per model)")
+        for name in self._slots:
+            arrays = getattr(self, name)
+            for i, (a, p) in enumerate(zip(arrays, params)):
+                if a.shape != p.shape:
+                    raise ValueError(f"{type(self).__name__}.update: state {name}.{i} has shape "
+                                     f"{tuple(a.shape)}, its param {tuple(p.shape)}")
+                xp = get_array_module(p)
+                if get_array_module(a) is not xp or a.dtype != p.dtype:  # after load_state_dict
+                    arrays[i] = xp.asarray(a, dtype=p.dtype)
+
+    # -- state -----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{"type": class name, "hyper": {name: scalar}, "arrays": {"v.0": array}}``.
+
+        The arrays are the live state arrays (not copies); ``hyper`` includes
+        ``lr`` and the update count ``iter``.
+        """
+        hyper = {name: getattr(self, name) for name in self._hyper}
+        hyper["iter"] = self.iter
+        arrays = {}
+        for name in self._slots:
+            for i, a in enumerate(getattr(self, name) or ()):
+                arrays[f"{name}.{i}"] = a
+        return {"type": type(self).__name__, "hyper": hyper, "arrays": arrays}
+
+    def check_state_dict(self, state: dict, params=None) -> None:
+        """Raise :class:`CheckpointError` when ``state`` does not fit this optimizer
+        (or, given ``params``, their count and shapes). Changes nothing."""
+        name = type(self).__name__
+        if not isinstance(state, dict) or not isinstance(state.get("hyper"), dict):
+            raise CheckpointError(f"{name}: optimizer state must be a dict with 'hyper' and "
+                                  f"'arrays'")
+        if state.get("type", name) != name:
+            raise CheckpointError(f"{name}: the checkpoint holds the state of a "
+                                  f"{state.get('type')} optimizer")
+        missing = [h for h in (*self._hyper, "iter") if h not in state["hyper"]]
+        if missing:
+            raise CheckpointError(f"{name}: optimizer state lacks {missing}")
+        arrays = state.get("arrays") or {}
+        counts = []
+        for slot in self._slots:
+            keys = {k for k in arrays if k.split(".")[0] == slot}
+            want = {f"{slot}.{i}" for i in range(len(keys))}
+            if keys != want:
+                raise CheckpointError(f"{name}: optimizer arrays {sorted(keys)} are not "
+                                      f"numbered {slot}.0 .. {slot}.{len(keys) - 1}")
+            counts.append(len(keys))
+        unexpected = [k for k in arrays if k.split(".")[0] not in self._slots]
+        if unexpected:
+            raise CheckpointError(f"{name}: unexpected optimizer arrays {unexpected}")
+        if len(set(counts)) > 1:
+            raise CheckpointError(f"{name}: optimizer slots hold different counts {counts}")
+        if params is not None and counts and counts[0] not in (0, len(params)):
+            raise CheckpointError(f"{name}: optimizer state holds {counts[0]} params, the model "
+                                  f"has {len(params)}")
+        if params is not None:
+            for key, a in arrays.items():
+                p = params[int(key.split(".", 1)[1])]
+                if tuple(a.shape) != tuple(p.shape):
+                    raise CheckpointError(f"{name}: optimizer tensor {key!r} has shape "
+                                          f"{tuple(a.shape)}, its param {tuple(p.shape)}")
+                if np.dtype(a.dtype) != np.dtype(p.dtype):
+                    raise CheckpointError(f"{name}: optimizer tensor {key!r} has dtype {a.dtype}, "
+                                          f"its param {p.dtype}")
+
+    def load_state_dict(self, state: dict, params=None) -> None:
+        """Restore what :meth:`state_dict` returned (arrays are copied).
+
+        Parameters
+        ----------
+        state : dict
+        params : list of arrays, optional
+            When given, the arrays' count, shapes and dtypes are checked against them.
+        """
+        self.check_state_dict(state, params)
+        hyper = state["hyper"]
+        for h in self._hyper:
+            setattr(self, h, type(getattr(self, h))(hyper[h]))
+        self.iter = int(hyper["iter"])
+        arrays = state.get("arrays") or {}
+        for slot in self._slots:
+            n = sum(1 for k in arrays if k.split(".")[0] == slot)
+            if n == 0:
+                setattr(self, slot, None)
+            else:
+                like = params[0] if params else None
+                xp = get_array_module(like)
+                setattr(self, slot, [xp.array(to_cpu(arrays[f"{slot}.{i}"])) if like is not None
+                                     else arrays[f"{slot}.{i}"].copy() for i in range(n)])
+
+    def __repr__(self):
+        args = ", ".join(f"{h}={getattr(self, h)!r}" for h in self._hyper)
+        return f"{type(self).__name__}({args})"
+
+
+def optimizer_from_state(state: dict) -> Optimizer:
+    """Build the optimizer that :meth:`Optimizer.state_dict` describes."""
+    name = state.get("type") if isinstance(state, dict) else None
+    cls = OPTIMIZERS.get(name)
+    if cls is None:
+        raise CheckpointError(f"unknown optimizer type {name!r} (known: {sorted(OPTIMIZERS)})")
+    hyper = {h: state["hyper"][h] for h in cls._hyper if h in state.get("hyper", {})}
+    opt = cls(**hyper)
+    opt.load_state_dict(state)
+    return opt
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent: ``p -= lr * g``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    """
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr)
+
+    def _step(self, i, p, g, tmp):
+        xp = get_array_module(p)
+        xp.multiply(g, self.lr, out=tmp)
+        p -= tmp
+
+
+class Momentum(Optimizer):
+    """Momentum SGD: ``v = momentum * v - lr * g; p += v``.
+
+    Equal to ``torch.optim.SGD(momentum=momentum)`` with ``v = -lr * buf`` while
+    ``lr`` does not change (PyTorch's buffer does not include the learning rate,
+    the book's velocity does, so they part when a schedule changes ``lr``).
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    momentum : float, default 0.9
+    """
+
+    _slots = ("v",)
+    _hyper = ("lr", "momentum")
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = float(momentum)
+
+    def _step(self, i, p, g, tmp, v):
+        xp = get_array_module(p)
+        v *= self.momentum
+        xp.multiply(g, self.lr, out=tmp)
+        v -= tmp
+        p += v
+
+
+class Nesterov(Optimizer):
+    """Nesterov's accelerated gradient in Bengio et al.'s form (arXiv:1212.0901):
+    ``p += momentum^2 * v - (1 + momentum) * lr * g``, then
+    ``v = momentum * v - lr * g``.
+
+    Equal to ``torch.optim.SGD(momentum=momentum, nesterov=True)`` with
+    ``v = -lr * buf`` (constant ``lr``). The book's listing uses the updated
+    velocity in the first line; see the module docstring.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    momentum : float, default 0.9
+    """
+
+    _slots = ("v",)
+    _hyper = ("lr", "momentum")
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = float(momentum)
+
+    def _step(self, i, p, g, tmp, v):
+        xp = get_array_module(p)
+        mu = self.momentum
+        xp.multiply(v, mu * mu, out=tmp)
+        p += tmp
+        xp.multiply(g, (1.0 + mu) * self.lr, out=tmp)
+        p -= tmp
+        v *= mu
+        xp.multiply(g, self.lr, out=tmp)
+        v -= tmp
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: ``h += g * g; p -= lr * g / (sqrt(h) + eps)``.
+
+    Equal to ``torch.optim.Adagrad(lr, eps=1e-7)`` (PyTorch's default eps is 1e-10).
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    eps : float, default 1e-7
+    """
+
+    _slots = ("h",)
+    _hyper = ("lr", "eps")
+
+    def __init__(self, lr=0.01, eps=1e-7):
+        super().__init__(lr)
+        self.eps = float(eps)
+
+    def _step(self, i, p, g, tmp, h):
+        xp = get_array_module(p)
+        xp.multiply(g, g, out=tmp)
+        h += tmp
+        xp.sqrt(h, out=tmp)
+        tmp += self.eps
+        xp.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        p -= tmp
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * g^2;
+    p -= lr * g / (sqrt(h) + eps)``.
+
+    Equal to ``torch.optim.RMSprop(lr, alpha=decay_rate, eps=1e-7)`` (PyTorch's
+    defaults are ``alpha=0.99, eps=1e-8``).
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    decay_rate : float, default 0.99
+    eps : float, default 1e-7
+    """
+
+    _slots = ("h",)
+    _hyper = ("lr", "decay_rate", "eps")
+
+    def __init__(self, lr=0.01, decay_rate=0.99, eps=1e-7):
+        super().__init__(lr)
+        self.decay_rate = float(decay_rate)
+        self.eps = float(eps)
+
+    def _step(self, i, p, g, tmp, h):
+        xp = get_array_module(p)
+        h *= self.decay_rate
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.decay_rate
+        h += tmp
+        xp.sqrt(h, out=tmp)
+        tmp += self.eps
+        xp.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        p -= tmp
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, arXiv:1412.6980) in the book's form.
+
+    At step ``t`` (``self.iter``)::
+
+        lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+        m += (1 - beta1) * (g - m)
+        v += (1 - beta2) * (g**2 - v)
+        p -= lr_t * m / (sqrt(v) + eps)
+
+    PyTorch's ``Adam`` bias-corrects ``v`` before adding eps:
+    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``. The
+    two are the same rule with PyTorch's eps equal to ours divided by
+    ``sqrt(1 - beta2**t)``; with ``eps=0`` they are identical. (This is the form
+    of the paper's section 2, "efficient version".)
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1 : float, default 0.9
+    beta2 : float, default 0.999
+    eps : float, default 1e-7
+    """
+
+    _slots = ("m", "v")
+    _hyper = ("lr", "beta1", "beta2", "eps")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7):
+        super().__init__(lr)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self.eps = float(eps)
+        self._lr_t = None
+
+    def _begin_step(self):
+        t = self.iter
+        self._lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+
+    def _step(self, i, p, g, tmp, m, v):
+        xp = get_array_module(p)
+        xp.subtract(g, m, out=tmp)
+        tmp *= 1.0 - self.beta1
+        m += tmp
+        xp.multiply(g, g, out=tmp)
+        tmp -= v
+        tmp *= 1.0 - self.beta2
+        v += tmp
+        xp.sqrt(v, out=tmp)
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= self._lr_t
+        p -= tmp
+
+
+def global_norm(grads) -> float:
+    """``sqrt(sum of squares)`` over every array in ``grads`` (no temporaries)."""
+    total = 0.0
+    for g in grads:
+        xp = get_array_module(g)
+        flat = g.reshape(-1)
+        total += float(xp.vdot(flat, flat))
+    return math.sqrt(total)
+
+
+def clip_grads(grads, max_norm) -> float:
+    """Scale ``grads`` in place so that their global norm is at most ``max_norm``.
+
+    When the norm exceeds ``max_norm`` every gradient is multiplied by
+    ``max_norm / (norm + 1e-6)`` (the book's rate). A non-finite norm is returned
+    without touching the gradients (the trainers treat it like a non-finite loss).
+
+    Parameters
+    ----------
+    grads : list of arrays
+    max_norm : float
+
+    Returns
+    -------
+    float
+        The global norm before clipping.
+    """
+    total_norm = global_norm(grads)
+    if not math.isfinite(total_norm):
+        return total_norm
+    rate = max_norm / (total_norm + 1e-6)
+    if rate < 1:
+        for g in grads:
+            g *= rate
+    return total_norm

@@ -1,0 +1,191 @@
+"""Learning-rate schedules, stepped once at the end of every epoch.
+
+A schedule holds the optimizer and changes its ``lr`` attribute. The trainers call
+``schedule.step(metrics)`` after each epoch's evaluation, with ``metrics`` the
+epoch's record (``{"loss": ..., "val_perplexity": ..., ...}``).
+
+- :class:`StepDecay`: ``lr *= gamma`` every ``step_size`` epochs.
+- :class:`ReduceOnPlateau`: ``lr /= factor`` when the monitored validation score
+  did not improve, the recipe of the book's better language model (divide the
+  learning rate by 4 whenever the validation perplexity does not go down).
+
+Both save and restore their state with ``state_dict`` / ``load_state_dict`` (the
+trainers put it in the training checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .errors import CheckpointError
+
+__all__ = ["Schedule", "StepDecay", "ReduceOnPlateau", "SCHEDULES", "schedule_from_state"]
+
+SCHEDULES: dict = {}
+
+
+class Schedule:
+    """Base class: ``step(metrics=None)`` once per epoch; JSON-able state.
+
+    ``_args`` names the constructor arguments (besides the optimizer) and
+    ``_state`` the counters that change as it steps.
+    """
+
+    _args: tuple = ()
+    _state: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        SCHEDULES[cls.__name__] = cls
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self, metrics=None):
+        """Called at the end of an epoch with the epoch's metrics (a dict, a number
+        or None). Changes ``optimizer.lr`` when due; returns the new ``lr``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """``{"type": class name, "args": {...}, "state": {...}}``, all JSON-able."""
+        return {"type": type(self).__name__,
+                "args": {a: getattr(self, a) for a in self._args},
+                "state": {s: getattr(self, s) for s in self._state}}
+
+    def load_state_dict(self, state: dict) -> None:
+        name = type(self).__name__
+        if not isinstance(state, dict) or state.get("type", name) != name:
+            raise CheckpointError(f"{name}: the checkpoint holds a "
+                                  f"{state.get('type') if isinstance(state, dict) else state!r} "
+                                  f"schedule")
+        missing = [s for s in self._state if s not in state.get("state", {})]
+        if missing:
+            raise CheckpointError(f"{name}: schedule state lacks {missing}")
+        for a, v in state.get("args", {}).items():
+            if a in self._args:
+                setattr(self, a, v)
+        for s in self._state:
+            setattr(self, s, state["state"][s])
+
+    def __repr__(self):
+        args = ", ".join(f"{a}={getattr(self, a)!r}" for a in self._args)
+        return f"{type(self).__name__}({args})"
+
+
+def schedule_from_state(state: dict, optimizer) -> Schedule:
+    """Rebuild the schedule that :meth:`Schedule.state_dict` describes, on ``optimizer``."""
+    cls = SCHEDULES.get(state.get("type")) if isinstance(state, dict) else None
+    if cls is None:
+        raise CheckpointError(f"unknown schedule {state!r}")
+    schedule = cls(optimizer, **state.get("args", {}))
+    schedule.load_state_dict(state)
+    return schedule
+
+
+class StepDecay(Schedule):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs.
+
+    After epoch ``k`` (counting from 1) the rate is multiplied when
+    ``k % step_size == 0``, so without other changes
+    ``lr = lr0 * gamma ** (epochs // step_size)``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Anything with a mutable ``lr``.
+    step_size : int
+    gamma : float, default 0.1
+    """
+
+    _args = ("step_size", "gamma")
+    _state = ("epoch",)
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        super().__init__(optimizer)
+        if int(step_size) < 1:
+            raise ValueError(f"StepDecay: argument 'step_size' expected an integer >= 1, "
+                             f"got {step_size!r}")
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+        self.epoch = 0
+
+    def step(self, metrics=None):
+        self.epoch += 1
+        if self.epoch % self.step_size == 0:
+            self.optimizer.lr *= self.gamma
+        return self.optimizer.lr
+
+
+class ReduceOnPlateau(Schedule):
+    """Divide the learning rate by ``factor`` when ``monitor`` stops improving.
+
+    The book's better language model: after each epoch, if the validation
+    perplexity is not lower than the best so far, ``lr /= 4``. With
+    ``patience=p`` the rate is divided after ``p + 1`` epochs in a row without
+    improvement (then the count starts again). A NaN score counts as no
+    improvement.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    factor : float, default 4.0
+        The learning rate is divided by it.
+    patience : int, default 0
+    monitor : str, default "val_perplexity"
+        The key read from the metrics dict passed to :meth:`step` (a bare number
+        is used as it is).
+    mode : {"min", "max"}, default "min"
+        Lower is better (perplexity, loss) or higher is better (accuracy).
+    min_lr : float, default 0.0
+        The rate is never divided below it.
+    """
+
+    _args = ("factor", "patience", "monitor", "mode", "min_lr")
+    _state = ("best", "bad_epochs", "reductions")
+
+    def __init__(self, optimizer, factor=4.0, patience=0, monitor="val_perplexity", mode="min",
+                 min_lr=0.0):
+        super().__init__(optimizer)
+        if not float(factor) > 1.0:
+            raise ValueError(f"ReduceOnPlateau: argument 'factor' expected a number > 1 (the "
+                             f"learning rate is divided by it), got {factor!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceOnPlateau: argument 'mode' expected 'min' or 'max', "
+                             f"got {mode!r}")
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.monitor = monitor
+        self.mode = mode
+        self.min_lr = float(min_lr)
+        self.best = None
+        self.bad_epochs = 0
+        self.reductions = 0
+
+    def _improved(self, value):
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def step(self, metrics=None):
+        if isinstance(metrics, dict):
+            if self.monitor not in metrics:
+                raise KeyError(f"ReduceOnPlateau: metric {self.monitor!r} is not among "
+                               f"{sorted(metrics)}; pass an eval_fn that returns it")
+            value = metrics[self.monitor]
+        elif metrics is None:
+            raise ValueError(f"ReduceOnPlateau.step: needs the value of {self.monitor!r}")
+        else:
+            value = metrics
+        value = float(value)
+        if self._improved(value):
+            self.best = value
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs > self.patience:
+                self.optimizer.lr = max(self.optimizer.lr / self.factor, self.min_lr)
+                self.reductions += 1
+                self.bad_epochs = 0
+        return self.optimizer.lr

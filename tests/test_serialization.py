@@ -1,0 +1,291 @@
+"""safetensors reading/writing: round trips, interoperability with the
+``safetensors`` package, damaged files, atomic writes, Model.save/load checks."""
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import timelayers.serialization as ser
+from timelayers.errors import CheckpointError
+from timelayers.layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+from timelayers.models.base import Model
+from timelayers.serialization import atomic_write, load_tensors, save_tensors
+
+st_numpy = pytest.importorskip("safetensors.numpy")
+from safetensors import safe_open  # noqa: E402
+
+
+def sample_tensors(rng):
+    return {
+        "w": rng.standard_normal((3, 4)),
+        "w32": rng.standard_normal((2, 5)).astype(np.float32),
+        "h": rng.standard_normal(7).astype(np.float16),
+        "ids": rng.integers(-5, 5, (2, 3)).astype(np.int64),
+        "i32": np.arange(4, dtype=np.int32),
+        "u8": np.arange(3, dtype=np.uint8),
+        "flag": np.array([True, False, True]),
+        "scalar": np.array(2.5),
+        "empty": np.zeros((3, 0), dtype=np.float32),
+        "strided": np.arange(12.0).reshape(3, 4)[:, ::2],
+        "bigendian": np.arange(3, dtype=">f4"),
+    }
+
+
+def assert_same(a, b):
+    assert list(a) == list(b)
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.shape == y.shape, k
+        assert x.dtype.newbyteorder("=") == y.dtype.newbyteorder("="), k
+        np.testing.assert_array_equal(x, y, err_msg=k)
+
+
+def test_round_trip(tmp_path, rng):
+    tensors = sample_tensors(rng)
+    path = tmp_path / "t.safetensors"
+    save_tensors(path, tensors, {"note": "hello", "json": json.dumps({"a": [1, 2]})})
+    loaded, meta = load_tensors(path)
+    assert_same(tensors, loaded)
+    assert meta == {"note": "hello", "json": '{"a": [1, 2]}'}
+    assert loaded["scalar"].shape == ()
+    assert all(v.flags.writeable for v in loaded.values())
+
+
+def test_our_files_load_in_safetensors(tmp_path, rng):
+    tensors = sample_tensors(rng)
+    path = tmp_path / "t.safetensors"
+    save_tensors(path, tensors, {"note": "x"})
+    theirs = st_numpy.load_file(str(path))
+    assert_same({k: tensors[k] for k in theirs}, theirs)
+    assert set(theirs) == set(tensors)
+    with safe_open(str(path), framework="np") as f:
+        assert f.metadata()["note"] == "x"
+
+
+def test_safetensors_files_load_here(tmp_path, rng):
+    tensors = {k: np.ascontiguousarray(v.astype(v.dtype.newbyteorder("=")))
+               for k, v in sample_tensors(rng).items()}
+    path = tmp_path / "theirs.safetensors"
+    st_numpy.save_file(tensors, str(path), metadata={"who": "safetensors"})
+    loaded, meta = load_tensors(path)
+    assert meta == {"who": "safetensors"}
+    assert_same({k: tensors[k] for k in loaded}, loaded)
+    assert set(loaded) == set(tensors)
+
+
+def test_empty_file_set(tmp_path):
+    save_tensors(tmp_path / "e", {})
+    assert load_tensors(tmp_path / "e") == ({}, {})
+
+
+def test_save_rejects_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        save_tensors(tmp_path / "x", {"c": np.zeros(2, dtype=np.complex128)})
+    with pytest.raises(TypeError, match="strings"):
+        save_tensors(tmp_path / "x", {}, {"n": 3})
+    assert not (tmp_path / "x").exists()
+
+
+# -- damaged files ------------------------------------------------------------------------
+@pytest.fixture
+def good_file(tmp_path, rng):
+    path = tmp_path / "good.safetensors"
+    save_tensors(path, {"a": rng.standard_normal((4, 4)), "b": np.arange(5)}, {"k": "v"})
+    return path
+
+
+def test_every_truncation_is_refused(tmp_path, good_file):
+    data = good_file.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    for cut in sorted(set(range(0, 40)) | set(range(40, len(data), 7)) | {len(data) - 1}):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError):
+            load_tensors(bad)
+
+
+def test_flipped_data_byte_is_refused(tmp_path, good_file):
+    data = bytearray(good_file.read_bytes())
+    data[-3] ^= 0x10
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        load_tensors(bad)
+
+
+def rewrite(path, out, edit):
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    blob = json.dumps(header).encode()
+    out.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + n:])
+    return out
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h["a"].update(dtype="BF16"), "not supported"),
+    (lambda h: h["a"].update(dtype=["F64"]), "not supported"),
+    (lambda h: h["a"].update(shape=[4, -4]), "bad shape"),
+    (lambda h: h["a"].update(shape=[4, 5]), "bytes for shape"),
+    (lambda h: h["a"].update(data_offsets=[0, 10_000]), "outside the file"),
+    (lambda h: h["a"].update(data_offsets=[8, 4]), "bad data offsets"),
+    (lambda h: h["b"].update(data_offsets=[0, 40]), "outside the file"),
+    (lambda h: h.update(__metadata__=["x"]), "__metadata__"),
+    (lambda h: h.update(c=3), "bad data offsets"),
+])
+def test_bad_headers(tmp_path, good_file, edit, message):
+    bad = rewrite(good_file, tmp_path / "bad.safetensors", edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_tensors(bad)
+
+
+def test_other_damage(tmp_path, good_file):
+    data = good_file.read_bytes()
+    bad = tmp_path / "bad"
+    bad.write_bytes(data + b"\0" * 8)
+    with pytest.raises(CheckpointError, match="trailing"):
+        load_tensors(bad)
+    bad.write_bytes(struct.pack("<Q", 2**40) + data[8:])
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors"):
+        load_tensors(bad)
+    (n,) = struct.unpack("<Q", data[:8])
+    bad.write_bytes(data[:8] + b"\xff" * n + data[8 + n:])
+    with pytest.raises(CheckpointError, match="corrupt header"):
+        load_tensors(bad)
+    bad.write_bytes(struct.pack("<Q", 2) + b"[]")
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        load_tensors(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_tensors(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="folder"):
+        load_tensors(tmp_path)
+
+
+# -- atomic writes ----------------------------------------------------------------------------
+class _Boom(Exception):
+    pass
+
+
+def test_atomic_write_failing_part_way_keeps_old_file(tmp_path, good_file, monkeypatch):
+    before = good_file.read_bytes()
+    real_fdopen = os.fdopen
+
+    class Failing:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, b):
+            if self.written + len(memoryview(b).cast("B")) > 100:
+                raise _Boom("disk full")
+            self.written += self.f.write(b)
+            return self.written
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(ser.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    with pytest.raises(_Boom):
+        save_tensors(good_file, {"a": np.zeros((50, 50))})
+    monkeypatch.undo()
+    assert good_file.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.safetensors"]  # no temp left
+    load_tensors(good_file)
+
+
+def test_atomic_write_replaces(tmp_path):
+    path = tmp_path / "sub" / "f.txt"
+    atomic_write(path, lambda f: f.write(b"one"))
+    atomic_write(path, lambda f: f.write(b"two"))
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["f.txt"]
+
+
+# -- Model.save / Model.load -------------------------------------------------------------------
+@dataclass
+class SerConfig:
+    vocab_size: int = 6
+    hidden: int = 3
+
+
+class SerTiny(Model):
+    def __init__(self, vocab_size=6, hidden=3, rng=None):
+        rng = np.random.default_rng(rng)
+        self.config = SerConfig(vocab_size, hidden)
+        self.embed = TimeEmbedding(rng.standard_normal((vocab_size, hidden)))
+        self.affine = TimeAffine(rng.standard_normal((hidden, vocab_size)), np.zeros(vocab_size))
+        self.loss_layer = TimeSoftmaxWithLoss()
+
+    def forward(self, xs, ts):
+        return self.loss_layer.forward(self.affine.forward(self.embed.forward(xs)), ts)
+
+    def _backward(self, dout=1):
+        self.embed.backward(self.affine.backward(self.loss_layer.backward(dout)))
+
+
+def test_model_round_trip_with_metadata(tmp_path):
+    from timelayers import __version__
+
+    m = SerTiny(rng=1)
+    path = tmp_path / "m.safetensors"
+    m.save(path)
+    loaded = Model.load(path)
+    assert type(loaded) is SerTiny and loaded.config == m.config
+    for (k, a), (k2, b) in zip(m.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2
+        np.testing.assert_array_equal(a, b)
+    with safe_open(str(path), framework="np") as f:
+        meta = json.loads(f.metadata()["timelayers"])
+    assert meta["model"] == "SerTiny" and meta["version"] == __version__
+    assert meta["config"] == {"vocab_size": 6, "hidden": 3}
+
+
+def test_model_vocab_is_saved(tmp_path):
+    vocab_mod = pytest.importorskip("timelayers.vocab")
+    m = SerTiny(rng=1)
+    m.vocab = vocab_mod.Vocabulary(["a", "b", "c"])
+    m.save(tmp_path / "m")
+    loaded = SerTiny.load(tmp_path / "m")
+    assert loaded.vocab == m.vocab
+
+
+def test_model_load_damaged_or_mismatched(tmp_path):
+    m = SerTiny(rng=1)
+    path = tmp_path / "m.safetensors"
+    m.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    with pytest.raises(CheckpointError):
+        Model.load(path)
+    with pytest.raises(CheckpointError, match="no timelayers metadata"):
+        save_tensors(tmp_path / "plain", {"a": np.zeros(1)})
+        Model.load(tmp_path / "plain")
+
+    other = SerTiny(vocab_size=6, hidden=3, rng=2)
+    before = {k: v.copy() for k, v in other.state_dict().items()}
+    state = {k: v.copy() for k, v in m.state_dict().items()}
+    with pytest.raises(CheckpointError, match="'affine.W' has shape"):
+        other.load_state_dict({**state, "affine.W": np.zeros((3, 5))})
+    with pytest.raises(CheckpointError, match="'embed.W' has dtype float32"):
+        other.load_state_dict({**state, "embed.W": state["embed.W"].astype(np.float32)})
+    with pytest.raises(CheckpointError, match=r"missing \['affine.b'\]"):
+        other.load_state_dict({k: v for k, v in state.items() if k != "affine.b"})
+    with pytest.raises(CheckpointError, match=r"unexpected \['extra'\]"):
+        other.load_state_dict({**state, "extra": np.zeros(1)})
+    for k, v in other.state_dict().items():  # nothing half-loaded
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_extra_tensor_cannot_shadow_a_param(tmp_path):
+    m = SerTiny(rng=1)
+    with pytest.raises(ValueError, match="embed.W"):
+        m.save(tmp_path / "m", extra_tensors={"embed.W": np.zeros(1)})
