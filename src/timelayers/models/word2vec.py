@@ -8,13 +8,18 @@ the efficient ones take ids: contexts ``(N, C)`` and targets ``(N,)``, where
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..layers import MatMul, SoftmaxWithLoss
+import numpy as np
+
+from ..backend import get_array_module
+from ..layers import Embedding, MatMul, SoftmaxWithLoss
+from ..layers.sampling import NegativeSamplingLoss
 from ._init import make_rng, randn
 from .base import Model
 
-__all__ = ["SimpleCBOW", "SimpleSkipGram", "Word2vecConfig"]
+__all__ = ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram", "Word2vecConfig",
+           "NegativeSamplingConfig"]
 
 
 @dataclass
@@ -91,3 +96,97 @@ class SimpleSkipGram(Model):
     def _backward(self, dout=1):
         ds = sum(layer.backward(dout) for layer in self.loss_layers)
         self.in_layer.backward(self.out_layer.backward(ds))
+
+
+@dataclass
+class NegativeSamplingConfig:
+    vocab_size: int
+    hidden_size: int
+    window_size: int = 5
+    counts: list = field(default_factory=list)
+    sample_size: int = 5
+    power: float = 0.75
+    dtype: str = "float32"
+
+
+def _word_counts(vocab_size, corpus, counts):
+    if counts is not None and len(counts):
+        counts = np.asarray(counts, dtype=np.int64)
+    elif corpus is not None:
+        counts = np.bincount(np.asarray(corpus).reshape(-1), minlength=vocab_size)
+    else:
+        raise ValueError("argument 'corpus' or 'counts' is needed for the negative sampler")
+    if counts.shape != (vocab_size,):
+        raise ValueError(f"argument 'counts' expected shape ({vocab_size},), got {counts.shape}")
+    return counts
+
+
+class _NegativeSamplingModel(Model):
+    def __init__(self, vocab_size, hidden_size, window_size=5, corpus=None, *, counts=None,
+                 sample_size=5, power=0.75, dtype="float32", rng=None):
+        counts = _word_counts(vocab_size, corpus, counts)
+        self.config = NegativeSamplingConfig(vocab_size, hidden_size, window_size,
+                                             [int(c) for c in counts], sample_size, power, dtype)
+        self.rng = make_rng(rng)
+        V, H = vocab_size, hidden_size
+        self.in_layer = Embedding(randn(self.rng, (V, H), 0.01, dtype))
+        self.ns_loss = NegativeSamplingLoss(randn(self.rng, (V, H), 0.01, dtype), counts,
+                                            power=power, sample_size=sample_size, rng=self.rng)
+
+    @property
+    def word_vecs(self):
+        """The input embedding ``W_in (V, hidden_size)``: the word vectors."""
+        return self.in_layer.params[0]
+
+
+class CBOW(_NegativeSamplingModel):
+    """Continuous bag of words with an embedding and negative sampling.
+
+    Parameters
+    ----------
+    vocab_size, hidden_size, window_size : int
+    corpus : int array, optional
+        Word ids whose counts drive the negative sampler (or give ``counts``).
+    counts : array (vocab_size,), optional
+    sample_size : int, negatives per target
+    power : float, the sampler's exponent
+
+    Shapes: ``contexts (N, 2 * window_size)`` ids, ``target (N,)`` ids. The
+    hidden vector is the mean of the context words' rows of ``W_in``, gathered by
+    one :class:`Embedding` over the whole ``(N, C)`` block.
+    """
+
+    def forward(self, contexts, target):
+        C = contexts.shape[1]
+        h = self.in_layer.forward(contexts).sum(axis=1) * (1.0 / C)  # (N, H)
+        return self.ns_loss.forward(h, target)
+
+    def _backward(self, dout=1):
+        dh = self.ns_loss.backward(dout)  # (N, H)
+        C = self.in_layer.idx.shape[1]
+        xp = get_array_module(dh)
+        self.in_layer.backward(xp.broadcast_to((dh * (1.0 / C))[:, None, :],
+                                               (dh.shape[0], C, dh.shape[1])))
+
+
+class SkipGram(_NegativeSamplingModel):
+    """Skip-gram with an embedding and negative sampling: the target word predicts
+    each of its ``C = 2 * window_size`` context words.
+
+    Shapes: ``contexts (N, C)`` ids, ``target (N,)`` ids. The loss is the sum over
+    the ``C`` context positions of the negative-sampling loss (the book's sum of
+    per-position losses), computed as one loss over ``N * C`` rows.
+    """
+
+    def forward(self, contexts, target):
+        N, C = contexts.shape
+        xp = get_array_module(contexts)
+        h = self.in_layer.forward(target)  # (N, H)
+        h_rep = xp.repeat(h, C, axis=0)  # (N*C, H), row n*C + c
+        self._C = C
+        return self.ns_loss.forward(h_rep, contexts.reshape(-1)) * C
+
+    def _backward(self, dout=1):
+        dh_rep = self.ns_loss.backward(dout * self._C)  # (N*C, H)
+        dh = dh_rep.reshape(-1, self._C, dh_rep.shape[1]).sum(axis=1)
+        self.in_layer.backward(dh)

@@ -1,0 +1,261 @@
+"""Attention: WeightSum, AttentionWeight, Attention and TimeAttention.
+
+A decoder state ``h`` scores every encoder state ``hs[:, t]``; the scores go
+through a softmax over the encoder steps and weight a sum of the encoder states
+(the context vector)::
+
+    s[n, t] = score(h[n], hs[n, t])        # (N, Te)
+    a[n]    = softmax(s[n])                # (N, Te), sums to 1 over Te
+    c[n]    = sum_t a[n, t] * hs[n, t]     # (N, H)
+
+Two scores are available:
+
+- ``score="dot"`` (the book's): ``score(h, h_enc) = h . h_enc``; no params.
+- ``score="general"`` (Luong et al., 2015, "Effective Approaches to
+  Attention-based Neural Machine Translation"): ``score(h, h_enc) = h . (W h_enc)
+  = (h @ W) . h_enc`` with a learned ``W (H, H)``, which is then the layer's
+  only param (``param_names = ("W",)``).
+
+:class:`WeightSum` and :class:`AttentionWeight` are the two halves;
+:class:`Attention` chains them for one decoder step, as in the book.
+:class:`TimeAttention` handles all decoder steps at once with batched matrix
+products (no loop over time).
+"""
+
+from __future__ import annotations
+
+from .._checks import check_float, check_shape
+from ..backend import get_array_module
+from ..functions import softmax
+from .base import Layer
+
+__all__ = ["WeightSum", "AttentionWeight", "Attention", "TimeAttention"]
+
+_SCORES = ("dot", "general")
+
+
+def _softmax_backward(a, da):
+    """Gradient of the scores given ``a = softmax(s)`` and ``da`` (same shape),
+    over the last axis. Does not modify ``a`` or ``da``."""
+    ds = a * da
+    ds -= a * ds.sum(axis=-1, keepdims=True)
+    return ds
+
+
+def _score_params(layer, where, score, W):
+    """Validate ``score``/``W`` and set up the layer's params."""
+    if score not in _SCORES:
+        raise ValueError(f"{where}: argument 'score' expected one of {_SCORES}, got {score!r}")
+    layer.score = score
+    if score == "general":
+        if W is None:
+            raise ValueError(f"{where}: argument 'W' (shape (H, H)) is required with "
+                             f"score='general', got None")
+        check_shape(where, "W", W, ("H", "H"))
+        check_float(where, "W", W)
+        layer.param_names = ("W",)
+        layer._init_params(W)
+    elif W is not None:
+        raise ValueError(f"{where}: argument 'W' is only used with score='general', "
+                         f"got score={score!r} and an array W")
+
+
+class WeightSum(Layer):
+    """Weighted sum of encoder states: ``c[n] = sum_t a[n, t] * hs[n, t]``.
+
+    Shapes: ``hs (N, T, H)``, ``a (N, T)`` -> ``c (N, H)``. No params.
+    Caches ``hs`` and ``a``; ``backward(dc (N, H))`` returns ``(dhs (N, T, H),
+    da (N, T))``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.cache = None
+
+    def forward(self, hs, a):
+        where = "WeightSum.forward"
+        dims = check_shape(where, "hs", hs, ("N", "T", "H"))
+        check_shape(where, "a", a, ("N", "T"), dims)
+        check_float(where, "hs", hs)
+        check_float(where, "a", a)
+        self.cache = (hs, a)
+        return (a[:, None, :] @ hs)[:, 0, :]  # (N, 1, T) @ (N, T, H) -> (N, H)
+
+    def backward(self, dc):
+        hs, a = self.cache
+        dhs = a[:, :, None] * dc[:, None, :]  # (N, T, H)
+        da = (hs @ dc[:, :, None])[:, :, 0]  # (N, T)
+        return dhs, da
+
+
+class AttentionWeight(Layer):
+    """Attention weights of one decoder state over the encoder states:
+    ``a = softmax(score(h, hs))`` over the encoder steps.
+
+    Parameters
+    ----------
+    score : {"dot", "general"}
+        ``"dot"``: ``s[n, t] = h[n] . hs[n, t]``; ``"general"``:
+        ``s[n, t] = (h[n] @ W) . hs[n, t]``.
+    W : array, shape (H, H), optional
+        Required with ``score="general"`` (kept as ``params[0]``), not allowed
+        otherwise.
+
+    Shapes: ``hs (N, T, H)``, ``h (N, H)`` -> ``a (N, T)``. Caches ``hs``, ``h``,
+    the query ``q = h`` or ``h @ W`` and ``a``. ``backward(da (N, T))`` returns
+    ``(dhs (N, T, H), dh (N, H))``.
+    """
+
+    def __init__(self, score="dot", W=None):
+        super().__init__()
+        _score_params(self, "AttentionWeight", score, W)
+        self.cache = None
+
+    def forward(self, hs, h):
+        where = "AttentionWeight.forward"
+        dims = {"H": self.params[0].shape[0]} if self.params else {}
+        dims = check_shape(where, "hs", hs, ("N", "T", "H"), dims)
+        check_shape(where, "h", h, ("N", "H"), dims)
+        check_float(where, "hs", hs)
+        check_float(where, "h", h)
+        if self.params:
+            (W,) = self.params
+            hs = hs.astype(W.dtype, copy=False)
+            h = h.astype(W.dtype, copy=False)
+            q = h @ W  # (N, H)
+        else:
+            q = h
+        s = (hs @ q[:, :, None])[:, :, 0]  # (N, T)
+        a = softmax(s)
+        self.cache = (hs, h, q, a)
+        return a
+
+    def backward(self, da):
+        hs, h, q, a = self.cache
+        ds = _softmax_backward(a, da)  # (N, T)
+        dhs = ds[:, :, None] * q[:, None, :]  # (N, T, H)
+        dq = (ds[:, None, :] @ hs)[:, 0, :]  # (N, H)
+        if not self.params:
+            return dhs, dq
+        (W,) = self.params
+        xp = get_array_module(W)
+        xp.matmul(h.T, dq, out=self.grads[0])
+        return dhs, dq @ W.T
+
+
+class Attention(Layer):
+    """Attention for one decoder step: :class:`AttentionWeight` then
+    :class:`WeightSum` (the book's composition).
+
+    Parameters
+    ----------
+    score : {"dot", "general"}
+    W : array, shape (H, H), optional
+        With ``score="general"``; the same array object is ``params[0]`` here and
+        in the inner :class:`AttentionWeight`.
+
+    Shapes: ``hs (N, T, H)`` encoder states, ``h (N, H)`` decoder state ->
+    context ``c (N, H)``. ``backward(dc (N, H))`` returns ``(dhs (N, T, H),
+    dh (N, H))``.
+
+    Attributes
+    ----------
+    attention_weight : array, shape (N, T)
+        The weights of the last ``forward`` (for plotting; not modified by
+        ``backward``).
+    """
+
+    def __init__(self, score="dot", W=None):
+        super().__init__()
+        self.attention_weight_layer = AttentionWeight(score, W)
+        self.weight_sum_layer = WeightSum()
+        self.score = score
+        self.param_names = self.attention_weight_layer.param_names
+        self.params = self.attention_weight_layer.params
+        self.grads = self.attention_weight_layer.grads
+        self.attention_weight = None
+
+    def forward(self, hs, h):
+        a = self.attention_weight_layer.forward(hs, h)
+        hs = self.attention_weight_layer.cache[0]  # in the params' dtype
+        c = self.weight_sum_layer.forward(hs, a)
+        self.attention_weight = a
+        return c
+
+    def backward(self, dc):
+        dhs0, da = self.weight_sum_layer.backward(dc)
+        dhs1, dh = self.attention_weight_layer.backward(da)
+        dhs1 += dhs0
+        return dhs1, dh
+
+
+class TimeAttention(Layer):
+    """Attention for every decoder step at once.
+
+    With ``q = hs_dec`` (``"dot"``) or ``q = hs_dec @ W`` (``"general"``)::
+
+        s = q @ hs_enc^T        # (N, Td, Te)
+        a = softmax(s, axis=-1) # (N, Td, Te)
+        c = a @ hs_enc          # (N, Td, H)
+
+    Parameters
+    ----------
+    score : {"dot", "general"}
+    W : array, shape (H, H), optional
+        Required with ``score="general"`` (kept as ``params[0]``), not allowed
+        otherwise.
+
+    Shapes: ``forward(hs_enc (N, Te, H), hs_dec (N, Td, H))`` returns the
+    contexts ``(N, Td, H)``; ``backward(dout (N, Td, H))`` returns
+    ``(dhs_enc (N, Te, H), dhs_dec (N, Td, H))``. Caches ``hs_enc``, ``hs_dec``,
+    ``q`` and ``a``.
+
+    Attributes
+    ----------
+    attention_weights : array, shape (N, Td, Te)
+        The weights of the last ``forward``, ``attention_weights[n, i, j]`` being
+        how much decoder step ``i`` attends to encoder step ``j``. A reference to
+        the cached array (no copy); ``backward`` never modifies it.
+    """
+
+    def __init__(self, score="dot", W=None):
+        super().__init__()
+        _score_params(self, "TimeAttention", score, W)
+        self.cache = None
+        self.attention_weights = None
+
+    def forward(self, hs_enc, hs_dec):
+        where = "TimeAttention.forward"
+        dims = {"H": self.params[0].shape[0]} if self.params else {}
+        dims = check_shape(where, "hs_enc", hs_enc, ("N", "Te", "H"), dims)
+        check_shape(where, "hs_dec", hs_dec, ("N", "Td", "H"), dims)
+        check_float(where, "hs_enc", hs_enc)
+        check_float(where, "hs_dec", hs_dec)
+        if self.params:
+            (W,) = self.params
+            hs_enc = hs_enc.astype(W.dtype, copy=False)
+            hs_dec = hs_dec.astype(W.dtype, copy=False)
+            q = hs_dec @ W  # (N, Td, H)
+        else:
+            q = hs_dec
+        s = q @ hs_enc.transpose(0, 2, 1)  # (N, Td, Te)
+        a = softmax(s)  # (N, Td, Te)
+        c = a @ hs_enc  # (N, Td, H)
+        self.cache = (hs_enc, hs_dec, q, a)
+        self.attention_weights = a
+        return c
+
+    def backward(self, dout):
+        hs_enc, hs_dec, q, a = self.cache
+        da = dout @ hs_enc.transpose(0, 2, 1)  # (N, Td, Te)
+        dhs_enc = a.transpose(0, 2, 1) @ dout  # (N, Te, H), through c = a @ hs_enc
+        ds = _softmax_backward(a, da)  # (N, Td, Te)
+        dhs_enc += ds.transpose(0, 2, 1) @ q  # (N, Te, H), through s = q @ hs_enc^T
+        dq = ds @ hs_enc  # (N, Td, H)
+        if not self.params:
+            return dhs_enc, dq
+        (W,) = self.params
+        xp = get_array_module(W)
+        H = W.shape[0]
+        xp.matmul(hs_dec.reshape(-1, H).T, dq.reshape(-1, H), out=self.grads[0])
+        return dhs_enc, dq @ W.T
