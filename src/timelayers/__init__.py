@@ -2,28 +2,49 @@
 passes in NumPy (and CuPy).
 
 Every layer keeps one contract: ``params`` and ``grads`` lists (grads written in
-place by ``backward``), ``forward(*inputs)`` and ``backward(dout)``.
+place by ``backward``), ``forward(*inputs)`` and ``backward(dout)``. Models are
+layers made of layers (:mod:`timelayers.models`).
 """
 
-from . import functions
+__version__ = "0.1.0"
+
+from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
 from .backend import get_array_module, to_cpu, to_gpu
 from .errors import (CheckpointError, DataError, DownloadError, NonFiniteLossError, ShapeError,
                      TimelayersError)
 from .gradcheck import check_layer, numerical_gradient, relative_error
-from .layers import (Affine, Dropout, Embedding, EmbeddingDot, Layer, MatMul, ReLU, Sigmoid,
-                     SigmoidWithLoss, Softmax, SoftmaxWithLoss, TimeAffine, TimeDropout,
-                     TimeEmbedding, TimeSigmoidWithLoss, TimeSoftmaxWithLoss)
-
-__version__ = "0.1.0"
+from .layers import (GRU, LSTM, RNN, Affine, Attention, AttentionWeight, Dropout, Embedding,
+                     EmbeddingDot, Layer, MatMul, NegativeSamplingLoss, ReLU, Sigmoid,
+                     SigmoidWithLoss, Softmax, SoftmaxWithLoss, TimeAffine, TimeAttention,
+                     TimeBiLSTM, TimeDropout, TimeEmbedding, TimeGRU, TimeLSTM, TimeRNN,
+                     TimeSigmoidWithLoss, TimeSoftmaxWithLoss, UnigramSampler, WeightSum)
+from .metrics import perplexity, sequence_accuracy
+from .models import Model
+from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, clip_grads
+from .schedules import ReduceOnPlateau, StepDecay
+from .training import RnnlmTrainer, Trainer
+from .vocab import UnknownWordError, Vocabulary
 
 __all__ = [
     "__version__",
-    "functions",
+    # modules
+    "datasets", "decoding", "functions", "metrics", "models", "optim", "plot", "schedules",
+    "text", "training",
+    # arrays and errors
     "get_array_module", "to_cpu", "to_gpu",
     "TimelayersError", "ShapeError", "DataError", "DownloadError", "CheckpointError",
-    "NonFiniteLossError",
+    "NonFiniteLossError", "UnknownWordError",
+    # gradient checking
     "check_layer", "numerical_gradient", "relative_error",
+    # layers
     "Layer", "MatMul", "Affine", "Sigmoid", "ReLU", "Softmax", "Dropout", "Embedding",
     "EmbeddingDot", "SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss",
     "TimeSigmoidWithLoss", "TimeAffine", "TimeEmbedding", "TimeDropout",
+    "RNN", "LSTM", "GRU", "TimeRNN", "TimeLSTM", "TimeGRU", "TimeBiLSTM",
+    "WeightSum", "AttentionWeight", "Attention", "TimeAttention",
+    "UnigramSampler", "NegativeSamplingLoss",
+    # training
+    "Model", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "clip_grads",
+    "StepDecay", "ReduceOnPlateau", "Trainer", "RnnlmTrainer", "perplexity", "sequence_accuracy",
+    "Vocabulary",
 ]

@@ -1,20 +1,34 @@
-"""The ``timelayers`` command. The only module of the library that prints."""
+"""The ``timelayers`` command. The only module of the library that prints.
+
+    timelayers demo                         the main job on built-in data
+    timelayers train MODEL [--data FILE]    rnnlm, better-rnnlm, cbow, skipgram, seq2seq, peeky, attention
+    timelayers eval RUN_DIR [--data FILE]
+    timelayers generate RUN_DIR [QUESTION ...]
+    timelayers similar RUN_DIR WORD
+    timelayers analogy RUN_DIR A B C
+    timelayers import-book-weights MODEL FILE.pkl OUT.safetensors
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .errors import TimelayersError
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _cmd_demo(args) -> int:
+# -- demo ------------------------------------------------------------------------------
+def _seed_check() -> None:
     from .seedcheck import replay_seed_check
 
     check = replay_seed_check()
@@ -29,21 +43,248 @@ def _cmd_demo(args) -> int:
     if not check.ok:
         raise CliError("the seed check failed")
     print("seed check: OK")
+
+
+def _cmd_demo(args) -> int:
+    _seed_check()
+    if args.seed_check_only:
+        return 0
+    from . import recipes
+
+    print()
+    print(f"Training AttentionSeq2seq on {args.examples} generated dates "
+          f"(stops at {args.target:.0%} test accuracy, at most {args.epochs} epochs)...")
+    t0 = time.perf_counter()
+    result = recipes.train("attention", args.out, seed=args.seed, progress=True,
+                           target_accuracy=args.target,
+                           overrides=dict(epochs=args.epochs, hidden_size=args.hidden,
+                                          examples=args.examples))
+    seconds = time.perf_counter() - t0
+    acc = result.metrics["accuracy"]
+    print(f"test accuracy {acc:.2%} after {result.metrics['epochs']} epoch(s), {seconds:.0f} s")
+    run = recipes.load_run(args.out)
+    questions = ["September 27, 1994", "JUN 17, 2013", "tuesday, september 25, 1984", "2/10/93",
+                 "August 19, 2003"]
+    for q, a in zip(questions, recipes.answer(run, questions)):
+        print(f"  {q:<30} -> {a}")
+    print(f"run folder: {args.out}")
+    for name in sorted(p.name for p in Path(args.out).iterdir()):
+        print(f"  {name}")
+    if acc < args.target:
+        raise CliError(f"test accuracy {acc:.2%} is below the demo's target {args.target:.0%}")
     return 0
 
 
+# -- train / eval / generate --------------------------------------------------------------
+_OVERRIDES = {"epochs": "epochs", "batch_size": "batch_size", "hidden": "hidden_size",
+              "wordvec": "wordvec_size", "lr": "lr", "time_size": "time_size",
+              "max_grad": "max_grad", "window": "window_size", "dropout": "dropout_ratio"}
+
+
+def _cmd_train(args) -> int:
+    from . import recipes
+
+    recipe = recipes.get_recipe(args.model)
+    known = set(recipe.model_args) | set(recipe.train_args)
+    overrides = {}
+    for flag, key in _OVERRIDES.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if key not in known:
+            raise CliError(f"--{flag.replace('_', '-')} does not apply to {args.model}")
+        overrides[key] = value
+    if args.reverse is not None:
+        if "reverse" not in known:
+            raise CliError(f"--reverse/--no-reverse does not apply to {args.model}")
+        overrides["reverse"] = args.reverse
+    if args.cell is not None:
+        if "cell" not in known:
+            raise CliError(f"--cell does not apply to {args.model}")
+        overrides["cell"] = args.cell
+    if args.no_eval:
+        overrides["eval_valid"] = False
+    if args.data is not None and not Path(args.data).is_file():
+        raise CliError(f"data file {args.data!r} does not exist")
+    out = args.out or f"runs/{args.model}"
+    if args.resume and args.data is not None:
+        raise CliError("--resume continues with the run's own data; drop --data")
+    result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
+                           resume=args.resume, progress=True)
+    for key, value in result.metrics.items():
+        print(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
+    print(f"run folder: {out}")
+    return 0
+
+
+def _load_run(run_dir):
+    from . import recipes
+
+    if not Path(run_dir).is_dir():
+        raise CliError(f"run folder {run_dir!r} does not exist")
+    return recipes.load_run(run_dir)
+
+
+def _cmd_eval(args) -> int:
+    from . import recipes
+
+    run = _load_run(args.run_dir)
+    if args.data is not None and not Path(args.data).is_file():
+        raise CliError(f"data file {args.data!r} does not exist")
+    for key, value in recipes.evaluate(run, data=args.data).items():
+        print(f"{key} {value:.4f}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from . import recipes
+
+    run = _load_run(args.run_dir)
+    if run.recipe.task == "seq2seq":
+        if not args.inputs:
+            raise CliError("give the questions to answer, e.g. timelayers generate RUN '16+75'")
+        for q, a in zip(args.inputs, recipes.answer(run, args.inputs, beam=args.beam)):
+            print(f"{q}\t{a}")
+        return 0
+    if run.recipe.task != "lm":
+        raise CliError(f"run {args.run_dir!r} holds word vectors; use `similar` or `analogy`")
+    if args.inputs:
+        raise CliError("a language model takes --start WORD, not positional inputs")
+    print(recipes.generate_text(run, args.start, args.length, temperature=args.temperature,
+                                top_k=args.top_k, seed=args.seed))
+    return 0
+
+
+def _cmd_similar(args) -> int:
+    from . import recipes
+
+    for word, score in recipes.similar(_load_run(args.run_dir), args.word, top=args.top):
+        print(f"{word}\t{score:.4f}")
+    return 0
+
+
+def _cmd_analogy(args) -> int:
+    from . import recipes
+
+    run = _load_run(args.run_dir)
+    for word, score in recipes.analogy(run, args.a, args.b, args.c, top=args.top):
+        print(f"{word}\t{score:.4f}")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from .book_weights import import_book_weights
+
+    vocab = None
+    if args.ptb_vocab:
+        from .datasets import load_ptb
+
+        _, vocab = load_ptb("train")
+    model = import_book_weights(args.model, args.pkl, args.out, vocab=vocab)
+    sizes = ", ".join(f"{k}={v}" for k, v in vars(model.config).items())
+    print(f"wrote {args.out}: {type(model).__name__}({sizes})")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .recipes import RECIPES
+
     parser = argparse.ArgumentParser(
         prog="timelayers",
         description="Train and use sequence models built from hand-written NumPy layers.")
     parser.add_argument("--version", action="version", version=f"timelayers {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    demo = sub.add_parser("demo", help="replay the seed's TimeAffine check (and the main job)",
-                          description="Replay the seed notebook's TimeAffine check.")
-    demo.add_argument("--seed-check-only", action="store_true",
-                      help="only replay the seed's TimeAffine check")
-    demo.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("demo", help="replay the seed's TimeAffine check, then train attention "
+                                    "seq2seq on generated dates",
+                       description="Replay the seed notebook's TimeAffine check, then train "
+                                   "AttentionSeq2seq on generated dates (no network) into a run "
+                                   "folder with a checkpoint, history, learning curve and "
+                                   "attention map.")
+    p.add_argument("--seed-check-only", action="store_true", help="only replay the seed's check")
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--epochs", type=int, default=3, help="at most this many epochs (default: 3)")
+    p.add_argument("--hidden", type=int, default=128, help="LSTM size (default: 128)")
+    p.add_argument("--examples", type=int, default=50000, help="generated dates (default: 50000)")
+    p.add_argument("--target", type=float, default=0.99, help="stop at this test accuracy")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train a model with the book's recipe",
+                       description="Train MODEL with the book's hyperparameters (change them with "
+                                   "the flags) into a run folder.")
+    p.add_argument("model", choices=list(RECIPES), metavar="MODEL",
+                   help="one of: " + ", ".join(RECIPES))
+    p.add_argument("--data", help="data file: a text corpus (language models, word vectors) or a "
+                                  "file in the book's sequence format (seq2seq); default: PTB or "
+                                  "generated data")
+    p.add_argument("--out", help="run folder (default: runs/MODEL)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--hidden", type=int, help="hidden size")
+    p.add_argument("--wordvec", type=int, help="word vector size")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--time-size", type=int, help="truncated BPTT length (language models)")
+    p.add_argument("--max-grad", type=float, help="gradient clipping norm")
+    p.add_argument("--window", type=int, help="context window (word vectors)")
+    p.add_argument("--dropout", type=float, help="dropout ratio (better-rnnlm)")
+    p.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (language models)")
+    p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
+                   help="reverse the questions (seq2seq)")
+    p.add_argument("--no-reverse", dest="reverse", action="store_false")
+    p.add_argument("--no-eval", action="store_true",
+                   help="skip the validation perplexity after each epoch (language models)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="test metric of a run",
+                       description="Print the perplexity (language models), accuracy (seq2seq) "
+                                   "or loss (word vectors) on the test split of the run's data or "
+                                   "of --data FILE.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", help="another file of the same format")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("generate", help="sample text, or answer questions",
+                       description="Language models: sample text after --start. Seq2seq: answer "
+                                   "the questions given as arguments.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("inputs", nargs="*", metavar="QUESTION")
+    p.add_argument("--beam", type=int, default=1, help="beam width (seq2seq, default 1: greedy)")
+    p.add_argument("--start", default="you", help="first word (language models)")
+    p.add_argument("--length", type=int, default=100, help="words to sample")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("similar", help="nearest words", description="Nearest words by cosine.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("word", metavar="WORD")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_cmd_similar)
+
+    p = sub.add_parser("analogy", help="A : B = C : ?", description="Solve A : B = C : ?")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("c", metavar="C")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_cmd_analogy)
+
+    p = sub.add_parser("import-book-weights", help="convert the book's pickled weights safely",
+                       description="Read the book's pickled weights with a restricted unpickler "
+                                   "(only lists, tuples and NumPy arrays) and write a timelayers "
+                                   "checkpoint.")
+    p.add_argument("model", choices=["rnnlm", "better-rnnlm"], metavar="MODEL",
+                   help="rnnlm or better-rnnlm")
+    p.add_argument("pkl", metavar="FILE.pkl")
+    p.add_argument("out", metavar="OUT.safetensors")
+    p.add_argument("--ptb-vocab", action="store_true", help="store the PTB vocabulary with it")
+    p.set_defaults(func=_cmd_import)
     return parser
 
 
@@ -51,15 +292,22 @@ def main(argv=None) -> int:
     np.set_printoptions(linewidth=75)
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("timelayers")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (CliError, OSError, ValueError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"timelayers {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"timelayers {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (CliError, TimelayersError, OSError, ValueError, KeyError, ImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"timelayers {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    finally:
+        logger.removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """All layers, one concept per module; re-exported here."""
 
+from .attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from .base import Layer
 from .core import Affine, Dropout, Embedding, EmbeddingDot, MatMul, ReLU, Sigmoid, Softmax
 from .losses import SigmoidWithLoss, SoftmaxWithLoss, TimeSigmoidWithLoss, TimeSoftmaxWithLoss
+from .recurrent import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
+from .sampling import NegativeSamplingLoss, UnigramSampler
 from .time import TimeAffine, TimeDropout, TimeEmbedding
 
 __all__ = [
@@ -10,4 +13,7 @@ __all__ = [
     "MatMul", "Affine", "Sigmoid", "ReLU", "Softmax", "Dropout", "Embedding", "EmbeddingDot",
     "SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss",
     "TimeAffine", "TimeEmbedding", "TimeDropout",
+    "RNN", "LSTM", "GRU", "TimeRNN", "TimeLSTM", "TimeGRU", "TimeBiLSTM",
+    "WeightSum", "AttentionWeight", "Attention", "TimeAttention",
+    "UnigramSampler", "NegativeSamplingLoss",
 ]

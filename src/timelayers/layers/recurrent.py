@@ -1,0 +1,948 @@
+"""Recurrent layers: one-step cells and layers that run them over whole sequences.
+
+Cells (one time step, the book's building blocks)
+    :class:`RNN` (tanh), :class:`LSTM`, :class:`GRU`.
+Time layers (``xs (N, T, D) -> hs (N, T, H)``)
+    :class:`TimeRNN`, :class:`TimeLSTM`, :class:`TimeGRU`, :class:`TimeBiLSTM`.
+
+Parameter layout
+----------------
+The book's layout, so that its weights load unchanged. Gates are stacked along
+the columns, each slice ``H`` wide, and every pre-activation is
+``x @ Wx + h @ Wh + b``:
+
+==========  ============  ============  ========  ==============================
+cell        ``Wx``        ``Wh``        ``b``     column slices, in order
+==========  ============  ============  ========  ==============================
+RNN         ``(D, H)``    ``(H, H)``    ``(H,)``  the one pre-activation
+LSTM        ``(D, 4H)``   ``(H, 4H)``   ``(4H,)`` ``f`` (forget), ``g`` (cell
+                                                  candidate), ``i`` (input),
+                                                  ``o`` (output)
+GRU         ``(D, 3H)``   ``(H, 3H)``   ``(3H,)`` ``z`` (update), ``r`` (reset),
+                                                  candidate ``h~``
+==========  ============  ============  ========  ==============================
+
+``GRU``/``TimeGRU`` with ``reset_after=True`` take a second bias ``bh (3H,)``,
+added to the hidden-side product (the cuDNN/PyTorch form, see :class:`GRU`).
+
+How it is made fast
+-------------------
+The time layers compute the input projection ``x @ Wx + b`` for all ``T``
+steps as one ``(T*N, D) @ (D, G*H)`` matrix product before the time loop; the
+loop does only the ``h @ Wh`` product and the gate arithmetic, writing each
+step into preallocated time-major buffers (``(T, N, ...)``, so that every step
+works on contiguous ``(N, ...)`` blocks; inputs and outputs stay batch-major
+``(N, T, ...)``). No objects and no parameter-sized temporaries are made per
+step. ``backward`` first computes the local derivatives of all steps at once,
+then runs the reverse loop, which gathers the pre-activation gradients of all
+steps in one ``(T, N, G*H)`` buffer ``dA``; ``dWx = X^T dA``, ``dx = dA Wx^T``,
+``db = sum(dA)`` and ``dWh = H_prev^T dA`` (``H_prev``: the stacked previous
+hidden states, kept in the same ``(T+1, N, H)`` buffer as the outputs) are then
+single matrix products over all steps. Everything is computed in the dtype of
+the params: float32 stays float32.
+
+References
+----------
+S. Hochreiter and J. Schmidhuber, "Long Short-Term Memory", Neural
+Computation 9(8), 1997 (with the forget gate of Gers, Schmidhuber and
+Cummins, 2000).
+K. Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder for
+Statistical Machine Translation", EMNLP 2014 (the GRU).
+"""
+
+from __future__ import annotations
+
+from .._checks import check_float, check_ndim, check_shape
+from ..backend import get_array_module
+from ..errors import ShapeError
+from .base import Layer
+
+__all__ = ["RNN", "LSTM", "GRU", "TimeRNN", "TimeLSTM", "TimeGRU", "TimeBiLSTM"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _sigmoid_(x):
+    """Logistic function in place, as ``0.5 * (1 + tanh(x / 2))`` (never overflows).
+
+    Works on strided views; returns ``x``.
+    """
+    xp = get_array_module(x)
+    x *= 0.5
+    xp.tanh(x, out=x)
+    x += 1
+    x *= 0.5
+    return x
+
+
+def _check_params(where, Wx, Wh, b, gates, bh=None):
+    """Check ``Wx (D, G*H)``, ``Wh (H, G*H)``, ``b (G*H,)`` (and ``bh``): shapes
+    that agree, one floating-point dtype."""
+    check_ndim(where, "Wh", Wh, 2)
+    H = Wh.shape[0]
+    check_shape(where, "Wh", Wh, (H, gates * H))
+    check_shape(where, "Wx", Wx, (None, gates * H))
+    check_shape(where, "b", b, (gates * H,))
+    named = [("Wx", Wx), ("Wh", Wh), ("b", b)]
+    if bh is not None:
+        check_shape(where, "bh", bh, (gates * H,))
+        named.append(("bh", bh))
+    for name, p in named:
+        check_float(where, name, p)
+        if p.dtype != Wx.dtype:
+            raise ShapeError(f"{where}: argument {name!r} expected dtype {Wx.dtype} (the dtype "
+                             f"of 'Wx'), got {p.dtype}")
+
+
+def _zeros_or(x, shape, like):
+    """``x`` cast to the dtype of ``like``, or zeros of ``shape`` when ``x`` is None."""
+    xp = get_array_module(like)
+    if x is None:
+        return xp.zeros(shape, dtype=like.dtype)
+    return x.astype(like.dtype, copy=False)
+
+
+def _time_major(xs):
+    """``(N, T, D) -> (T*N, D)``, C-contiguous, rows ordered by step then sample."""
+    xp = get_array_module(xs)
+    N, T, D = xs.shape
+    return xp.ascontiguousarray(xs.transpose(1, 0, 2)).reshape(T * N, D)
+
+
+def _batch_major(a, N, T):
+    """``(T*N, X)`` or ``(T, N, X)`` -> C-contiguous ``(N, T, X)``."""
+    xp = get_array_module(a)
+    return xp.ascontiguousarray(a.reshape(T, N, -1).transpose(1, 0, 2))
+
+
+def _with_initial(h0, T):
+    """A ``(T+1, N, H)`` buffer whose ``[0]`` is ``h0``: ``[t]`` is the state before
+    step ``t``, ``[t+1]`` the state after it, and ``[:T]`` the stacked previous states."""
+    xp = get_array_module(h0)
+    buf = xp.empty((T + 1,) + h0.shape, dtype=h0.dtype)
+    buf[0] = h0
+    return buf
+
+
+# --------------------------------------------------------------------------- RNN math
+# Each family has a forward over a whole sequence, returning ``hs (N, T, H)`` and a
+# cache, and a backward that writes the param grads in place and returns the input
+# gradient and the gradient of the initial state(s). The cells are the T = 1 case.
+# Internally the buffers are time-major, ``(T, N, ...)``, so that every step works
+# on contiguous ``(N, ...)`` blocks.
+
+def _rnn_forward(xs, h0, Wx, Wh, b):
+    xp = get_array_module(Wx)
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    X = _time_major(xs)                               # (T*N, D)
+    Hs = _with_initial(h0, T)                         # (T+1, N, H)
+    xp.matmul(X, Wx, out=Hs[1:].reshape(T * N, H))    # x @ Wx for all steps at once
+    Hs[1:] += b
+    work = xp.empty((N, H), dtype=Wx.dtype)
+    for t in range(T):
+        a = Hs[t + 1]                                 # (N, H)
+        xp.matmul(Hs[t], Wh, out=work)
+        a += work
+        xp.tanh(a, out=a)                             # h_t = tanh(x_t Wx + h_{t-1} Wh + b)
+    return _batch_major(Hs[1:], N, T), (X, Hs)
+
+
+def _rnn_backward(dhs, dh_last, cache, Wx, Wh, grads):
+    xp = get_array_module(Wx)
+    X, Hs = cache
+    T, N, H = Hs.shape[0] - 1, Hs.shape[1], Hs.shape[2]
+    dA = Hs[1:] * Hs[1:]                              # (T, N, H): 1 - h^2, then dA
+    xp.subtract(1, dA, out=dA)
+    dhs = dhs.transpose(1, 0, 2)                      # (T, N, H) view
+    dh = xp.zeros((N, H), dtype=Wx.dtype) if dh_last is None else dh_last.copy()
+    dh_t = xp.empty((N, H), dtype=Wx.dtype)
+    WhT = Wh.T
+    for t in range(T - 1, -1, -1):
+        xp.add(dhs[t], dh, out=dh_t)
+        da = dA[t]
+        da *= dh_t
+        xp.matmul(da, WhT, out=dh)
+    dA2 = dA.reshape(T * N, H)
+    xp.matmul(X.T, dA2, out=grads[0])
+    xp.matmul(Hs[:-1].reshape(T * N, H).T, dA2, out=grads[1])
+    dA2.sum(axis=0, out=grads[2])
+    return _batch_major(xp.matmul(dA2, Wx.T), N, T), dh
+
+
+# --------------------------------------------------------------------------- LSTM math
+
+def _lstm_forward(xs, h0, c0, Wx, Wh, b):
+    xp = get_array_module(Wx)
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    dt = Wx.dtype
+    X = _time_major(xs)                               # (T*N, D)
+    A = xp.matmul(X, Wx).reshape(T, N, 4 * H)        # pre-activations, then gates in place
+    A += b
+    Hs = _with_initial(h0, T)                         # (T+1, N, H)
+    Cs = _with_initial(c0, T)                         # (T+1, N, H)
+    TC = xp.empty((T, N, H), dtype=dt)                # tanh(c_t)
+    # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5 on the f, i, o slices and tanh on g:
+    # one tanh over the whole row between a scale and a shift per column.
+    scale = xp.full(4 * H, 0.5, dtype=dt)
+    scale[H:2 * H] = 1
+    shift = xp.full(4 * H, 0.5, dtype=dt)
+    shift[H:2 * H] = 0
+    work = xp.empty((N, 4 * H), dtype=dt)
+    gi = xp.empty((N, H), dtype=dt)
+    for t in range(T):
+        a = A[t]                                      # (N, 4H)
+        xp.matmul(Hs[t], Wh, out=work)
+        a += work
+        a *= scale
+        xp.tanh(a, out=a)
+        a *= scale
+        a += shift                                    # f, g, i, o
+        f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        c = Cs[t + 1]
+        xp.multiply(f, Cs[t], out=c)
+        xp.multiply(g, i, out=gi)
+        c += gi                                       # c_t = f * c_{t-1} + g * i
+        xp.tanh(c, out=TC[t])
+        xp.multiply(o, TC[t], out=Hs[t + 1])          # h_t = o * tanh(c_t)
+    return _batch_major(Hs[1:], N, T), (X, A, Hs, Cs, TC)
+
+
+def _lstm_backward(dhs, dh_last, dc_last, cache, Wx, Wh, grads):
+    xp = get_array_module(Wx)
+    X, A, Hs, Cs, TC = cache
+    T, N, H = TC.shape
+    dt = Wx.dtype
+    f, g, i, o = A[..., :H], A[..., H:2 * H], A[..., 2 * H:3 * H], A[..., 3 * H:]
+    # Local factors for all steps at once. With dh the total gradient of h_t and
+    # ds = dc_next + dh * o * (1 - tanh(c_t)^2) that of c_t, the pre-activation
+    # gradients are df = ds * c_{t-1} * f(1-f), dg = ds * i * (1-g^2),
+    # di = ds * g * i(1-i), do = dh * tanh(c_t) * o(1-o).
+    # (Full-width passes first: operations on one gate's columns are strided.)
+    dA = 1 - A                                        # (T, N, 4H)
+    dA *= A                                           # sigmoid'(.) = s(1-s) for f, i, o
+    dA[..., :H] *= Cs[:-1]
+    dg = g * g
+    xp.subtract(1, dg, out=dg)
+    dg *= i
+    dA[..., H:2 * H] = dg
+    dA[..., 2 * H:3 * H] *= g
+    dA[..., 3 * H:] *= TC
+    o_dtanh = TC * TC                                 # (T, N, H)
+    xp.subtract(1, o_dtanh, out=o_dtanh)
+    o_dtanh *= o
+    dA4 = dA.reshape(T, N, 4, H)
+    dhs = dhs.transpose(1, 0, 2)                      # (T, N, H) view
+    dh = xp.zeros((N, H), dtype=dt) if dh_last is None else dh_last.copy()
+    dc = xp.zeros((N, H), dtype=dt) if dc_last is None else dc_last.copy()
+    dh_t = xp.empty((N, H), dtype=dt)
+    ds = xp.empty((N, H), dtype=dt)
+    WhT = xp.ascontiguousarray(Wh.T)                  # (4H, H): a plain product per step
+    for t in range(T - 1, -1, -1):
+        xp.add(dhs[t], dh, out=dh_t)
+        xp.multiply(dh_t, o_dtanh[t], out=ds)
+        ds += dc
+        dA4[t, :, :3] *= ds[:, None, :]               # df, dg, di
+        dA[t, :, 3 * H:] *= dh_t                      # do
+        xp.multiply(ds, f[t], out=dc)                 # dc_{t-1}
+        xp.matmul(dA[t], WhT, out=dh)                 # dh_{t-1}
+    dA2 = dA.reshape(T * N, 4 * H)
+    xp.matmul(X.T, dA2, out=grads[0])
+    xp.matmul(Hs[:-1].reshape(T * N, H).T, dA2, out=grads[1])
+    dA2.sum(axis=0, out=grads[2])
+    return _batch_major(xp.matmul(dA2, Wx.T), N, T), dh, dc
+
+
+# --------------------------------------------------------------------------- GRU math
+
+def _gru_forward(xs, h0, Wx, Wh, b, bh):
+    """``bh is None``: the book's GRU; otherwise the reset-after form."""
+    xp = get_array_module(Wx)
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    dt = Wx.dtype
+    X = _time_major(xs)                               # (T*N, D)
+    A = xp.matmul(X, Wx).reshape(T, N, 3 * H)        # pre-activations, then z, r, h~ in place
+    A += b
+    Hs = _with_initial(h0, T)                         # (T+1, N, H)
+    # reset-before: r * h_{t-1}, the input of Wh's candidate slice;
+    # reset-after: h_{t-1} @ Wh_c + bh_c, the term that r multiplies.
+    aux = xp.empty((T, N, H), dtype=dt)
+    if bh is None:
+        Wh_zr, Wh_c = Wh[:, :2 * H], Wh[:, 2 * H:]
+        work = xp.empty((N, 2 * H), dtype=dt)
+    else:
+        A[..., :2 * H] += bh[:2 * H]
+        bh_c = bh[2 * H:]
+        work = xp.empty((N, 3 * H), dtype=dt)
+    tmp = xp.empty((N, H), dtype=dt)
+    for t in range(T):
+        a, h = A[t], Hs[t]                            # (N, 3H), (N, H)
+        zr, hc = a[:, :2 * H], a[:, 2 * H:]
+        if bh is None:
+            xp.matmul(h, Wh_zr, out=work)
+            zr += work
+        else:
+            xp.matmul(h, Wh, out=work)
+            zr += work[:, :2 * H]
+        _sigmoid_(zr)                                 # z, r
+        z, r = a[:, :H], a[:, H:2 * H]
+        if bh is None:
+            xp.multiply(r, h, out=aux[t])
+            xp.matmul(aux[t], Wh_c, out=tmp)          # (r * h) @ Wh_c
+        else:
+            xp.add(work[:, 2 * H:], bh_c, out=aux[t])
+            xp.multiply(r, aux[t], out=tmp)           # r * (h @ Wh_c + bh_c)
+        hc += tmp
+        xp.tanh(hc, out=hc)                           # h~
+        h_t = Hs[t + 1]
+        xp.subtract(hc, h, out=h_t)
+        h_t *= z
+        h_t += h                                      # h_t = (1 - z) * h + z * h~
+    return _batch_major(Hs[1:], N, T), (X, A, Hs, aux)
+
+
+def _gru_backward(dhs, dh_last, cache, Wx, Wh, grads, reset_after):
+    xp = get_array_module(Wx)
+    X, A, Hs, aux = cache
+    T, N, H = aux.shape
+    dt = Wx.dtype
+    z, r, hc = A[..., :H], A[..., H:2 * H], A[..., 2 * H:]
+    hprev = Hs[:-1]                                   # (T, N, H)
+    # Local factors (dh: total gradient of h_t): dz = dh * (h~ - h_prev) * z(1-z),
+    # dc = dh * z * (1 - h~^2) (candidate pre-activation),
+    # reset-before: dr = ((dc @ Wh_c^T) * h_prev) * r(1-r);
+    # reset-after:  dr = (dc * hn) * r(1-r), with hn = h_prev @ Wh_c + bh_c.
+    dA = xp.empty_like(A)                             # (T, N, 3H)
+    dA[..., :H] = (hc - hprev) * z * (1 - z)
+    dA[..., 2 * H:] = z * (1 - hc * hc)
+    dA[..., H:2 * H] = (aux if reset_after else hprev) * r * (1 - r)
+    one_minus_z = 1 - z
+    dhs = dhs.transpose(1, 0, 2)                      # (T, N, H) view
+    dh = xp.zeros((N, H), dtype=dt) if dh_last is None else dh_last.copy()
+    dh_t = xp.empty((N, H), dtype=dt)
+    tmp = xp.empty((N, H), dtype=dt)
+    if not reset_after:
+        Wh_zrT, Wh_cT = Wh[:, :2 * H].T, Wh[:, 2 * H:].T
+        drh = xp.empty((N, H), dtype=dt)
+        for t in range(T - 1, -1, -1):
+            xp.add(dhs[t], dh, out=dh_t)
+            da = dA[t]
+            da[:, :H] *= dh_t                         # dz
+            da[:, 2 * H:] *= dh_t                     # d candidate
+            xp.matmul(da[:, 2 * H:], Wh_cT, out=drh)  # gradient of r * h_prev
+            da[:, H:2 * H] *= drh                     # dr
+            xp.multiply(dh_t, one_minus_z[t], out=dh)
+            xp.multiply(drh, r[t], out=tmp)
+            dh += tmp
+            xp.matmul(da[:, :2 * H], Wh_zrT, out=tmp)
+            dh += tmp
+        dA2 = dA.reshape(T * N, 3 * H)
+        grads[1][:, :2 * H] = xp.matmul(hprev.reshape(T * N, H).T, dA2[:, :2 * H])
+        grads[1][:, 2 * H:] = xp.matmul(aux.reshape(T * N, H).T, dA2[:, 2 * H:])
+    else:
+        dAh = xp.empty_like(A)                        # gradient of h_prev @ Wh + bh
+        WhT = Wh.T
+        for t in range(T - 1, -1, -1):
+            xp.add(dhs[t], dh, out=dh_t)
+            da, dah = dA[t], dAh[t]
+            da[:, :H] *= dh_t
+            da[:, 2 * H:] *= dh_t
+            da[:, H:2 * H] *= da[:, 2 * H:]
+            dah[:, :2 * H] = da[:, :2 * H]
+            xp.multiply(da[:, 2 * H:], r[t], out=dah[:, 2 * H:])
+            xp.multiply(dh_t, one_minus_z[t], out=dh)
+            xp.matmul(dah, WhT, out=tmp)
+            dh += tmp
+        dA2 = dA.reshape(T * N, 3 * H)
+        dAh2 = dAh.reshape(T * N, 3 * H)
+        xp.matmul(hprev.reshape(T * N, H).T, dAh2, out=grads[1])
+        dAh2.sum(axis=0, out=grads[3])
+    xp.matmul(X.T, dA2, out=grads[0])
+    dA2.sum(axis=0, out=grads[2])
+    return _batch_major(xp.matmul(dA2, Wx.T), N, T), dh
+
+
+# --------------------------------------------------------------------------- cells
+
+class _Cell(Layer):
+    """Shared plumbing of the one-step cells (the ``T = 1`` case of the time math)."""
+
+    _gates = 1
+
+    def __init__(self, Wx, Wh, b, bh=None):
+        super().__init__()
+        _check_params(type(self).__name__, Wx, Wh, b, self._gates, bh)
+        if bh is None:
+            self._init_params(Wx, Wh, b)
+        else:
+            self._init_params(Wx, Wh, b, bh)
+        self.cache = None
+
+    def _check_step(self, x, **states):
+        where = f"{type(self).__name__}.forward"
+        Wx, Wh = self.params[0], self.params[1]
+        dims = check_shape(where, "x", x, ("N", Wx.shape[0]))
+        for name, s in states.items():
+            check_shape(where, name, s, ("N", Wh.shape[0]), dims)
+        dt = Wx.dtype
+        self._nh = (x.shape[0], Wh.shape[0])
+        return [x.astype(dt, copy=False)[:, None]] + [s.astype(dt, copy=False)
+                                                       for s in states.values()]
+
+    def _check_dout(self, **douts):
+        where = f"{type(self).__name__}.backward"
+        if self.cache is None:
+            raise RuntimeError(f"{where}: called before forward")
+        N, H = self._nh
+        out = []
+        for name, d in douts.items():
+            check_shape(where, name, d, (N, H))
+            out.append(d.astype(self.params[0].dtype, copy=False))
+        return out
+
+
+class RNN(_Cell):
+    """One step of the Elman RNN with tanh:
+    ``h_next = tanh(x @ Wx + h_prev @ Wh + b)``.
+
+    Parameters
+    ----------
+    Wx : array, shape (D, H)
+    Wh : array, shape (H, H)
+    b : array, shape (H,)
+        Kept as ``params`` (the very arrays), in this order; ``param_names`` is
+        ``("Wx", "Wh", "b")``.
+
+    Notes
+    -----
+    ``forward(x, h_prev)``: ``x (N, D)``, ``h_prev (N, H)`` -> ``h_next (N, H)``.
+    ``backward(dh_next)``: ``dh_next (N, H)`` -> ``(dx (N, D), dh_prev (N, H))``;
+    writes ``dWx, dWh, db`` into ``grads``. Caches ``x``, ``h_prev`` and
+    ``h_next``. For sequences use :class:`TimeRNN`, which runs the same math
+    over all steps without per-step objects.
+    """
+
+    param_names = ("Wx", "Wh", "b")
+    _gates = 1
+
+    def forward(self, x, h_prev):
+        x3, h_prev = self._check_step(x, h_prev=h_prev)
+        hs, self.cache = _rnn_forward(x3, h_prev, *self.params)
+        return hs[:, 0]
+
+    def backward(self, dh_next):
+        (dh_next,) = self._check_dout(dh_next=dh_next)
+        dxs, dh_prev = _rnn_backward(dh_next[:, None], None, self.cache,
+                                     self.params[0], self.params[1], self.grads)
+        return dxs[:, 0], dh_prev
+
+
+class LSTM(_Cell):
+    """One step of the LSTM (Hochreiter & Schmidhuber 1997, with a forget gate).
+
+    With ``A = x @ Wx + h_prev @ Wh + b`` split into four ``H``-wide column
+    slices in the book's order **f, g, i, o**::
+
+        f = sigmoid(A[:, 0H:1H])    forget gate
+        g = tanh   (A[:, 1H:2H])    cell candidate
+        i = sigmoid(A[:, 2H:3H])    input gate
+        o = sigmoid(A[:, 3H:4H])    output gate
+        c_next = f * c_prev + g * i
+        h_next = o * tanh(c_next)
+
+    Parameters
+    ----------
+    Wx : array, shape (D, 4H)
+    Wh : array, shape (H, 4H)
+    b : array, shape (4H,)
+        Kept as ``params`` (the very arrays), in this order; ``param_names`` is
+        ``("Wx", "Wh", "b")``. PyTorch's ``nn.LSTM`` orders its gates i, f, g, o
+        and has two biases (``b = b_ih + b_hh`` after reordering).
+
+    Notes
+    -----
+    ``forward(x, h_prev, c_prev)``: ``x (N, D)``, ``h_prev, c_prev (N, H)`` ->
+    ``(h_next, c_next)``, each ``(N, H)``.
+    ``backward(dh_next, dc_next)`` -> ``(dx (N, D), dh_prev (N, H), dc_prev (N, H))``;
+    writes ``dWx, dWh, db`` into ``grads``. Caches the inputs, the four gate
+    activations, ``c_next`` and ``tanh(c_next)``.
+    """
+
+    param_names = ("Wx", "Wh", "b")
+    _gates = 4
+
+    def forward(self, x, h_prev, c_prev):
+        x3, h_prev, c_prev = self._check_step(x, h_prev=h_prev, c_prev=c_prev)
+        hs, self.cache = _lstm_forward(x3, h_prev, c_prev, *self.params)
+        return hs[:, 0], self.cache[3][1]             # Cs[1]: c after the step
+
+    def backward(self, dh_next, dc_next):
+        dh_next, dc_next = self._check_dout(dh_next=dh_next, dc_next=dc_next)
+        dxs, dh_prev, dc_prev = _lstm_backward(dh_next[:, None], None, dc_next, self.cache,
+                                               self.params[0], self.params[1], self.grads)
+        return dxs[:, 0], dh_prev, dc_prev
+
+
+def _check_reset_after(where, reset_after, bh, like):
+    if not isinstance(reset_after, bool):
+        raise TypeError(f"{where}: argument 'reset_after' expected a bool, got "
+                        f"{type(reset_after).__name__} (pass the second bias as bh=...)")
+    if not reset_after:
+        if bh is not None:
+            raise ValueError(f"{where}: argument 'bh' is only used with reset_after=True")
+        return None
+    if bh is None:
+        return get_array_module(like).zeros_like(like)
+    return bh
+
+
+class GRU(_Cell):
+    """One step of the GRU (Cho et al. 2014), in the book's convention.
+
+    With the three ``H``-wide column slices in the order **z, r, h~**
+    (``Wx = [Wx_z | Wx_r | Wx_c]``, likewise ``Wh`` and ``b``)::
+
+        z  = sigmoid(x @ Wx_z + h_prev @ Wh_z + b_z)         update gate
+        r  = sigmoid(x @ Wx_r + h_prev @ Wh_r + b_r)         reset gate
+        h~ = tanh(x @ Wx_c + (r * h_prev) @ Wh_c + b_c)      candidate (reset_after=False)
+        h~ = tanh(x @ Wx_c + b_c + r * (h_prev @ Wh_c + bh_c))  (reset_after=True)
+        h_next = (1 - z) * h_prev + z * h~
+
+    ``reset_after=False`` is the book's GRU (and Cho et al.'s). ``reset_after=True``
+    is the cuDNN / PyTorch / Keras form: the reset gate multiplies the hidden
+    product, and a second bias ``bh (3H,)`` is added to ``h_prev @ Wh`` for all
+    three slices (for ``z`` and ``r`` it simply adds to ``b``).
+
+    PyTorch's ``nn.GRU`` orders its slices r, z, n and updates
+    ``h_next = (1 - z') * n + z' * h_prev``: its ``z'`` is ``1 - z`` here, so its
+    update-gate weights and biases are the negatives of ours.
+
+    Parameters
+    ----------
+    Wx : array, shape (D, 3H)
+    Wh : array, shape (H, 3H)
+    b : array, shape (3H,)
+    reset_after : bool, default False
+    bh : array, shape (3H,), optional
+        Only with ``reset_after=True``; zeros when omitted. ``param_names`` is
+        ``("Wx", "Wh", "b")``, plus ``"bh"`` with ``reset_after=True``.
+
+    Notes
+    -----
+    ``forward(x, h_prev)``: ``x (N, D)``, ``h_prev (N, H)`` -> ``h_next (N, H)``.
+    ``backward(dh_next)`` -> ``(dx (N, D), dh_prev (N, H))``; writes the param
+    gradients into ``grads``.
+    """
+
+    param_names = ("Wx", "Wh", "b")
+    _gates = 3
+
+    def __init__(self, Wx, Wh, b, reset_after=False, bh=None):
+        bh = _check_reset_after("GRU", reset_after, bh, b)
+        super().__init__(Wx, Wh, b, bh)
+        self.reset_after = reset_after
+        if reset_after:
+            self.param_names = ("Wx", "Wh", "b", "bh")
+
+    def forward(self, x, h_prev):
+        x3, h_prev = self._check_step(x, h_prev=h_prev)
+        Wx, Wh, b = self.params[:3]
+        bh = self.params[3] if self.reset_after else None
+        hs, self.cache = _gru_forward(x3, h_prev, Wx, Wh, b, bh)
+        return hs[:, 0]
+
+    def backward(self, dh_next):
+        (dh_next,) = self._check_dout(dh_next=dh_next)
+        dxs, dh_prev = _gru_backward(dh_next[:, None], None, self.cache, self.params[0],
+                                     self.params[1], self.grads, self.reset_after)
+        return dxs[:, 0], dh_prev
+
+
+# --------------------------------------------------------------------------- time layers
+
+class _TimeRecurrent(Layer):
+    """State handling shared by :class:`TimeRNN`, :class:`TimeLSTM`, :class:`TimeGRU`."""
+
+    _gates = 1
+    _has_c = False
+
+    def __init__(self, params, stateful):
+        super().__init__()
+        _check_params(type(self).__name__, *params[:3], self._gates,
+                      params[3] if len(params) > 3 else None)
+        self._init_params(*params)
+        self.stateful = bool(stateful)
+        self.h = None              # last hidden state after forward, (N, H)
+        self.dh = None             # gradient of the initial hidden state after backward
+        if self._has_c:
+            self.c = None
+            self.dc = None
+        self._h_set = None         # state given to set_state (used by stateful=False)
+        self._c_set = None
+        self._cache = None
+
+    @property
+    def hidden_size(self) -> int:
+        """``H``."""
+        return self.params[1].shape[0]
+
+    def set_state(self, h, c=None):
+        """Set the initial state of the next forward.
+
+        Parameters
+        ----------
+        h : array, shape (N, H)
+        c : array, shape (N, H), optional
+            LSTM only; zeros when omitted.
+
+        With ``stateful=True`` the next forward starts from ``h`` (and ``c``) and
+        later forwards carry on from their predecessor's last state. With
+        ``stateful=False`` every forward starts from this state until
+        :meth:`reset_state`. The arrays are used as given (not copied).
+        """
+        where = f"{type(self).__name__}.set_state"
+        H = self.hidden_size
+        check_shape(where, "h", h, (None, H))
+        if c is not None:
+            if not self._has_c:
+                raise ValueError(f"{where}: argument 'c' is only used by LSTM layers")
+            check_shape(where, "c", c, (h.shape[0], H))
+        self.h, self._h_set = h, h
+        if self._has_c:
+            self.c, self._c_set = c, c
+
+    def reset_state(self):
+        """Forget the state: the next forward starts from zeros."""
+        self.h = self._h_set = None
+        if self._has_c:
+            self.c = self._c_set = None
+
+    def _begin(self, xs):
+        """Check ``xs``, cast it, and return it with the initial state(s)."""
+        where = f"{type(self).__name__}.forward"
+        Wx = self.params[0]
+        check_shape(where, "xs", xs, ("N", "T", Wx.shape[0]))
+        N, T, _ = xs.shape
+        if T == 0:
+            raise ShapeError(f"{where}: argument 'xs' expected at least one time step, "
+                             f"got shape {tuple(xs.shape)}")
+        xs = xs.astype(Wx.dtype, copy=False)
+        H = self.hidden_size
+        h, c = (self.h, getattr(self, "c", None)) if self.stateful else (self._h_set, self._c_set)
+        states = [h] + ([c] if self._has_c else [])
+        names = ["h"] + (["c"] if self._has_c else [])
+        out = []
+        for name, s in zip(names, states):
+            if s is not None:
+                check_shape(where, f"{name} (initial state)", s, (N, H))
+            out.append(_zeros_or(s, (N, H), Wx))
+        return xs, out
+
+    def _begin_backward(self, dhs):
+        where = f"{type(self).__name__}.backward"
+        if self._cache is None:
+            raise RuntimeError(f"{where}: called before forward")
+        check_shape(where, "dhs", dhs, self._out_shape)
+        return dhs.astype(self.params[0].dtype, copy=False)
+
+
+class TimeRNN(_TimeRecurrent):
+    """Tanh RNN over a whole sequence: ``h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b)``.
+
+    Parameters
+    ----------
+    Wx : array, shape (D, H)
+    Wh : array, shape (H, H)
+    b : array, shape (H,)
+        Kept as ``params``, ``param_names = ("Wx", "Wh", "b")``.
+    stateful : bool, default False
+        True: each forward starts from the last state of the previous one
+        (truncated BPTT over a long sequence cut into blocks; gradients do not
+        cross the block boundary). False: each forward starts from zeros, or from
+        the state given to :meth:`set_state` until :meth:`reset_state`.
+
+    Attributes
+    ----------
+    h : array (N, H) or None
+        The last hidden state after forward (or the state set by ``set_state``).
+    dh : array (N, H) or None
+        After backward, the gradient of the initial hidden state (for
+        encoder-decoder models).
+    stateful : bool
+
+    Notes
+    -----
+    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)``.
+    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``; writes
+    ``dWx, dWh, db`` into ``grads``. Caches (time-major) ``xs`` and the hidden
+    states including the initial one, ``(T+1, N, H)``; the returned ``hs`` may
+    share memory with it: do not modify it in place before backward.
+    """
+
+    param_names = ("Wx", "Wh", "b")
+    _gates = 1
+
+    def __init__(self, Wx, Wh, b, stateful=False):
+        super().__init__((Wx, Wh, b), stateful)
+
+    def forward(self, xs):
+        xs, (h0,) = self._begin(xs)
+        hs, self._cache = _rnn_forward(xs, h0, *self.params)
+        self._out_shape = hs.shape
+        self.h = hs[:, -1].copy()
+        return hs
+
+    def backward(self, dhs):
+        dhs = self._begin_backward(dhs)
+        dxs, self.dh = _rnn_backward(dhs, None, self._cache, self.params[0], self.params[1],
+                                     self.grads)
+        return dxs
+
+
+class TimeLSTM(_TimeRecurrent):
+    """LSTM over a whole sequence (Hochreiter & Schmidhuber 1997).
+
+    For each step ``t``, with ``A_t = x_t @ Wx + h_{t-1} @ Wh + b`` split into
+    four ``H``-wide column slices in the book's order **f, g, i, o**::
+
+        f = sigmoid(A_t[:, 0H:1H]),  g = tanh(A_t[:, 1H:2H]),
+        i = sigmoid(A_t[:, 2H:3H]),  o = sigmoid(A_t[:, 3H:4H])
+        c_t = f * c_{t-1} + g * i
+        h_t = o * tanh(c_t)
+
+    Parameters
+    ----------
+    Wx : array, shape (D, 4H)
+    Wh : array, shape (H, 4H)
+    b : array, shape (4H,)
+        Kept as ``params``, ``param_names = ("Wx", "Wh", "b")``; the book's
+        weights load unchanged.
+    stateful : bool, default False
+        True: each forward starts from the last ``h`` and ``c`` of the previous
+        one (truncated BPTT). False: each forward starts from zeros, or from the
+        state given to :meth:`set_state` until :meth:`reset_state`.
+
+    Attributes
+    ----------
+    h, c : array (N, H) or None
+        The last hidden and cell states after forward.
+    dh, dc : array (N, H) or None
+        After backward, the gradients of the initial hidden and cell states
+        (``dh`` is what a seq2seq decoder hands back to its encoder).
+    stateful : bool
+
+    Notes
+    -----
+    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)``.
+    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``; writes
+    ``dWx, dWh, db`` into ``grads``. The gradient of the last state enters
+    through ``dhs[:, -1]``; the last cell state gets no gradient.
+
+    Caches (time-major) ``xs``, the gate activations ``(T, N, 4H)``, the hidden
+    and cell states including the initial ones ``(T+1, N, H)`` and
+    ``tanh(c_t)`` ``(T, N, H)``. ``x @ Wx`` is one matrix product for all steps;
+    so are ``dWx``, ``dx``, ``db`` and ``dWh`` in backward. The returned ``hs``
+    may share memory with the cache: do not modify it in place before backward.
+    """
+
+    param_names = ("Wx", "Wh", "b")
+    _gates = 4
+    _has_c = True
+
+    def __init__(self, Wx, Wh, b, stateful=False):
+        super().__init__((Wx, Wh, b), stateful)
+
+    def forward(self, xs):
+        xs, (h0, c0) = self._begin(xs)
+        hs, self._cache = _lstm_forward(xs, h0, c0, *self.params)
+        self._out_shape = hs.shape
+        self.h = hs[:, -1].copy()
+        self.c = self._cache[3][-1].copy()
+        return hs
+
+    def backward(self, dhs):
+        dhs = self._begin_backward(dhs)
+        dxs, self.dh, self.dc = _lstm_backward(dhs, None, None, self._cache, self.params[0],
+                                               self.params[1], self.grads)
+        return dxs
+
+
+class TimeGRU(_TimeRecurrent):
+    """GRU over a whole sequence (Cho et al. 2014); see :class:`GRU` for the equations.
+
+    With the three ``H``-wide column slices in the order **z, r, h~**::
+
+        z_t = sigmoid(x_t Wx_z + h_{t-1} Wh_z + b_z)
+        r_t = sigmoid(x_t Wx_r + h_{t-1} Wh_r + b_r)
+        h~_t = tanh(x_t Wx_c + (r_t * h_{t-1}) Wh_c + b_c)            reset_after=False
+        h~_t = tanh(x_t Wx_c + b_c + r_t * (h_{t-1} Wh_c + bh_c))     reset_after=True
+        h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
+
+    (with ``reset_after=True``, ``bh_z`` and ``bh_r`` are added to the ``z`` and
+    ``r`` pre-activations too).
+
+    Parameters
+    ----------
+    Wx : array, shape (D, 3H)
+    Wh : array, shape (H, 3H)
+    b : array, shape (3H,)
+    stateful : bool, default False
+        As in :class:`TimeLSTM`.
+    reset_after : bool, default False
+        False: the book's GRU. True: the cuDNN / PyTorch form with a second bias.
+    bh : array, shape (3H,), optional
+        The hidden-side bias, only with ``reset_after=True`` (zeros when omitted).
+        ``param_names`` is ``("Wx", "Wh", "b")``, plus ``"bh"`` with
+        ``reset_after=True``.
+
+    Attributes
+    ----------
+    h : array (N, H) or None
+        The last hidden state after forward.
+    dh : array (N, H) or None
+        After backward, the gradient of the initial hidden state.
+    stateful, reset_after : bool
+
+    Notes
+    -----
+    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)``.
+    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``. Caches (time-major)
+    ``xs``, the gates ``(T, N, 3H)``, the hidden states including the initial one
+    ``(T+1, N, H)`` and ``r * h_prev`` (reset-before) or ``h_prev @ Wh_c + bh_c``
+    (reset-after), ``(T, N, H)``.
+    """
+
+    param_names = ("Wx", "Wh", "b")
+    _gates = 3
+
+    def __init__(self, Wx, Wh, b, stateful=False, reset_after=False, bh=None):
+        bh = _check_reset_after("TimeGRU", reset_after, bh, b)
+        super().__init__((Wx, Wh, b) if bh is None else (Wx, Wh, b, bh), stateful)
+        self.reset_after = reset_after
+        if reset_after:
+            self.param_names = ("Wx", "Wh", "b", "bh")
+
+    def forward(self, xs):
+        xs, (h0,) = self._begin(xs)
+        Wx, Wh, b = self.params[:3]
+        bh = self.params[3] if self.reset_after else None
+        hs, self._cache = _gru_forward(xs, h0, Wx, Wh, b, bh)
+        self._out_shape = hs.shape
+        self.h = hs[:, -1].copy()
+        return hs
+
+    def backward(self, dhs):
+        dhs = self._begin_backward(dhs)
+        dxs, self.dh = _gru_backward(dhs, None, self._cache, self.params[0], self.params[1],
+                                     self.grads, self.reset_after)
+        return dxs
+
+
+class TimeBiLSTM(Layer):
+    """Bidirectional LSTM: one :class:`TimeLSTM` reads the sequence forwards, a
+    second reads it backwards, and their hidden states are concatenated::
+
+        hs[:, t] = concat(hf_t, hb_t)        # (N, 2H)
+
+    where ``hf_t`` is the forward LSTM's state after reading ``x_0 .. x_t`` and
+    ``hb_t`` the backward LSTM's after reading ``x_{T-1} .. x_t``.
+
+    Parameters
+    ----------
+    Wx1, Wh1, b1 : arrays, shapes (D, 4H), (H, 4H), (4H,)
+        The forward LSTM (gate order f, g, i, o as in :class:`TimeLSTM`).
+    Wx2, Wh2, b2 : arrays, shapes (D, 4H), (H, 4H), (4H,)
+        The backward LSTM.
+        ``params`` holds the six arrays in this order; ``param_names`` is
+        ``("Wx_fwd", "Wh_fwd", "b_fwd", "Wx_bwd", "Wh_bwd", "b_bwd")``.
+
+    Attributes
+    ----------
+    forward_lstm, backward_lstm : TimeLSTM
+        The two directions (their ``grads`` are the arrays in ``self.grads``).
+    h, c : array (2, N, H) or None
+        Last states after forward: ``[0]`` the forward direction's (after
+        ``x_{T-1}``), ``[1]`` the backward direction's (after ``x_0``) -- the
+        layout of PyTorch's ``h_n``.
+    dh, dc : array (2, N, H) or None
+        After backward, the gradients of the initial states, same layout.
+
+    Notes
+    -----
+    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, 2H)``;
+    ``backward(dhs)``: ``dhs (N, T, 2H)`` -> ``dxs (N, T, D)``.
+    Not stateful (the backward direction cannot carry a state into the next
+    block of a long sequence); :meth:`set_state` sets the initial states of
+    every forward until :meth:`reset_state`.
+    """
+
+    param_names = ("Wx_fwd", "Wh_fwd", "b_fwd", "Wx_bwd", "Wh_bwd", "b_bwd")
+
+    def __init__(self, Wx1, Wh1, b1, Wx2, Wh2, b2):
+        super().__init__()
+        self.forward_lstm = TimeLSTM(Wx1, Wh1, b1)
+        self.backward_lstm = TimeLSTM(Wx2, Wh2, b2)
+        if Wx1.shape != Wx2.shape or Wh1.shape != Wh2.shape:
+            raise ShapeError(f"TimeBiLSTM: the backward LSTM's Wx, Wh expected shapes "
+                             f"{tuple(Wx1.shape)}, {tuple(Wh1.shape)} (those of the forward "
+                             f"LSTM), got {tuple(Wx2.shape)}, {tuple(Wh2.shape)}")
+        self.params = self.forward_lstm.params + self.backward_lstm.params
+        self.grads = self.forward_lstm.grads + self.backward_lstm.grads
+
+    @property
+    def hidden_size(self) -> int:
+        """``H`` of each direction (the output has ``2H`` features)."""
+        return self.forward_lstm.hidden_size
+
+    def _pair(self, name):
+        a, b = getattr(self.forward_lstm, name), getattr(self.backward_lstm, name)
+        if a is None or b is None:
+            return None
+        return get_array_module(a).stack([a, b])
+
+    h = property(lambda self: self._pair("h"), doc="Last hidden states, (2, N, H).")
+    c = property(lambda self: self._pair("c"), doc="Last cell states, (2, N, H).")
+    dh = property(lambda self: self._pair("dh"), doc="Gradient of the initial h, (2, N, H).")
+    dc = property(lambda self: self._pair("dc"), doc="Gradient of the initial c, (2, N, H).")
+
+    def set_state(self, h, c=None):
+        """Initial states for every forward until :meth:`reset_state`.
+
+        Parameters
+        ----------
+        h : array, shape (2, N, H)
+            ``[0]`` for the forward direction, ``[1]`` for the backward one.
+        c : array, shape (2, N, H), optional
+            Zeros when omitted.
+        """
+        H = self.hidden_size
+        check_shape("TimeBiLSTM.set_state", "h", h, (2, None, H))
+        if c is not None:
+            check_shape("TimeBiLSTM.set_state", "c", c, (2, h.shape[1], H))
+        self.forward_lstm.set_state(h[0], None if c is None else c[0])
+        self.backward_lstm.set_state(h[1], None if c is None else c[1])
+
+    def reset_state(self):
+        """Start every forward from zeros again."""
+        self.forward_lstm.reset_state()
+        self.backward_lstm.reset_state()
+
+    def forward(self, xs):
+        check_shape("TimeBiLSTM.forward", "xs", xs, ("N", "T", self.params[0].shape[0]))
+        xp = get_array_module(self.params[0])
+        hf = self.forward_lstm.forward(xs)                  # (N, T, H)
+        hb = self.backward_lstm.forward(xs[:, ::-1])        # (N, T, H), reversed time
+        return xp.concatenate([hf, hb[:, ::-1]], axis=2)    # (N, T, 2H)
+
+    def backward(self, dhs):
+        H = self.hidden_size
+        if self.forward_lstm._cache is None:
+            raise RuntimeError("TimeBiLSTM.backward: called before forward")
+        N, T, _ = self.forward_lstm._out_shape
+        check_shape("TimeBiLSTM.backward", "dhs", dhs, (N, T, 2 * H))
+        dxs = self.forward_lstm.backward(dhs[:, :, :H])
+        dxs_b = self.backward_lstm.backward(dhs[:, ::-1, H:])
+        dxs += dxs_b[:, ::-1]
+        return dxs

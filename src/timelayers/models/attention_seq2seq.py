@@ -1,0 +1,138 @@
+"""Seq2seq with attention (Bahdanau et al., 2015; Luong et al., 2015), the book's
+chapter 8: the decoder looks at every encoder state at every step.
+
+Shapes: questions ``xs (N, Tq)``, answers ``ts (N, 1 + Ta)`` (start symbol first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..backend import get_array_module
+from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+from ..layers.attention import TimeAttention
+from ._init import make_rng, randn, xavier, zeros
+from .base import Model
+from .seq2seq import Encoder, Seq2seqBase, _lstm
+
+__all__ = ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq", "AttentionSeq2seqConfig"]
+
+
+@dataclass
+class AttentionSeq2seqConfig:
+    vocab_size: int
+    wordvec_size: int = 16
+    hidden_size: int = 256
+    score: str = "dot"
+    dtype: str = "float32"
+
+
+class AttentionEncoder(Encoder):
+    """:class:`~timelayers.models.seq2seq.Encoder` returning every hidden state.
+
+    Shapes: ``xs (N, Tq) -> hs (N, Tq, H)``; ``backward(dhs (N, Tq, H))``.
+    """
+
+    def forward(self, xs):
+        self.hs = self.lstm.forward(self.embed.forward(xs))
+        return self.hs
+
+    def _backward(self, dhs):
+        self.embed.backward(self.lstm.backward(dhs))
+
+
+class AttentionDecoder(Model):
+    """Embedding -> LSTM -> attention over the encoder states -> Affine over
+    ``[context, lstm output]``.
+
+    Shapes: ``forward(xs (N, Ta), enc_hs (N, Tq, H)) -> scores (N, Ta, V)``;
+    ``backward(dscores) -> denc_hs (N, Tq, H)``. ``attention.attention_weights``
+    holds ``(N, Ta, Tq)`` after a forward.
+    """
+
+    def __init__(self, vocab_size, wordvec_size, hidden_size, score="dot", *, dtype="float32",
+                 rng=None):
+        self.config = AttentionSeq2seqConfig(vocab_size, wordvec_size, hidden_size, score, dtype)
+        rng = make_rng(rng)
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
+        self.lstm = _lstm(rng, D, H, dtype, stateful=True)
+        if score == "general":
+            self.attention = TimeAttention(score="general", W=xavier(rng, H, (H, H), dtype))
+        else:
+            self.attention = TimeAttention(score=score)
+        self.affine = TimeAffine(xavier(rng, 2 * H, (2 * H, V), dtype), zeros(V, dtype))
+        self.enc_hs = None
+
+    def _attend(self, dec_hs):
+        xp = get_array_module(dec_hs)
+        c = self.attention.forward(self.enc_hs, dec_hs)  # (N, T, H)
+        return self.affine.forward(xp.concatenate([c, dec_hs], axis=2))
+
+    def forward(self, xs, enc_hs):
+        self.enc_hs = enc_hs
+        self.lstm.set_state(enc_hs[:, -1])
+        return self._attend(self.lstm.forward(self.embed.forward(xs)))
+
+    def _backward(self, dscore):
+        dout = self.affine.backward(dscore)  # (N, T, 2H)
+        H = dout.shape[2] // 2
+        denc_hs, ddec_hs = self.attention.backward(dout[:, :, :H])
+        ddec_hs = ddec_hs + dout[:, :, H:]
+        self.embed.backward(self.lstm.backward(ddec_hs))
+        denc_hs[:, -1] += self.lstm.dh
+        return denc_hs
+
+    # decoding protocol (see timelayers.decoding)
+    def begin(self, enc_hs):
+        self.enc_hs = enc_hs
+        self.lstm.set_state(enc_hs[:, -1])
+
+    def step(self, ids):
+        return self._attend(self.lstm.forward(self.embed.forward(ids[:, None])))[:, 0]
+
+    def reorder(self, index):
+        self.enc_hs = self.enc_hs[index]
+        self.lstm.set_state(self.lstm.h[index], self.lstm.c[index])
+
+
+class AttentionSeq2seq(Seq2seqBase):
+    """:class:`AttentionEncoder` + :class:`AttentionDecoder` with a softmax loss.
+
+    Parameters
+    ----------
+    vocab_size, wordvec_size, hidden_size : int
+    score : {"dot", "general"}
+        The attention score: the book's dot product, or Luong's bilinear form.
+    """
+
+    def __init__(self, vocab_size, wordvec_size=16, hidden_size=256, score="dot", *,
+                 dtype="float32", rng=None):
+        self.config = AttentionSeq2seqConfig(vocab_size, wordvec_size, hidden_size, score, dtype)
+        rng = make_rng(rng)
+        self.encoder = AttentionEncoder(vocab_size, wordvec_size, hidden_size, dtype=dtype, rng=rng)
+        self.decoder = AttentionDecoder(vocab_size, wordvec_size, hidden_size, score, dtype=dtype,
+                                        rng=rng)
+        self.loss_layer = TimeSoftmaxWithLoss()
+
+    def attention_map(self, xs, start_id, length):
+        """Greedy answers with the attention weights of every step.
+
+        Returns
+        -------
+        ids : int array (N, length)
+        weights : float array (N, length, Tq), row ``t`` is where step ``t`` looked
+        """
+        xp = get_array_module(xs)
+        was_training = self.training
+        self.eval()
+        self.begin_decoding(xs)
+        ids = xp.full(xs.shape[0], int(start_id)) if xp.ndim(start_id) == 0 else start_id
+        out, weights = [], []
+        for _ in range(length):
+            ids = self.decode_step(ids).argmax(axis=1)
+            out.append(ids)
+            weights.append(self.decoder.attention.attention_weights[:, 0])
+        if was_training:
+            self.train()
+        return xp.stack(out, axis=1), xp.stack(weights, axis=1)

@@ -1,0 +1,155 @@
+"""Recurrent language models: SimpleRnnlm (ch. 5), Rnnlm (ch. 6) and BetterRnnlm
+(ch. 6: stacked LSTMs, dropout, tied weights; Zaremba et al. 2014, Press & Wolf 2017).
+
+All take ids ``xs (N, T)`` and targets ``ts (N, T)``; ``predict(xs)`` returns
+scores ``(N, T, V)``. The recurrent layers are stateful, for truncated BPTT:
+call ``reset_state()`` between independent texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..layers import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
+from ..layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
+from ._init import make_rng, randn, xavier, zeros
+from .base import Model
+
+__all__ = ["SimpleRnnlm", "Rnnlm", "BetterRnnlm", "RnnlmConfig", "BetterRnnlmConfig"]
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def recurrent_layer(cell, D, H, rng, dtype, stateful):
+    """A TimeRNN / TimeLSTM / TimeGRU with the book's initialisation:
+    ``Wx ~ N(0, 1/D)``, ``Wh ~ N(0, 1/H)``, ``b = 0``."""
+    if cell not in _GATES:
+        raise ValueError(f"argument 'cell' expected one of {sorted(_GATES)}, got {cell!r}")
+    G = _GATES[cell] * H
+    Wx, Wh, b = xavier(rng, D, (D, G), dtype), xavier(rng, H, (H, G), dtype), zeros(G, dtype)
+    cls = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}[cell]
+    return cls(Wx, Wh, b, stateful=stateful)
+
+
+class _LanguageModel(Model):
+    """Shared behaviour: loss over ``predict``, state get/set for generation."""
+
+    def forward(self, xs, ts):
+        """Mean cross entropy of ``predict(xs) (N, T, V)`` against ``ts (N, T)``."""
+        return self.loss_layer.forward(self.predict(xs), ts)
+
+    def _recurrent_layers(self):
+        return [layer for _, layer in self.named_layers() if hasattr(layer, "set_state")]
+
+    def get_state(self):
+        """The recurrent state: a list with ``(h, c)`` per recurrent layer
+        (``c`` is None for RNN and GRU)."""
+        return [(layer.h, getattr(layer, "c", None)) for layer in self._recurrent_layers()]
+
+    def set_state(self, state):
+        """Restore a state returned by :meth:`get_state`."""
+        for layer, (h, c) in zip(self._recurrent_layers(), state):
+            if hasattr(layer, "c"):
+                layer.set_state(h, c)
+            else:
+                layer.set_state(h)
+
+
+@dataclass
+class RnnlmConfig:
+    vocab_size: int = 10000
+    wordvec_size: int = 100
+    hidden_size: int = 100
+    cell: str = "lstm"
+    dtype: str = "float32"
+
+
+class Rnnlm(_LanguageModel):
+    """Embedding -> one recurrent layer (LSTM by default) -> Affine -> softmax loss.
+
+    Parameters
+    ----------
+    vocab_size, wordvec_size, hidden_size : int
+        ``V``, ``D``, ``H`` (the book's defaults 10000, 100, 100).
+    cell : {"lstm", "gru", "rnn"}
+    dtype : str
+    rng : numpy.random.Generator or int seed
+    """
+
+    def __init__(self, vocab_size=10000, wordvec_size=100, hidden_size=100, cell="lstm", *,
+                 dtype="float32", rng=None):
+        self.config = RnnlmConfig(vocab_size, wordvec_size, hidden_size, cell, dtype)
+        rng = make_rng(rng)
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
+        self.rnn = recurrent_layer(cell, D, H, rng, dtype, stateful=True)
+        self.affine = TimeAffine(xavier(rng, H, (H, V), dtype), zeros(V, dtype))
+        self.loss_layer = TimeSoftmaxWithLoss()
+
+    def predict(self, xs):
+        """Scores ``(N, T, V)`` for the next word after each of ``xs (N, T)``."""
+        return self.affine.forward(self.rnn.forward(self.embed.forward(xs)))
+
+    def _backward(self, dout=1):
+        dout = self.loss_layer.backward(dout)
+        self.embed.backward(self.rnn.backward(self.affine.backward(dout)))
+
+
+class SimpleRnnlm(Rnnlm):
+    """The book's first language model: :class:`Rnnlm` with a plain tanh RNN."""
+
+    def __init__(self, vocab_size=10000, wordvec_size=100, hidden_size=100, cell="rnn", *,
+                 dtype="float32", rng=None):
+        super().__init__(vocab_size, wordvec_size, hidden_size, cell, dtype=dtype, rng=rng)
+
+
+@dataclass
+class BetterRnnlmConfig:
+    vocab_size: int = 10000
+    wordvec_size: int = 650
+    hidden_size: int = 650
+    dropout_ratio: float = 0.5
+    num_layers: int = 2
+    cell: str = "lstm"
+    dtype: str = "float32"
+
+
+class BetterRnnlm(_LanguageModel):
+    """Stacked recurrent layers with dropout between them and the output layer
+    tied to the embedding.
+
+    ``embed -> dropout -> [lstm -> dropout] * num_layers -> affine (W = embed.W.T)``.
+    Weight tying needs ``wordvec_size == hidden_size``; it is declared once with
+    ``self.tie("affine.W", "embed.W", transpose=True)``. Dropout masks come from
+    ``self.rng``.
+    """
+
+    def __init__(self, vocab_size=10000, wordvec_size=650, hidden_size=650, dropout_ratio=0.5,
+                 num_layers=2, cell="lstm", *, dtype="float32", rng=None):
+        if wordvec_size != hidden_size:
+            raise ValueError(f"BetterRnnlm: weight tying needs wordvec_size == hidden_size, "
+                             f"got {wordvec_size} and {hidden_size}")
+        self.config = BetterRnnlmConfig(vocab_size, wordvec_size, hidden_size, dropout_ratio,
+                                        num_layers, cell, dtype)
+        self.rng = make_rng(rng)
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        embed_W = randn(self.rng, (V, D), 0.01, dtype)
+        self.embed = TimeEmbedding(embed_W)
+        self.dropouts = [TimeDropout(dropout_ratio, self.rng) for _ in range(num_layers + 1)]
+        self.rnns = [recurrent_layer(cell, D if i == 0 else H, H, self.rng, dtype, stateful=True)
+                     for i in range(num_layers)]
+        self.affine = TimeAffine(embed_W.T, zeros(V, dtype))
+        self.loss_layer = TimeSoftmaxWithLoss()
+        self.tie("affine.W", "embed.W", transpose=True)
+
+    def predict(self, xs):
+        h = self.dropouts[0].forward(self.embed.forward(xs))
+        for rnn, dropout in zip(self.rnns, self.dropouts[1:]):
+            h = dropout.forward(rnn.forward(h))
+        return self.affine.forward(h)
+
+    def _backward(self, dout=1):
+        dh = self.affine.backward(self.loss_layer.backward(dout))
+        for rnn, dropout in zip(reversed(self.rnns), reversed(self.dropouts[1:])):
+            dh = rnn.backward(dropout.backward(dh))
+        self.embed.backward(self.dropouts[0].backward(dh))

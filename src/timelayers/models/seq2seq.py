@@ -1,0 +1,191 @@
+"""Sequence to sequence (Sutskever et al., 2014), as in the book's chapter 7:
+``Encoder``, ``Decoder``, ``Seq2seq`` and the "peeky" variant that feeds the
+encoder's final state to every decoder step (Cho et al., 2014).
+
+Shapes: questions ``xs (N, Tq)``, answers ``ts (N, 1 + Ta)`` whose first column is
+the start symbol (``_`` in the book's data); the decoder reads ``ts[:, :-1]`` and
+predicts ``ts[:, 1:]``. The reversed-input trick is a data option
+(:func:`timelayers.datasets.reverse_questions`), not a model one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..backend import get_array_module
+from ..decoding import greedy_decode
+from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+from ..layers.recurrent import TimeLSTM
+from ._init import make_rng, randn, xavier, zeros
+from .base import Model
+
+__all__ = ["Seq2seqConfig", "Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "PeekySeq2seq",
+           "Seq2seqBase"]
+
+
+@dataclass
+class Seq2seqConfig:
+    vocab_size: int
+    wordvec_size: int = 16
+    hidden_size: int = 128
+    dtype: str = "float32"
+
+
+def _lstm(rng, D, H, dtype, stateful):
+    return TimeLSTM(xavier(rng, D, (D, 4 * H), dtype), xavier(rng, H, (H, 4 * H), dtype),
+                    zeros(4 * H, dtype), stateful=stateful)
+
+
+class Encoder(Model):
+    """Embedding -> LSTM over the question; returns the last hidden state.
+
+    Shapes: ``xs (N, Tq) -> h (N, H)``; ``backward(dh (N, H))``.
+    """
+
+    def __init__(self, vocab_size, wordvec_size, hidden_size, *, dtype="float32", rng=None):
+        self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
+        rng = make_rng(rng)
+        self.embed = TimeEmbedding(randn(rng, (vocab_size, wordvec_size), 0.01, dtype))
+        self.lstm = _lstm(rng, wordvec_size, hidden_size, dtype, stateful=False)
+        self.hs = None
+
+    def forward(self, xs):
+        self.hs = self.lstm.forward(self.embed.forward(xs))  # (N, Tq, H)
+        return self.hs[:, -1, :]
+
+    def _backward(self, dh):
+        xp = get_array_module(dh)
+        dhs = xp.zeros_like(self.hs)
+        dhs[:, -1, :] = dh
+        self.embed.backward(self.lstm.backward(dhs))
+
+
+class Decoder(Model):
+    """Embedding -> LSTM (started from the encoder's state) -> Affine.
+
+    Shapes: ``forward(xs (N, Ta), h (N, H)) -> scores (N, Ta, V)``;
+    ``backward(dscores) -> dh (N, H)``, the gradient of the encoder's state.
+    """
+
+    def __init__(self, vocab_size, wordvec_size, hidden_size, *, dtype="float32", rng=None):
+        self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
+        rng = make_rng(rng)
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
+        self.lstm = _lstm(rng, self._lstm_input_size(D, H), H, dtype, stateful=True)
+        self.affine = TimeAffine(xavier(rng, H, (self._affine_input_size(H), V), dtype), zeros(V, dtype))
+
+    def _lstm_input_size(self, D, H):
+        return D
+
+    def _affine_input_size(self, H):
+        return H
+
+    def forward(self, xs, h):
+        self.lstm.set_state(h)
+        return self.affine.forward(self.lstm.forward(self.embed.forward(xs)))
+
+    def _backward(self, dscore):
+        self.embed.backward(self.lstm.backward(self.affine.backward(dscore)))
+        return self.lstm.dh
+
+    # decoding protocol (see timelayers.decoding)
+    def begin(self, h):
+        self.lstm.set_state(h)
+
+    def step(self, ids):
+        """One step: ``ids (M,) -> scores (M, V)``."""
+        return self.affine.forward(self.lstm.forward(self.embed.forward(ids[:, None])))[:, 0]
+
+    def reorder(self, index):
+        self.lstm.set_state(self.lstm.h[index], self.lstm.c[index])
+
+
+class PeekyDecoder(Decoder):
+    """:class:`Decoder` that also feeds the encoder's state ``h`` to the LSTM and
+    the Affine layer at every step (inputs concatenated: ``[embedding, h]`` and
+    ``[lstm output, h]``)."""
+
+    def _lstm_input_size(self, D, H):
+        return D + H
+
+    def _affine_input_size(self, H):
+        return 2 * H
+
+    def _peek_forward(self, xs, h):
+        xp = get_array_module(h)
+        N, T = xs.shape
+        H = h.shape[1]
+        hs = xp.broadcast_to(h[:, None, :], (N, T, H))
+        out = self.lstm.forward(xp.concatenate([self.embed.forward(xs), hs], axis=2))
+        return self.affine.forward(xp.concatenate([out, hs], axis=2))
+
+    def forward(self, xs, h):
+        self.lstm.set_state(h)
+        self._h = h
+        return self._peek_forward(xs, h)
+
+    def _backward(self, dscore):
+        H = self._h.shape[1]
+        dout = self.affine.backward(dscore)  # (N, T, 2H)
+        dlstm_out, dhs0 = dout[:, :, :H], dout[:, :, H:]
+        dx = self.lstm.backward(dlstm_out)  # (N, T, D + H)
+        D = dx.shape[2] - H
+        self.embed.backward(dx[:, :, :D])
+        return self.lstm.dh + dhs0.sum(axis=1) + dx[:, :, D:].sum(axis=1)
+
+    def begin(self, h):
+        self.lstm.set_state(h)
+        self._h = h
+
+    def step(self, ids):
+        return self._peek_forward(ids[:, None], self._h)[:, 0]
+
+    def reorder(self, index):
+        super().reorder(index)
+        self._h = self._h[index]
+
+
+class Seq2seqBase(Model):
+    """Shared training and decoding for the seq2seq models."""
+
+    def forward(self, xs, ts):
+        """Mean cross entropy of predicting ``ts[:, 1:]`` from ``xs`` and ``ts[:, :-1]``."""
+        score = self.decoder.forward(ts[:, :-1], self.encoder.forward(xs))
+        return self.loss_layer.forward(score, ts[:, 1:])
+
+    def _backward(self, dout=1):
+        self.encoder.backward(self.decoder.backward(self.loss_layer.backward(dout)))
+
+    def begin_decoding(self, xs):
+        self.decoder.begin(self.encoder.forward(xs))
+
+    def decode_step(self, ids):
+        return self.decoder.step(ids)
+
+    def reorder_decoding(self, index):
+        self.decoder.reorder(index)
+
+    def generate(self, xs, start_id, sample_size):
+        """Greedy answers ``(N, sample_size)`` for questions ``xs (N, Tq)``
+        (batched; the book's ``generate`` takes one question)."""
+        return greedy_decode(self, xs, start_id, sample_size)
+
+
+class Seq2seq(Seq2seqBase):
+    """:class:`Encoder` + :class:`Decoder` with a softmax cross-entropy loss."""
+
+    decoder_class = Decoder
+
+    def __init__(self, vocab_size, wordvec_size=16, hidden_size=128, *, dtype="float32", rng=None):
+        self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
+        rng = make_rng(rng)
+        self.encoder = Encoder(vocab_size, wordvec_size, hidden_size, dtype=dtype, rng=rng)
+        self.decoder = self.decoder_class(vocab_size, wordvec_size, hidden_size, dtype=dtype, rng=rng)
+        self.loss_layer = TimeSoftmaxWithLoss()
+
+
+class PeekySeq2seq(Seq2seq):
+    """:class:`Seq2seq` with a :class:`PeekyDecoder`."""
+
+    decoder_class = PeekyDecoder

@@ -1,0 +1,454 @@
+"""The book's training recipes as reusable jobs, and the run folders they write.
+
+A *recipe* names a model, its task (``"lm"``, ``"word2vec"``, ``"seq2seq"``), its
+default data and the book's hyperparameters. :func:`train` runs one into a *run
+folder*::
+
+    run.json                 recipe, options, data source, seed
+    model.safetensors        the trained model (with its vocabulary)
+    checkpoint.safetensors   the training checkpoint, written after every epoch
+    history.json             losses, metrics, learning rate, seconds per epoch
+    metrics.json             the final test metric
+    learning_curve.png       (when matplotlib is installed)
+    attention.png            attention models: the map of one test example
+
+:func:`load_run`, :func:`evaluate`, :func:`generate_text`, :func:`answer`,
+:func:`similar` and :func:`analogy` use a finished run. The command line
+(:mod:`timelayers.cli`) is a thin layer over this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import DataError
+from .serialization import atomic_write
+
+__all__ = ["Recipe", "RECIPES", "TaskData", "RunResult", "Run", "train", "load_run", "load_data",
+           "evaluate", "generate_text", "answer", "similar", "analogy", "read_text_corpus"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model with the book's hyperparameters for its task."""
+
+    name: str
+    task: str
+    model: str
+    data: str
+    model_args: dict = field(default_factory=dict)
+    train_args: dict = field(default_factory=dict)
+
+
+_LM_TRAIN = dict(epochs=4, batch_size=20, time_size=35, optimizer="SGD", lr=20.0, max_grad=0.25)
+_S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_grad=5.0,
+                  reverse=False, examples=50000)
+_W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
+
+RECIPES = {r.name: r for r in [
+    Recipe("rnnlm", "lm", "Rnnlm", "ptb", dict(wordvec_size=100, hidden_size=100, cell="lstm"),
+           dict(_LM_TRAIN)),
+    Recipe("better-rnnlm", "lm", "BetterRnnlm", "ptb",
+           dict(wordvec_size=650, hidden_size=650, dropout_ratio=0.5, cell="lstm"),
+           dict(_LM_TRAIN, epochs=40, plateau_factor=4.0)),
+    Recipe("cbow", "word2vec", "CBOW", "ptb", dict(hidden_size=100, window_size=5, sample_size=5),
+           dict(_W2V_TRAIN)),
+    Recipe("skipgram", "word2vec", "SkipGram", "ptb",
+           dict(hidden_size=100, window_size=5, sample_size=5), dict(_W2V_TRAIN)),
+    Recipe("seq2seq", "seq2seq", "Seq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
+           dict(_S2S_TRAIN)),
+    Recipe("peeky", "seq2seq", "PeekySeq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
+           dict(_S2S_TRAIN, reverse=True)),
+    Recipe("attention", "seq2seq", "AttentionSeq2seq", "dates",
+           dict(wordvec_size=16, hidden_size=256, score="dot"),
+           dict(_S2S_TRAIN, epochs=10, reverse=True)),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"argument 'model' expected one of {', '.join(RECIPES)}, got {name!r}")
+    return RECIPES[name]
+
+
+# -- data ----------------------------------------------------------------------------
+@dataclass
+class TaskData:
+    """Data of one task. LM and word2vec: ``train``/``valid``/``test`` are 1-D id
+    arrays; seq2seq: ``(x, t)`` pairs of ``(N, Tq)`` / ``(N, 1 + Ta)`` id arrays
+    (questions already reversed when the run uses the reversed-input trick)."""
+
+    train: object
+    valid: object
+    test: object
+    vocab: object
+
+
+def read_text_corpus(path, vocab=None, *, grow=True):
+    """Word ids of a text file, each newline a ``<eos>`` token (the PTB convention).
+
+    Words missing from a given ``vocab`` map to ``<unk>`` when it has one, else
+    raise :class:`DataError` naming the word (or are added when ``grow``).
+    """
+    from .vocab import Vocabulary
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"data file {str(path)!r} does not exist") from None
+    words = text.replace("\n", " <eos> ").split()
+    if not words:
+        raise DataError(f"data file {str(path)!r} holds no words")
+    if vocab is None:
+        vocab = Vocabulary()
+    ids = np.empty(len(words), dtype=np.int32)
+    for i, w in enumerate(words):
+        if w not in vocab:
+            if grow:
+                vocab.add(w)
+            elif "<unk>" in vocab:
+                w = "<unk>"
+            else:
+                raise DataError(f"data file {str(path)!r}: word {w!r} is not in the run's vocabulary")
+        ids[i] = vocab.word_to_id[w]
+    return ids, vocab
+
+
+def load_data(recipe: Recipe, data=None, options=None, seed=1984, vocab=None) -> TaskData:
+    """Load the data of ``recipe``: its default (PTB, or generated addition/dates)
+    when ``data`` is None, else the file ``data`` (a text corpus for LM and
+    word2vec, split 90/10 by position; a sequence file for seq2seq, split 90/10
+    after a seeded shuffle). ``vocab`` (from a trained run) encodes a new file."""
+    options = options or {}
+    if recipe.task in ("lm", "word2vec"):
+        if data is None:
+            from .datasets import load_ptb
+
+            train, vocab = load_ptb("train")
+            valid, _ = load_ptb("valid")
+            test, _ = load_ptb("test")
+            return TaskData(train, valid, test, vocab)
+        ids, vocab = read_text_corpus(data, vocab, grow=vocab is None)
+        cut = max(1, int(len(ids) * 0.9))
+        return TaskData(ids[:cut], ids[cut:], ids[cut:], vocab)
+    from .datasets import load_addition, load_dates, load_sequence, reverse_questions
+
+    if data is None:
+        generate = load_addition if recipe.data == "addition" else load_dates
+        (x_tr, t_tr), (x_te, t_te), vocab = generate(n=options.get("examples", 50000), seed=seed)
+    else:
+        (x_tr, t_tr), (x_te, t_te), vocab = load_sequence(data, seed=seed, vocab=vocab)
+    if options.get("reverse"):
+        x_tr, x_te = reverse_questions(x_tr), reverse_questions(x_te)
+    return TaskData((x_tr, t_tr), (x_te, t_te), (x_te, t_te), vocab)
+
+
+# -- models and trainers --------------------------------------------------------------
+def _model_kwargs(recipe, options):
+    return {k: options[k] for k in recipe.model_args if k in options}
+
+
+def build_model(recipe: Recipe, options: dict, data: TaskData, rng):
+    from . import models
+
+    cls = getattr(models, recipe.model)
+    kwargs = _model_kwargs(recipe, options)
+    if recipe.task == "word2vec":
+        kwargs["corpus"] = data.train
+    model = cls(len(data.vocab), **kwargs, rng=rng)
+    model.vocab = data.vocab
+    return model
+
+
+def _optimizer(options):
+    from . import optim
+
+    cls = getattr(optim, options["optimizer"])
+    return cls(lr=options["lr"])
+
+
+def _eval_fn(recipe, options, data):
+    from .metrics import perplexity, sequence_accuracy
+
+    if recipe.task == "lm" and options.get("eval_valid", True):
+        return lambda model: {"val_perplexity": perplexity(model, data.valid, batch_size=10,
+                                                           time_size=options["time_size"])}
+    if recipe.task == "seq2seq":
+        x, t = data.valid
+        return lambda model: {"val_accuracy": sequence_accuracy(model, x, t)}
+    return None
+
+
+class _StopAtAccuracy:
+    """Callback: stop after the epoch whose ``val_accuracy`` reaches ``target``."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __call__(self, trainer, event, info):
+        acc = trainer.history.get("val_accuracy") or []
+        if event == "epoch_end" and acc and acc[-1] is not None and acc[-1] >= self.target:
+            trainer.stop_training = True
+
+
+def _fit_inputs(recipe, options, data):
+    if recipe.task == "lm":
+        return (data.train[:-1], data.train[1:]), dict(time_size=options["time_size"])
+    if recipe.task == "word2vec":
+        from .text import create_contexts_target
+
+        contexts, target = create_contexts_target(data.train, options["window_size"])
+        return (contexts, target), {}
+    return data.train, {}
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    model: object
+    history: dict
+    metrics: dict
+    stopped_early: bool = False
+
+
+def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resume=False,
+          progress=True, target_accuracy=None, callbacks=()) -> RunResult:
+    """Train ``recipe_name`` into the run folder ``out_dir``.
+
+    Parameters
+    ----------
+    recipe_name : one of :data:`RECIPES`
+    out_dir : path of the run folder (created)
+    data : path, optional
+        A data file instead of the recipe's default data.
+    overrides : dict, optional
+        Hyperparameters replacing the recipe's (``epochs``, ``batch_size``, ``lr``,
+        ``hidden_size``, ``wordvec_size``, ``time_size``, ``reverse``, ...).
+    seed : int
+        Seeds initialisation, shuffling, dropout and sampling.
+    resume : bool
+        Continue from ``out_dir/checkpoint.safetensors`` with the run's saved
+        options (``overrides`` may raise ``epochs``).
+    progress : bool or {"tqdm", "log"}
+    target_accuracy : float, optional
+        Seq2seq: stop after the first epoch whose test accuracy reaches it.
+    """
+    from .training import RnnlmTrainer, Trainer
+
+    out = Path(out_dir)
+    recipe = get_recipe(recipe_name)
+    ckpt = out / "checkpoint.safetensors"
+    if resume:
+        run_info = _read_run_json(out)
+        if run_info["recipe"] != recipe_name:
+            raise ValueError(f"run {str(out)!r} trained {run_info['recipe']!r}, not {recipe_name!r}")
+        if not ckpt.exists():
+            raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
+        options = dict(run_info["options"])
+        options.update({k: v for k, v in (overrides or {}).items() if k == "epochs"})
+        data, seed = run_info["data"], run_info["seed"]
+    else:
+        options = {**recipe.model_args, **recipe.train_args, **(overrides or {})}
+        data = str(Path(data).resolve()) if data is not None else None
+    unknown = set(options) - set(recipe.model_args) - set(recipe.train_args) - {"eval_valid"}
+    if unknown:
+        raise ValueError(f"recipe {recipe_name!r} has no option(s) {sorted(unknown)}")
+    task_data = load_data(recipe, data, options, seed=1984 if data is None else seed)
+    trainer_cls = RnnlmTrainer if recipe.task == "lm" else Trainer
+    cbs = list(callbacks)
+    if target_accuracy is not None:
+        cbs.append(_StopAtAccuracy(target_accuracy))
+    if resume:
+        trainer = trainer_cls.resume(ckpt, progress=progress, callbacks=cbs)
+        model = trainer.model
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        model = build_model(recipe, options, task_data, np.random.default_rng(seed))
+        optimizer = _optimizer(options)
+        schedule = None
+        if options.get("plateau_factor"):
+            from .schedules import ReduceOnPlateau
+
+            schedule = ReduceOnPlateau(optimizer, factor=options["plateau_factor"],
+                                       monitor="val_perplexity")
+        trainer = trainer_cls(model, optimizer, max_grad=options["max_grad"],
+                              rng=np.random.default_rng(seed + 1), schedule=schedule,
+                              callbacks=cbs, progress=progress)
+        info = {"recipe": recipe_name, "task": recipe.task, "data": data, "options": options,
+                "seed": seed, "version": __version__}
+        if recipe.task == "seq2seq":  # question width and answer length, for `answer`
+            info["shape"] = [int(task_data.test[0].shape[1]), int(task_data.test[1].shape[1] - 1)]
+        _write_json(out / "run.json", info)
+    (x, t), extra = _fit_inputs(recipe, options, task_data)
+    trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
+                eval_fn=_eval_fn(recipe, options, task_data), checkpoint=ckpt, **extra)
+    model.save(out / "model.safetensors")
+    trainer.save_history(out / "history.json")
+    metrics = evaluate(Run(out, recipe, options, model, data, seed), task_data=task_data)
+    metrics["epochs"] = trainer.epoch
+    _write_json(out / "metrics.json", metrics)
+    _plots(out, recipe, model, trainer.history, task_data)
+    stopped = trainer.epoch < options["epochs"]
+    return RunResult(out, model, trainer.history, metrics, stopped)
+
+
+def _plots(out, recipe, model, history, data):
+    try:
+        from .plot import plot_attention, plot_history
+
+        plot_history(history, out / "learning_curve.png", title=recipe.name)
+        if recipe.model == "AttentionSeq2seq":
+            x, t = data.test
+            ids, weights = model.attention_map(x[:1], int(t[0, 0]), t.shape[1] - 1)
+            words = data.vocab.decode(x[0])
+            answer_chars = data.vocab.decode(ids[0])
+            plot_attention(weights[0], words, answer_chars, out / "attention.png",
+                           title="attention (columns: the question as fed)")
+    except ImportError:  # matplotlib is optional
+        pass
+
+
+def _write_json(path, obj):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode("utf-8")))
+
+
+def _read_run_json(run_dir):
+    path = Path(run_dir) / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no run.json)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{str(path)!r} is corrupt: {exc}") from None
+
+
+# -- using a finished run -----------------------------------------------------------------
+@dataclass
+class Run:
+    """A run folder loaded back: its recipe, options, model and data source."""
+
+    run_dir: Path
+    recipe: Recipe
+    options: dict
+    model: object
+    data: object
+    seed: int
+    shape: tuple = None
+
+
+def load_run(run_dir) -> Run:
+    """Load ``run_dir/model.safetensors`` and ``run.json``."""
+    from .models import Model
+
+    info = _read_run_json(run_dir)
+    recipe = get_recipe(info["recipe"])
+    path = Path(run_dir) / "model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"run {str(run_dir)!r} has no model.safetensors (did training finish?)")
+    model = Model.load(path)
+    return Run(Path(run_dir), recipe, info["options"], model, info["data"], info["seed"],
+               tuple(info["shape"]) if info.get("shape") else None)
+
+
+def evaluate(run: Run, data=None, task_data=None) -> dict:
+    """The test metric of a run: ``{"perplexity": ...}`` for language models,
+    ``{"accuracy": ...}`` for seq2seq, ``{"loss": ...}`` (negative sampling, fixed
+    seed) for word2vec; on the run's own test split or on the file ``data``."""
+    from .metrics import perplexity, sequence_accuracy
+
+    if task_data is None:
+        if data is None:
+            task_data = load_data(run.recipe, run.data, run.options,
+                                  seed=1984 if run.data is None else run.seed)
+        else:
+            task_data = load_data(run.recipe, data, run.options, seed=run.seed, vocab=run.model.vocab)
+            if len(task_data.vocab) != len(run.model.vocab):
+                raise DataError(f"data file {str(data)!r} has symbols the run's vocabulary lacks")
+    model = run.model
+    if run.recipe.task == "lm":
+        return {"perplexity": perplexity(model, task_data.test, batch_size=10,
+                                         time_size=run.options["time_size"])}
+    if run.recipe.task == "seq2seq":
+        x, t = task_data.test
+        return {"accuracy": sequence_accuracy(model, x, t)}
+    from .text import create_contexts_target
+
+    contexts, target = create_contexts_target(task_data.test, run.options["window_size"])
+    model.ns_loss.sampler.rng = np.random.default_rng(0)
+    losses = [model.forward(contexts[i:i + 1000], target[i:i + 1000])
+              for i in range(0, len(target), 1000)]
+    return {"loss": float(np.mean(losses))}
+
+
+def generate_text(run: Run, start: str = "you", length: int = 100, *, temperature=1.0, top_k=None,
+                  seed=None, skip=("N", "<unk>", "$")) -> str:
+    """Sample text from a language-model run, starting after the word ``start``."""
+    from .decoding import generate_ids
+
+    if run.recipe.task != "lm":
+        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task} run, not a language model")
+    vocab = run.model.vocab
+    start_id = vocab.encode([start])[0]
+    skip_ids = [vocab.word_to_id[w] for w in skip if w in vocab]
+    run.model.reset_state()
+    ids = generate_ids(run.model, start_id, length, temperature=temperature, top_k=top_k,
+                       skip_ids=skip_ids, rng=seed)
+    return " ".join([start] + vocab.decode(ids)).replace(" <eos>", ".\n")
+
+
+def answer(run: Run, questions, beam=1) -> list:
+    """Answers of a seq2seq run to question strings (greedy, or beam search when
+    ``beam > 1``)."""
+    from .decoding import beam_search, greedy_decode
+
+    if run.recipe.task != "seq2seq":
+        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task} run, not seq2seq")
+    model, vocab = run.model, run.model.vocab
+    shape = run.shape
+    if shape is None:
+        task = load_data(run.recipe, run.data, run.options, seed=1984 if run.data is None else run.seed)
+        shape = (task.test[0].shape[1], task.test[1].shape[1] - 1)
+    width, length = shape
+    rows = []
+    for q in questions:
+        if len(q) > width:
+            raise ValueError(f"question {q!r} is longer than the model's {width} characters")
+        missing = sorted(set(q.ljust(width)) - set(vocab.word_to_id))
+        if missing:
+            raise ValueError(f"question {q!r} has characters the model does not know: {missing}")
+        rows.append(vocab.encode(list(q.ljust(width))))
+    x = np.stack(rows)
+    if run.options.get("reverse"):
+        x = x[:, ::-1].copy()
+    start_id = vocab.word_to_id["_"]
+    ids = (greedy_decode(model, x, start_id, length) if beam <= 1
+           else beam_search(model, x, start_id, length, beam_size=beam))
+    return ["".join(vocab.decode(row)).strip() for row in ids]
+
+
+def _word_vectors(run):
+    if run.recipe.task != "word2vec":
+        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task} run, not word vectors")
+    return run.model.word_vecs
+
+
+def similar(run: Run, word: str, top=5):
+    """Nearest words to ``word`` by cosine similarity of the run's word vectors."""
+    from .text import most_similar
+
+    return most_similar(word, run.model.vocab, _word_vectors(run), top=top)
+
+
+def analogy(run: Run, a: str, b: str, c: str, top=5):
+    """Answers to ``a : b = c : ?`` from the run's word vectors."""
+    from .text import analogy as _analogy
+
+    return _analogy(a, b, c, run.model.vocab, _word_vectors(run), top=top)
+

@@ -1,0 +1,222 @@
+"""Every model: one forward/backward against numerical gradients on a tiny
+configuration, save/load giving identical predictions, and a few hundred steps
+on a tiny task driving the loss down."""
+
+import numpy as np
+import pytest
+
+import timelayers as tl
+from timelayers import models
+from timelayers.gradcheck import check_layer
+from timelayers.optim import SGD, Adam
+
+V = 7
+
+
+def _scale_params(model, rng, scale=0.5):
+    """Larger weights than the book's init, so that every gradient is well above
+    the finite-difference noise."""
+    for p in model.params:
+        p[...] = rng.standard_normal(p.shape) * scale
+
+
+def _lm_data(rng, N=2, T=4):
+    return rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+
+
+def _s2s_data(rng, N=3, Tq=4, Ta=3):
+    ts = rng.integers(1, V, (N, 1 + Ta))
+    ts[:, 0] = 0
+    return rng.integers(0, V, (N, Tq)), ts
+
+
+def _w2v_data(rng, N=4, C=2):
+    return rng.integers(0, V, (N, C)), rng.integers(0, V, N)
+
+
+def _onehot_data(rng, N=4, C=2):
+    return np.eye(V)[rng.integers(0, V, (N, C))], np.eye(V)[rng.integers(0, V, N)]
+
+
+CORPUS = np.random.default_rng(5).integers(0, V, 200)
+
+FACTORIES = {
+    "TwoLayerNet": (lambda: models.TwoLayerNet(3, 5, 4, dtype="float64", rng=0),
+                    lambda r: (r.standard_normal((6, 3)), r.integers(0, 4, 6))),
+    "SimpleCBOW": (lambda: models.SimpleCBOW(V, 4, 1, dtype="float64", rng=0), _onehot_data),
+    "SimpleSkipGram": (lambda: models.SimpleSkipGram(V, 4, 1, dtype="float64", rng=0), _onehot_data),
+    "CBOW": (lambda: models.CBOW(V, 4, 1, CORPUS, sample_size=2, dtype="float64", rng=0), _w2v_data),
+    "SkipGram": (lambda: models.SkipGram(V, 4, 1, CORPUS, sample_size=2, dtype="float64", rng=0),
+                 _w2v_data),
+    "SimpleRnnlm": (lambda: models.SimpleRnnlm(V, 3, 4, dtype="float64", rng=0), _lm_data),
+    "Rnnlm": (lambda: models.Rnnlm(V, 3, 4, dtype="float64", rng=0), _lm_data),
+    "Rnnlm-gru": (lambda: models.Rnnlm(V, 3, 4, cell="gru", dtype="float64", rng=0), _lm_data),
+    "BetterRnnlm": (lambda: models.BetterRnnlm(V, 4, 4, dropout_ratio=0.3, dtype="float64", rng=0),
+                    _lm_data),
+    "BetterRnnlm-gru": (lambda: models.BetterRnnlm(V, 4, 4, dropout_ratio=0.0, num_layers=1,
+                                                   cell="gru", dtype="float64", rng=0), _lm_data),
+    "Seq2seq": (lambda: models.Seq2seq(V, 3, 4, dtype="float64", rng=0), _s2s_data),
+    "PeekySeq2seq": (lambda: models.PeekySeq2seq(V, 3, 4, dtype="float64", rng=0), _s2s_data),
+    "AttentionSeq2seq": (lambda: models.AttentionSeq2seq(V, 3, 4, dtype="float64", rng=0), _s2s_data),
+    "AttentionSeq2seq-general": (lambda: models.AttentionSeq2seq(V, 3, 4, score="general",
+                                                                 dtype="float64", rng=0), _s2s_data),
+}
+
+
+def _freeze_randomness(model):
+    """Make forward a fixed function: same dropout masks and negatives each call."""
+    if hasattr(model, "ns_loss"):
+        state = {}
+
+        def fixed(target, _orig=model.ns_loss.sampler.get_negative_sample):
+            key = tuple(np.asarray(target).tolist())
+            if key not in state:
+                state[key] = _orig(target)
+            return state[key]
+
+        model.ns_loss.sampler.get_negative_sample = fixed
+    if hasattr(model, "rng"):
+        seed_state = model.rng.bit_generator.state
+
+        def setup():
+            model.rng.bit_generator.state = seed_state
+            model.reset_state()
+        return setup
+    return model.reset_state
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_model_gradcheck(name):
+    make, data = FACTORIES[name]
+    rng = np.random.default_rng(1)
+    model = make()
+    _scale_params(model, rng)
+    inputs = data(rng)
+    setup = _freeze_randomness(model)
+    errors = check_layer(model, *inputs, setup=setup, eps=1e-5)
+    params_only = {k: v for k, v in errors.items() if k in model.param_names}
+    assert set(params_only) == set(model.param_names)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_model_save_load_identical_predictions(tmp_path, name):
+    make, data = FACTORIES[name]
+    rng = np.random.default_rng(2)
+    model = make()
+    _scale_params(model, rng)
+    model.vocab = tl.Vocabulary()
+    for w in "abcdefg":
+        model.vocab.add(w)
+    model.save(tmp_path / "m.safetensors")
+    loaded = models.Model.load(tmp_path / "m.safetensors")
+    assert type(loaded) is type(model)
+    assert loaded.vocab.word_to_id == model.vocab.word_to_id
+    inputs = data(rng)
+    model.eval()
+    loaded.eval()
+    if hasattr(model, "ns_loss"):
+        model.ns_loss.sampler.rng = np.random.default_rng(0)
+        loaded.ns_loss.sampler.rng = np.random.default_rng(0)
+    model.reset_state()
+    loaded.reset_state()
+    assert model.forward(*inputs) == loaded.forward(*inputs)
+    for a, b in zip(model.params, loaded.params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_wrong_class_is_checkpoint_error(tmp_path):
+    models.Rnnlm(V, 3, 4, rng=0).save(tmp_path / "m.safetensors")
+    with pytest.raises(tl.CheckpointError, match="Rnnlm.*not a Seq2seq"):
+        models.Seq2seq.load(tmp_path / "m.safetensors")
+
+
+def test_better_rnnlm_ties_output_to_embedding():
+    model = models.BetterRnnlm(V, 4, 4, rng=0)
+    assert "affine.W" not in model.param_names
+    assert np.shares_memory(model.affine.params[0], model.embed.params[0])
+    with pytest.raises(ValueError, match="wordvec_size == hidden_size"):
+        models.BetterRnnlm(V, 4, 5)
+
+
+def _train(model, batches, optimizer, steps, max_grad=None):
+    losses = []
+    for i in range(steps):
+        x, t = batches(i)
+        losses.append(model.forward(x, t))
+        model.backward()
+        if max_grad:
+            tl.optim.clip_grads(model.grads, max_grad)
+        optimizer.update(model.params, model.grads)
+    return losses
+
+
+def _decreases(losses, factor=0.7):
+    k = max(5, len(losses) // 10)
+    return np.mean(losses[-k:]) < factor * np.mean(losses[:k])
+
+
+def test_two_layer_net_learns_spiral():
+    from timelayers.datasets import load_spiral
+
+    x, t = load_spiral()
+    model = models.TwoLayerNet(2, 10, 3, rng=0)
+    rng = np.random.default_rng(0)
+
+    def batches(i):
+        idx = rng.permutation(len(x))[:30]
+        return x[idx], t[idx]
+
+    assert _decreases(_train(model, batches, SGD(lr=1.0), 600))
+
+
+@pytest.mark.parametrize("name", ["SimpleRnnlm", "Rnnlm", "Rnnlm-gru", "BetterRnnlm"])
+def test_language_models_learn_a_repeating_text(name):
+    make = {"SimpleRnnlm": lambda: models.SimpleRnnlm(V, 8, 16, rng=0),
+            "Rnnlm": lambda: models.Rnnlm(V, 8, 16, rng=0),
+            "Rnnlm-gru": lambda: models.Rnnlm(V, 8, 16, cell="gru", rng=0),
+            "BetterRnnlm": lambda: models.BetterRnnlm(V, 16, 16, dropout_ratio=0.1, rng=0)}[name]
+    model = make()
+    text = np.tile(np.array([0, 3, 1, 4, 1, 5, 6, 2]), 50)
+
+    def batches(i):
+        start = (i * 5) % (len(text) - 6)
+        return text[None, start:start + 5], text[None, start + 1:start + 6]
+
+    assert _decreases(_train(model, batches, Adam(lr=0.01), 300, max_grad=5.0), 0.5)
+
+
+@pytest.mark.parametrize("name", ["CBOW", "SkipGram", "SimpleCBOW", "SimpleSkipGram"])
+def test_word2vec_models_learn(name):
+    from timelayers.text import convert_one_hot, create_contexts_target
+
+    corpus = np.tile(np.arange(V), 40)
+    contexts, target = create_contexts_target(corpus, 1)
+    model = {"CBOW": lambda: models.CBOW(V, 8, 1, corpus, sample_size=2, rng=0),
+             "SkipGram": lambda: models.SkipGram(V, 8, 1, corpus, sample_size=2, rng=0),
+             "SimpleCBOW": lambda: models.SimpleCBOW(V, 8, 1, rng=0),
+             "SimpleSkipGram": lambda: models.SimpleSkipGram(V, 8, 1, rng=0)}[name]()
+    if name.startswith("Simple"):
+        contexts, target = convert_one_hot(contexts, V), convert_one_hot(target, V)
+    rng = np.random.default_rng(0)
+
+    def batches(i):
+        idx = rng.permutation(len(target))[:20]
+        return contexts[idx], target[idx]
+
+    assert _decreases(_train(model, batches, Adam(lr=0.05), 300))
+
+
+@pytest.mark.parametrize("cls", [models.Seq2seq, models.PeekySeq2seq, models.AttentionSeq2seq])
+def test_seq2seq_models_learn_to_copy(cls):
+    rng = np.random.default_rng(0)
+    model = cls(V, 8, 32, rng=0)
+
+    def batches(i):
+        x = rng.integers(1, V, (16, 3))
+        return x, np.concatenate([np.zeros((16, 1), int), x[:, ::-1]], axis=1)
+
+    losses = _train(model, batches, Adam(lr=0.02), 300, max_grad=5.0)
+    assert _decreases(losses, 0.3)
+    x, t = batches(0)
+    assert (model.generate(x, 0, 3) == t[:, 1:]).mean() > 0.9
