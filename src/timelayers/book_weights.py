@@ -31,6 +31,7 @@ _ALLOWED = {
     ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how pickle protocol 2 stores bytes; it only encodes a string
 }
 
 

@@ -13,7 +13,7 @@ from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.attention import TimeAttention
 from ._init import make_rng, randn, xavier, zeros
 from .base import Model
-from .seq2seq import Encoder, Seq2seqBase, _lstm
+from .seq2seq import Encoder, Seq2seqBase, _lstm, _reorder_lstm
 
 __all__ = ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq", "AttentionSeq2seqConfig"]
 
@@ -93,7 +93,7 @@ class AttentionDecoder(Model):
 
     def reorder(self, index):
         self.enc_hs = self.enc_hs[index]
-        self.lstm.set_state(self.lstm.h[index], self.lstm.c[index])
+        _reorder_lstm(self.lstm, index)
 
 
 class AttentionSeq2seq(Seq2seqBase):

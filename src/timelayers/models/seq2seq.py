@@ -36,6 +36,12 @@ def _lstm(rng, D, H, dtype, stateful):
                     zeros(4 * H, dtype), stateful=stateful)
 
 
+def _reorder_lstm(lstm, index):
+    """Keep rows ``index`` of a stateful LSTM's state (``c`` may still be unset)."""
+    c = lstm.c
+    lstm.set_state(lstm.h[index], None if c is None else c[index])
+
+
 class Encoder(Model):
     """Embedding -> LSTM over the question; returns the last hidden state.
 
@@ -98,7 +104,7 @@ class Decoder(Model):
         return self.affine.forward(self.lstm.forward(self.embed.forward(ids[:, None])))[:, 0]
 
     def reorder(self, index):
-        self.lstm.set_state(self.lstm.h[index], self.lstm.c[index])
+        _reorder_lstm(self.lstm, index)
 
 
 class PeekyDecoder(Decoder):
