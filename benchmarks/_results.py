@@ -1,0 +1,59 @@
+"""Shared by the results scripts: machine description, PTB location, and writing a
+result (JSON + learning-curve PNG) under docs/results/."""
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def use_shared_ptb() -> None:
+    """Point TIMELAYERS_DATA at ../shared/datasets/ptb when it exists (the loader
+    downloads and caches the files otherwise)."""
+    shared = ROOT.parent / "shared" / "datasets" / "ptb"
+    if "TIMELAYERS_DATA" not in os.environ and (shared / "ptb.train.txt").exists():
+        os.environ["TIMELAYERS_DATA"] = str(shared)
+
+
+def save_result(name: str, result: dict, history=None, quick=False) -> Path:
+    """Write docs/results/NAME.json (and NAME.png from ``history``); quick runs go
+    to docs/results/quick/ so they never overwrite a full result."""
+    folder = RESULTS / "quick" if quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    result = dict(result, machine=machine(), command="python " + " ".join(sys.argv))
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    if history is not None:
+        try:
+            from timelayers.plot import plot_history
+
+            plot_history(history, folder / f"{name}.png", title=name)
+        except ImportError:
+            pass
+    return path
