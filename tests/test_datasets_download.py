@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from timelayers.datasets.download import atomic_write, download, sha256_file
+from timelayers.datasets.download import download, sha256_file
+from timelayers.serialization import atomic_write
 from timelayers.errors import DataError, DownloadError
 
 # timelayers.datasets.download is also the name of the function the package exports

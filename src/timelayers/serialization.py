@@ -43,9 +43,16 @@ _CRC_KEY = "timelayers.crc32"
 
 
 def atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then
-    rename it to ``path``. On any error the temporary file is removed and ``path``
-    is untouched."""
+    """Write ``path`` atomically: ``write`` (bytes, or a callable given the open
+    binary file) fills a temporary file beside ``path``, which is flushed, fsync'ed
+    and renamed to ``path``. On any error the temporary file is removed and
+    ``path`` is untouched (``OSError`` when the folder is not writable)."""
+    if isinstance(write, (bytes, bytearray, memoryview)):
+        data = write
+
+        def write(f):
+            f.write(data)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

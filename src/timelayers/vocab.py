@@ -15,6 +15,7 @@ import numpy as np
 
 from timelayers.backend import to_cpu
 from timelayers.errors import DataError, ShapeError, TimelayersError
+from timelayers.serialization import atomic_write
 
 __all__ = ["Vocabulary", "UnknownWordError"]
 
@@ -213,8 +214,6 @@ class Vocabulary:
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary to ``path`` as JSON, atomically."""
         # Imported here: timelayers.datasets imports this module.
-        from timelayers.datasets.download import atomic_write
-
         atomic_write(path, self.to_json().encode("utf-8"))
 
     @classmethod

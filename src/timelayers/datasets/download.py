@@ -20,8 +20,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from timelayers.errors import DownloadError
+from timelayers.serialization import atomic_write
 
-__all__ = ["download", "sha256_file", "atomic_write"]
+__all__ = ["download", "sha256_file"]
 
 _CHUNK = 1 << 16
 
@@ -39,27 +40,6 @@ def _temp_beside(path: Path):
     """Open a new temporary file in ``path``'s directory; return ``(file, tmp_path)``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     return os.fdopen(fd, "wb"), Path(tmp)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically.
-
-    The bytes go to a temporary file in the same directory, are flushed and
-    fsync'ed, and the file is then renamed over ``path``. On any error the
-    temporary file is removed and the error propagates (``OSError`` when the
-    directory is not writable).
-    """
-    path = Path(path)
-    f, tmp = _temp_beside(path)
-    try:
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def download(

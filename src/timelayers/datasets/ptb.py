@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timelayers.datasets.download import atomic_write
+from timelayers.serialization import atomic_write
 from timelayers.datasets.download import download as _download
 from timelayers.errors import DataError, DownloadError
 from timelayers.vocab import UnknownWordError, Vocabulary

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timelayers.datasets.download import atomic_write
+from timelayers.serialization import atomic_write
 from timelayers.errors import DataError, ShapeError
 from timelayers.vocab import Vocabulary
 
