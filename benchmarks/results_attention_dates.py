@@ -35,9 +35,9 @@ def main():
     seconds = time.perf_counter() - t0
     folder = RESULTS / "quick" if args.quick else RESULTS
     ids, weights = model.attention_map(x_test[:1], int(t_test[0, 0]), t_test.shape[1] - 1)
-    tl.plot.plot_attention(weights[0], vocab.decode(x_test[0]), vocab.decode(ids[0]),
-                           folder / "attention_dates_map.png",
-                           title="AttentionSeq2seq on dates (question reversed)")
+    # the model reads the question reversed; show it in reading order
+    tl.plot.plot_attention(weights[0][:, ::-1], vocab.decode(x_test[0][::-1]), vocab.decode(ids[0]),
+                           folder / "attention_dates_map.png", title="AttentionSeq2seq on dates")
     acc = trainer.history["val_accuracy"]
     result = {"model": "AttentionSeq2seq", "hidden": hidden, "epochs": epochs, "examples": n,
               "test_accuracy": acc, "seconds_per_epoch": trainer.history["seconds"],

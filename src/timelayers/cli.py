@@ -58,7 +58,7 @@ def _cmd_demo(args) -> int:
     result = recipes.train("attention", args.out, seed=args.seed, progress=True,
                            target_accuracy=args.target,
                            overrides=dict(epochs=args.epochs, hidden_size=args.hidden,
-                                          examples=args.examples))
+                                          examples=args.examples, lr=args.lr))
     seconds = time.perf_counter() - t0
     acc = result.metrics["accuracy"]
     print(f"test accuracy {acc:.2%} after {result.metrics['epochs']} epoch(s), {seconds:.0f} s")
@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3, help="at most this many epochs (default: 3)")
     p.add_argument("--hidden", type=int, default=128, help="LSTM size (default: 128)")
     p.add_argument("--examples", type=int, default=50000, help="generated dates (default: 50000)")
+    p.add_argument("--lr", type=float, default=0.003,
+                   help="Adam learning rate (default: 0.003; the book's 0.001 needs more epochs)")
     p.add_argument("--target", type=float, default=0.99, help="stop at this test accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)

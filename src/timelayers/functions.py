@@ -1,14 +1,132 @@
-"""Stateless math used by the layers: activations, softmax, cross entropy.
+"""Stateless math used by the layers: activations, softmax, cross entropy, and
+the thread pool that splits large NumPy passes over rows.
 
 Every function takes NumPy or CuPy arrays and returns arrays of the same module
 and dtype. Softmax-like functions work over the last axis, for any leading shape.
+
+Threads
+-------
+NumPy's ufuncs release the GIL, so one large elementwise pass (the softmax over
+``(N*T, V)`` scores, for example) can be cut into blocks of rows that several
+threads work on at once. :func:`parallel_rows` does that for NumPy arrays on a
+small pool of threads (the calling thread takes one block itself);
+:func:`set_num_threads` / :func:`get_num_threads` set and read its size. The
+default is the number of CPUs this process may run on (at most 8), or the
+``TIMELAYERS_NUM_THREADS`` environment variable. Matrix products are left to the
+BLAS, which has its own threads (``OPENBLAS_NUM_THREADS`` or ``threadpoolctl``).
+CuPy arrays never go through the pool.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from .backend import get_array_module
 
-__all__ = ["sigmoid", "relu", "softmax", "log_softmax", "cross_entropy", "softplus"]
+__all__ = ["sigmoid", "relu", "softmax", "log_softmax", "cross_entropy", "softplus",
+           "parallel_rows", "set_num_threads", "get_num_threads"]
+
+
+# --------------------------------------------------------------------------- threads
+
+_MAX_DEFAULT_THREADS = 8
+_num_threads = None   # None: not decided yet (see _default_num_threads)
+_pool = None          # ThreadPoolExecutor with _num_threads - 1 workers, made on first use
+_pool_lock = threading.Lock()
+_in_worker = threading.local()
+
+
+def _default_num_threads() -> int:
+    env = os.environ.get("TIMELAYERS_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"TIMELAYERS_NUM_THREADS expected a positive integer, "
+                             f"got {env!r}") from None
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, _MAX_DEFAULT_THREADS))
+
+
+def get_num_threads() -> int:
+    """Threads that :func:`parallel_rows` uses, the caller's included."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_num_threads()
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (the caller's included) for large row-wise passes;
+    1 turns the pool off. Does not change the BLAS's threads."""
+    global _num_threads, _pool
+    if int(n) != n or n < 1:
+        raise ValueError(f"set_num_threads: argument 'n' expected a positive integer, got {n!r}")
+    with _pool_lock:
+        if _pool is not None and int(n) != _num_threads:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _num_threads = int(n)
+
+
+def _reset_pool_in_child():
+    """After fork the pool's threads are gone: make a new pool on next use."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool_in_child)
+
+
+def _get_pool(workers):
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="timelayers",
+                                       initializer=_mark_worker)
+        return _pool
+
+
+def _mark_worker():
+    _in_worker.active = True
+
+
+def parallel_rows(fn, n_rows: int, min_rows: int = 1) -> None:
+    """Call ``fn(start, stop)`` on contiguous blocks of rows covering
+    ``range(n_rows)``, on up to :func:`get_num_threads` threads at once.
+
+    ``fn`` must only touch its own rows of the arrays it writes, and should spend
+    its time in NumPy calls that release the GIL. Blocks hold at least
+    ``min_rows`` rows, so small inputs run in the calling thread alone (as do
+    calls made from inside a worker). The first exception raised by a block is
+    raised here, after every block has finished.
+    """
+    n = min(get_num_threads(), n_rows // max(1, min_rows))
+    if n <= 1 or getattr(_in_worker, "active", False):
+        if n_rows > 0:
+            fn(0, n_rows)
+        return
+    bounds = [n_rows * i // n for i in range(n + 1)]
+    pool = _get_pool(get_num_threads() - 1)
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, n)]
+    error = None
+    try:
+        fn(bounds[0], bounds[1])
+    except BaseException as exc:  # wait for the other blocks before raising
+        error = exc
+    for f in futures:
+        exc = f.exception()
+        if exc is not None and error is None:
+            error = exc
+    if error is not None:
+        raise error
 
 
 def sigmoid(x):

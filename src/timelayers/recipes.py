@@ -294,12 +294,12 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     metrics = evaluate(Run(out, recipe, options, model, data, seed), task_data=task_data)
     metrics["epochs"] = trainer.epoch
     _write_json(out / "metrics.json", metrics)
-    _plots(out, recipe, model, trainer.history, task_data)
+    _plots(out, recipe, options, model, trainer.history, task_data)
     stopped = trainer.epoch < options["epochs"]
     return RunResult(out, model, trainer.history, metrics, stopped)
 
 
-def _plots(out, recipe, model, history, data):
+def _plots(out, recipe, options, model, history, data):
     try:
         from .plot import plot_attention, plot_history
 
@@ -307,10 +307,12 @@ def _plots(out, recipe, model, history, data):
         if recipe.model == "AttentionSeq2seq":
             x, t = data.test
             ids, weights = model.attention_map(x[:1], int(t[0, 0]), t.shape[1] - 1)
-            words = data.vocab.decode(x[0])
-            answer_chars = data.vocab.decode(ids[0])
-            plot_attention(weights[0], words, answer_chars, out / "attention.png",
-                           title="attention (columns: the question as fed)")
+            question, weights = x[0], weights[0]  # (Tq,), (Ta, Tq)
+            if options.get("reverse"):  # show the question in reading order
+                question, weights = question[::-1], weights[:, ::-1]
+            plot_attention(weights, data.vocab.decode(question), data.vocab.decode(ids[0]),
+                           out / "attention.png", title=f"{recipe.name}: where each answer "
+                                                        f"character looked")
     except ImportError:  # matplotlib is optional
         pass
 

@@ -7,10 +7,12 @@ mutate the cache, so it may be called again with the same result.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._checks import check_float, check_ids, check_ndim, check_shape
 from ..backend import get_array_module
 from ..errors import ShapeError
-from ..functions import sigmoid, softplus
+from ..functions import parallel_rows, sigmoid, softplus
 from .base import Layer
 
 __all__ = ["SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss"]
@@ -27,15 +29,39 @@ def _labels(where, x, t, ignore_label=None):
     return t
 
 
+# Rows of scores are processed in blocks of about this many elements, so that the
+# max, subtract, exp and sum passes over a block run while it is in the cache.
+_BLOCK_ELEMENTS = 1 << 16
+# Fewer rows than this per thread are not worth a thread.
+_MIN_ELEMENTS_PER_THREAD = 1 << 18
+
+
+def _row_blocks(xp, M, C, fn):
+    """Call ``fn(start, stop)`` over cache-sized blocks of the ``M`` rows of an
+    ``(M, C)`` array, split across threads for NumPy (one call for CuPy)."""
+    if xp is not np:
+        fn(0, M)
+        return
+    rows = max(1, _BLOCK_ELEMENTS // max(1, C))
+
+    def blocks(start, stop):
+        for a in range(start, stop, rows):
+            fn(a, min(a + rows, stop))
+
+    parallel_rows(blocks, M, min_rows=max(1, _MIN_ELEMENTS_PER_THREAD // max(1, C)))
+
+
 class _SoftmaxCrossEntropy(Layer):
     """Fused softmax + cross entropy over rows of ``x2d (M, C)``, averaged over the
     rows whose label is not ``ignore_label``.
 
-    Forward makes three passes over the scores (max, ``exp(x - max)`` into a new
-    buffer, row sums); the cache keeps the unnormalised exponentials ``e``, the
-    row reciprocals ``1 / sum(e)``, the labels and the mask. Backward makes one
-    pass: ``dx = e * (scale / sum(e)) - scale * onehot(t)``, where ``scale`` is
-    ``dout * mask / count``.
+    Forward, block of rows by block of rows (blocks small enough to stay in the
+    cache while it passes over them, and spread over threads for NumPy, see
+    :func:`timelayers.functions.parallel_rows`): the row maximum, ``e = exp(x -
+    max)`` into a new buffer, and the row sums. The cache keeps the unnormalised
+    exponentials ``e``, the row reciprocals ``1 / sum(e)``, the labels and the
+    mask. Backward makes one pass, ``dx = e * (scale / sum(e)) - scale *
+    onehot(t)``, where ``scale`` is ``dout * mask / count``, in the same blocks.
     """
 
     ignore_label = None
@@ -46,8 +72,7 @@ class _SoftmaxCrossEntropy(Layer):
 
     def _forward2d(self, x2d, t1d):
         xp = get_array_module(x2d)
-        M = x2d.shape[0]
-        rows = xp.arange(M)
+        M, C = x2d.shape
         mask = None
         if self.ignore_label is not None:
             mask = t1d != self.ignore_label
@@ -55,11 +80,20 @@ class _SoftmaxCrossEntropy(Layer):
             t1d = xp.where(mask, t1d, 0)
         else:
             count = M
-        xmax = x2d.max(axis=1, keepdims=True)  # (M, 1)
-        e = xp.subtract(x2d, xmax)
-        target = e[rows, t1d]  # x[t] - max, (M,)
-        xp.exp(e, out=e)
-        s = e.sum(axis=1)  # (M,)
+        e = xp.empty_like(x2d)  # exp(x - max), (M, C)
+        s = xp.empty(M, dtype=x2d.dtype)  # row sums of e
+        target = xp.empty(M, dtype=x2d.dtype)  # x[t] - max
+        rows = xp.arange(M)
+
+        def block(a, b):
+            xb, eb = x2d[a:b], e[a:b]
+            xmax = xb.max(axis=1, keepdims=True)  # (b - a, 1)
+            xp.subtract(xb, xmax, out=eb)
+            target[a:b] = eb[rows[:b - a], t1d[a:b]]
+            xp.exp(eb, out=eb)
+            eb.sum(axis=1, out=s[a:b])
+
+        _row_blocks(xp, M, C, block)
         nll = xp.log(s) - target
         if mask is not None:
             nll *= mask
@@ -75,7 +109,13 @@ class _SoftmaxCrossEntropy(Layer):
         scale = (dout / count) * inv_s  # (M,)
         if mask is not None:
             scale = scale * mask
-        dx = e * scale[:, None]
+        scale = scale.astype(e.dtype, copy=False)[:, None]
+        dx = xp.empty_like(e)
+
+        def block(a, b):
+            xp.multiply(e[a:b], scale[a:b], out=dx[a:b])
+
+        _row_blocks(xp, e.shape[0], e.shape[1], block)
         rows = xp.arange(e.shape[0])
         step = xp.full(e.shape[0], dout / count, dtype=e.dtype)
         if mask is not None:
