@@ -286,7 +286,7 @@ class Momentum(Optimizer):
         p += v
 
 
-class Nesterov(Optimizer):
+class Nesterov(Momentum):
     """Nesterov's accelerated gradient in Bengio et al.'s form (arXiv:1212.0901):
     ``p += momentum^2 * v - (1 + momentum) * lr * g``, then
     ``v = momentum * v - lr * g``.
@@ -300,13 +300,6 @@ class Nesterov(Optimizer):
     lr : float, default 0.01
     momentum : float, default 0.9
     """
-
-    _slots = ("v",)
-    _hyper = ("lr", "momentum")
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        super().__init__(lr)
-        self.momentum = float(momentum)
 
     def _step(self, i, p, g, tmp, v):
         xp = get_array_module(p)

@@ -1,0 +1,106 @@
+"""BetterRnnlm (two LSTM layers of 650, dropout 0.5, tied weights; SGD lr 20, clip
+0.25, batch 20, time size 35) for one epoch of PTB, next to the same model in
+PyTorch trained on the same batches from the same initial weights; validation
+perplexity of both, and the time per epoch of each (so the cost of the book's 40
+epochs can be estimated).
+
+    python benchmarks/results_better_rnnlm.py [--quick] [--iters N]
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import save_result, use_shared_ptb  # noqa: E402
+
+import timelayers as tl  # noqa: E402
+
+
+def batches(corpus, batch_size, time_size, iters):
+    """The truncated-BPTT batches RnnlmTrainer makes: N streams at even offsets."""
+    xs, ts = corpus[:-1], corpus[1:]
+    jump = len(xs) // batch_size
+    offsets = np.arange(batch_size)[:, None] * jump
+    for i in range(iters):
+        pos = (offsets + i * time_size + np.arange(time_size)[None, :]) % len(xs)
+        yield xs[pos], ts[pos]
+
+
+def torch_perplexity(torch, tmodel, corpus, batch_size=10, time_size=35):
+    tmodel.eval()
+    tmodel.reset_state()
+    losses = []
+    with torch.no_grad():
+        for x, t in batches(corpus, batch_size, time_size, (len(corpus) - 1) // (batch_size * time_size)):
+            losses.append(float(tmodel.loss(x, t)))
+    tmodel.reset_state()
+    tmodel.train()
+    return math.exp(np.mean(losses))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--iters", type=int, help="iterations (default: one epoch)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import torch
+
+    from torch_models import TorchBetterRnnlm
+
+    use_shared_ptb()
+    corpus, vocab = tl.datasets.load_ptb("train")
+    valid, _ = tl.datasets.load_ptb("valid")
+    N, T = 20, 35
+    iters = args.iters or (60 if args.quick else (len(corpus) - 1) // (N * T))
+    if args.quick:
+        valid = valid[:3501]
+    torch.manual_seed(args.seed)
+    model = tl.models.BetterRnnlm(len(vocab), 650, 650, 0.5, rng=args.seed)
+    tmodel = TorchBetterRnnlm.from_ours(model)
+    opt, topt = tl.SGD(lr=20.0), torch.optim.SGD(tmodel.parameters(), lr=20.0)
+
+    ours_s = torch_s = 0.0
+    ours_losses, torch_losses = [], []
+    model.reset_state()
+    tmodel.reset_state()
+    for x, t in batches(corpus, N, T, iters):  # interleaved: same batch for both
+        t0 = time.perf_counter()
+        ours_losses.append(model.forward(x, t))
+        model.backward()
+        tl.clip_grads(model.grads, 0.25)
+        opt.update(model.params, model.grads)
+        t1 = time.perf_counter()
+        topt.zero_grad()
+        loss = tmodel.loss(x, t)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 0.25)
+        topt.step()
+        t2 = time.perf_counter()
+        torch_losses.append(loss.item())
+        ours_s += t1 - t0
+        torch_s += t2 - t1
+    ours_val = tl.perplexity(model, valid, batch_size=10, time_size=T)
+    torch_val = torch_perplexity(torch, tmodel, valid)
+    epoch_iters = (len(corpus) - 1) // (N * T)
+    result = {"model": "BetterRnnlm", "iterations": iters, "epoch_iterations": epoch_iters,
+              "val_perplexity_ours": ours_val, "val_perplexity_torch": torch_val,
+              "relative_difference": abs(ours_val - torch_val) / torch_val,
+              "train_perplexity_last_100_ours": math.exp(np.mean(ours_losses[-100:])),
+              "train_perplexity_last_100_torch": math.exp(np.mean(torch_losses[-100:])),
+              "seconds_ours": ours_s, "seconds_torch": torch_s,
+              "estimated_hours_for_40_epochs_ours": ours_s / iters * epoch_iters * 40 / 3600,
+              "target": "validation perplexities within 3% of each other after one epoch"}
+    path = save_result("better_rnnlm", result, quick=args.quick)
+    print(f"val perplexity ours {ours_val:.2f}, torch {torch_val:.2f} "
+          f"({result['relative_difference']:.1%} apart); {ours_s:.0f} s vs {torch_s:.0f} s; "
+          f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

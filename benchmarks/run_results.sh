@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run every results script in full, one after the other (they take tens of minutes
+# in all on 2 cores), logging to docs/results/logs/. Usage: benchmarks/run_results.sh [NAME ...]
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+mkdir -p docs/results/logs
+names=${*:-"attention_dates seq2seq_addition rnnlm_ptb cbow_ptb ppmi better_rnnlm"}
+for name in $names; do
+  case $name in
+    ppmi) script=benchmarks/bench_ppmi.py ;;
+    *) script=benchmarks/results_$name.py ;;
+  esac
+  echo "== $name: $script ($(date -u +%H:%M:%S))"
+  /usr/bin/time -v "$PY" "$script" > "docs/results/logs/$name.log" 2>&1
+  tail -n 3 "docs/results/logs/$name.log"
+done
