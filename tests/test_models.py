@@ -220,3 +220,19 @@ def test_seq2seq_models_learn_to_copy(cls):
     assert _decreases(losses, 0.3)
     x, t = batches(0)
     assert (model.generate(x, 0, 3) == t[:, 1:]).mean() > 0.9
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_language_model_state_get_set_for_generation(cell):
+    model = models.BetterRnnlm(V, 6, 6, dropout_ratio=0.5, cell=cell, rng=0).eval()
+    rng = np.random.default_rng(0)
+    model.predict(rng.integers(0, V, (1, 5)))
+    state = model.get_state()
+    nxt = rng.integers(0, V, (1, 3))
+    a = model.predict(nxt)
+    model.predict(rng.integers(0, V, (1, 4)))  # wander off
+    model.set_state(state)
+    np.testing.assert_array_equal(model.predict(nxt), a)
+    model.reset_state()
+    fresh = model.predict(nxt)
+    assert not np.allclose(fresh, a)
