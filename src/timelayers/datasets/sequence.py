@@ -51,7 +51,8 @@ SequenceSplits = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
 
 # -- generators ------------------------------------------------------------------
 def make_addition(n: int, rng: np.random.Generator) -> list[str]:
-    """Generate ``n`` addition problems ``a+b`` with ``0 <= a, b <= 999``.
+    """Generate ``n`` addition problems ``a+b`` with ``0 <= a, b <= 999`` (each operand
+    has 1, 2 or 3 digits with equal chance).
 
     Parameters
     ----------
@@ -67,7 +68,13 @@ def make_addition(n: int, rng: np.random.Generator) -> list[str]:
         in 7, ``_``, the sum left-aligned in 4 (``"16+75  _91  "``).
     """
     rng = np.random.default_rng(rng)
-    a, b = rng.integers(0, 1000, size=(2, _check_n(n))).tolist()
+    n = _check_n(n)
+    # Each operand first gets a digit count, 1 to 3 with equal chance, then a value
+    # of at most that many digits: the mix of short and long operands seen in the
+    # book's addition.txt ("16+75", "8+4", "795+3", "706+796"), rather than 90%
+    # three-digit numbers.
+    digits = rng.integers(1, 4, size=(2, n))
+    a, b = rng.integers(0, 10 ** digits).tolist()
     qw, aw = ADDITION_WIDTHS
     return [f"{x}+{y}".ljust(qw) + SEPARATOR + str(x + y).ljust(aw) for x, y in zip(a, b)]
 
