@@ -20,8 +20,10 @@ initial weights)::
 
 Both run the same batches (random ids, drawn once), float32, dropout on, with
 the same thread count; the steps are interleaved (ours, torch, ours, torch, ...)
-so that load from other processes hits both alike, and the medians over
-``--repeats`` rounds after ``--warmup`` rounds are reported, with their ratio.
+so that load from other processes hits both alike, each timed step right after
+``--lead-in`` untimed steps of its own library (see ``interleave``), and the
+medians over ``--repeats`` rounds after ``--warmup`` rounds are reported, with
+their ratio.
 
 Cases (the sizes of the book):
 
@@ -38,8 +40,9 @@ cbow            CBOW with negative sampling, V=10000, hidden 100, window 5, k=5,
 
 GFLOP/s
 -------
-Only matrix products are counted (the elementwise work is a few percent of
-them at these sizes), forward and backward; with ``M = N * T`` rows:
+Only matrix products are counted (the elementwise operations add a few percent
+to the count at these sizes, though far more to the time), forward and
+backward; with ``M = N * T`` rows:
 
 - LSTM layer ``D -> H``: forward ``x Wx`` and ``h Wh``, backward ``dWx``,
   ``dx``, ``dWh``, ``dh``: ``3 * 2 M 4H (D + H)``.
@@ -57,8 +60,8 @@ Threads
 installed; otherwise through ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` /
 ``MKL_NUM_THREADS``, which this script sets before NumPy is imported), the
 threads timelayers uses for large elementwise passes
-(``timelayers.set_num_threads``) and ``torch.set_num_threads(N)``. Without it
-every library uses all the cores this process may run on.
+(``timelayers.functions.set_num_threads``) and ``torch.set_num_threads(N)``.
+Without it every library uses all the cores this process may run on.
 
 Peak memory
 -----------
@@ -129,7 +132,7 @@ def blas_info() -> str:
 
 
 def _tl_threads():
-    return tl.get_num_threads() if hasattr(tl, "get_num_threads") else 1
+    return tl.functions.get_num_threads() if hasattr(tl.functions, "get_num_threads") else 1
 
 
 def set_threads(n):
@@ -141,8 +144,8 @@ def set_threads(n):
         limiter = threadpool_limits(limits=n, user_api="blas")
     except ImportError:
         pass  # the environment variables set before numpy's import do it
-    if hasattr(tl, "set_num_threads"):  # absent before issue 9
-        tl.set_num_threads(n)
+    if hasattr(tl.functions, "set_num_threads"):  # absent before issue 9
+        tl.functions.set_num_threads(n)
     try:
         import torch
 
@@ -154,14 +157,34 @@ def set_threads(n):
 
 # ----------------------------------------------------------------------------- timing
 
-def interleave(fns: dict, repeats: int, warmup: int) -> dict:
-    """Per-call wall times of each function, run in turn (a, b, a, b, ...)."""
+LEAD_IN = 1  # untimed steps before each timed one, see interleave()
+GAP = 0.0    # seconds of sleep before each timed step, see interleave()
+
+
+def interleave(fns: dict, repeats: int, warmup: int, lead_in: int = LEAD_IN,
+               gap: float = GAP) -> dict:
+    """Per-call wall times of each function, run in turn (a, b, a, b, ...).
+
+    Before each timed call the same function runs ``lead_in`` times untimed.
+    The thread pools of NumPy's BLAS (OpenBLAS) and of torch (OpenMP) keep
+    spinning for a while after their last job (OpenBLAS up to 2**28 cycles,
+    ~0.1 s), so one library's idle threads would otherwise take the cores from
+    the other's next step; with a lead-in, every timed step runs as it does in
+    a training loop, right after a step of its own library, while the rounds
+    still alternate so that load from other processes hits both alike.
+    ``gap`` seconds of sleep before each timed step is the other way out (but a
+    core left idle slows down, which lengthens the short steps).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            for _ in range(lead_in):
+                fn()
+            if gap:
+                time.sleep(gap)
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
@@ -380,7 +403,7 @@ class RowByRowSampler:
         return out
 
 
-def cbow_case(repeats, warmup):
+def cbow_case(repeats, warmup, lead_in=LEAD_IN, gap=GAP):
     """Steps per second of CBOW, with our sampler and with the row-by-row one."""
     V, H, window, N, k = 10000, 100, 5, 100, 5
     rng = np.random.default_rng(0)
@@ -413,11 +436,12 @@ def cbow_case(repeats, warmup):
     ref, step_ref = make()
     ref.ns_loss.sampler = RowByRowSampler(ref.ns_loss.sampler.word_p, k,
                                           np.random.default_rng(1))
-    times = interleave({"vectorised": step_ours, "row by row": step_ref}, repeats, warmup)
+    times = interleave({"vectorised": step_ours, "row by row": step_ref}, repeats, warmup,
+                       lead_in, gap)
     targets = batches[0][1]
     stimes = interleave({"vectorised": lambda: ours.ns_loss.sampler.get_negative_sample(targets),
                          "row by row": lambda: ref.ns_loss.sampler.get_negative_sample(targets)},
-                        repeats, warmup)
+                        repeats, warmup, lead_in, gap)
     med = {k_: statistics.median(v) for k_, v in times.items()}
     smed = {k_: statistics.median(v) for k_, v in stimes.items()}
     return {"step_s": med, "sampler_s": smed, "peak": peak_memory(step_ours),
@@ -455,6 +479,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="--warmup 1 --repeats 5")
     ap.add_argument("--no-torch", action="store_true", help="time ours only")
+    ap.add_argument("--lead-in", type=int, default=LEAD_IN,
+                    help="untimed steps of the same model before each timed one, so that the "
+                         "other library's idle-spinning threads are gone (default %(default)s)")
+    ap.add_argument("--gap", type=float, default=GAP,
+                    help="seconds of sleep before each timed step (default %(default)s)")
     ap.add_argument("--profile", choices=CASES[:3], help="cProfile our step of one model and exit")
     args = ap.parse_args(argv)
     if args.quick:
@@ -484,7 +513,9 @@ def main(argv=None):
           f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, "
           f"timelayers {tl.__version__} ({_tl_threads()} threads)")
     print(f"threads: {threads if threads is not None else 'default'}; "
-          f"median of {args.repeats} interleaved steps after {args.warmup} warm-up")
+          f"median of {args.repeats} interleaved steps after {args.warmup} warm-up, "
+          f"each after {args.lead_in} untimed step(s) of its own"
+          + (f" and {args.gap:g} s of sleep" if args.gap else ""))
     ceiling = matmul_ceiling(max(5, args.repeats // 2), torch)
     print("bare 2000x2000 float32 matmul: "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceiling.items()))
@@ -499,7 +530,7 @@ def main(argv=None):
         fns = {"ours": case.step_ours}
         if torch is not None:
             fns["torch"] = case.step_torch
-        times = interleave(fns, args.repeats, args.warmup)
+        times = interleave(fns, args.repeats, args.warmup, args.lead_in, args.gap)
         med = {k: statistics.median(v) for k, v in times.items()}
         peak = peak_memory(case.step_ours)
         gflop = case.flops() / 1e9
@@ -536,7 +567,7 @@ def main(argv=None):
         print()
 
     if "cbow" in cases:
-        c = cbow_case(args.repeats, args.warmup)
+        c = cbow_case(args.repeats, args.warmup, args.lead_in, args.gap)
         v, rr = c["step_s"]["vectorised"], c["step_s"]["row by row"]
         sv, sr = c["sampler_s"]["vectorised"], c["sampler_s"]["row by row"]
         print(f"CBOW (V=10000, hidden 100, window 5, N=100, k=5, Adam), sampler {c['sampler']!r}:")

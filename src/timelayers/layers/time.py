@@ -30,7 +30,10 @@ class TimeAffine(Layer):
     a copy of ``W`` stacked on ``b``, and caches ``x1 (N*T, D+1)``, the input
     with a column of ones. Forward is then the single product ``x1 @ Wb`` and
     ``x1.T @ dout2d`` gives ``dW`` and ``db`` together, so no extra pass is made
-    over the large ``(N*T, H)`` arrays.
+    over the large ``(N*T, H)`` arrays. ``Wb`` and the ``dW`` buffer take the
+    memory order of ``W``: a tied ``W`` that is the transpose of an embedding
+    (Fortran order) is then copied with contiguous reads and writes, not
+    transposed element by element at every call.
     """
 
     param_names = ("W", "b")
@@ -49,8 +52,12 @@ class TimeAffine(Layer):
         xp = get_array_module(W)
         N, T, D = x.shape
         if self._Wb is None:
-            self._Wb = xp.empty((D + 1, W.shape[1]), dtype=W.dtype)
-            self._dWb = xp.empty_like(self._Wb)
+            fortran = W.flags.f_contiguous and not W.flags.c_contiguous
+            self._Wb = xp.empty((D + 1, W.shape[1]), dtype=W.dtype, order="F" if fortran else "C")
+            # dWb is computed as a C-ordered (H, D+1) product when W is in Fortran
+            # order, so that its transpose has W's layout.
+            self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if fortran
+                         else xp.empty_like(self._Wb))
         self._Wb[:D] = W  # W and b may have been updated in place since the last call
         self._Wb[D] = b
         x1 = xp.empty((N * T, D + 1), dtype=W.dtype)  # (N*T, D+1)
@@ -66,7 +73,10 @@ class TimeAffine(Layer):
         N, T, D = self.shape
         check_shape("TimeAffine.backward", "dout", dout, (N, T, W.shape[1]))
         dout2d = dout.reshape(N * T, -1)
-        xp.matmul(self.x1.T, dout2d, out=self._dWb)  # (D+1, H): dW stacked on db
+        if self._dWb.flags.c_contiguous:
+            xp.matmul(self.x1.T, dout2d, out=self._dWb)  # (D+1, H): dW stacked on db
+        else:
+            xp.matmul(dout2d.T, self.x1, out=self._dWb.T)  # the same, as (H, D+1)
         self.grads[0][...] = self._dWb[:D]
         self.grads[1][...] = self._dWb[D]
         return (dout2d @ W.T).reshape(N, T, D)

@@ -1,0 +1,253 @@
+"""The code paths added for speed (issue 9) give the results of the plain ones.
+
+- ``functions.parallel_rows`` and the thread count settings;
+- the softmax cross entropy split over row blocks and threads equals the
+  one-thread result to the bit, and float64 math;
+- optimizers updating block by block (on threads) equal whole-array updates to
+  the bit;
+- TimeLSTM's forward variants (gate scales folded into the weights, with one
+  fused product per step for small inputs or the input product for all steps at
+  once; or, for few rows, scaled pre-activations): each against the book's
+  equations and central differences, and without overflow warnings for large
+  pre-activations;
+- the sorted scatter-add of the embedding gradients equals ``add.at``;
+- TimeAffine with a Fortran-ordered (tied, transposed) ``W`` equals the
+  C-ordered one and keeps its grads' layout.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from helpers import assert_close, assert_gradcheck, randn
+from test_recurrent import reference_forward
+from timelayers import functions
+from timelayers.functions import get_num_threads, parallel_rows, set_num_threads
+from timelayers.layers import TimeAffine, TimeSoftmaxWithLoss
+from timelayers.layers import losses as losses_module
+from timelayers.layers.core import _scatter_rows
+from timelayers.layers.recurrent import TimeLSTM
+from timelayers.optim import OPTIMIZERS
+
+
+@pytest.fixture
+def threads():
+    """Run with a given thread count, restoring the previous one afterwards."""
+    before = get_num_threads()
+    yield set_num_threads
+    set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- pool
+
+def test_parallel_rows_covers_every_row_once(threads):
+    threads(3)
+    seen = np.zeros(1000, dtype=np.int64)
+    names = set()
+
+    def fn(a, b):
+        seen[a:b] += 1
+        names.add(threading.current_thread().name)
+
+    parallel_rows(fn, 1000, min_rows=10)
+    assert (seen == 1).all()
+    assert len(names) >= 1
+
+
+def test_parallel_rows_small_or_one_thread_runs_inline(threads):
+    calls = []
+    threads(4)
+    parallel_rows(lambda a, b: calls.append((a, b)), 5, min_rows=10)  # too few rows
+    threads(1)
+    parallel_rows(lambda a, b: calls.append((a, b)), 1000)
+    parallel_rows(lambda a, b: calls.append((a, b)), 0)
+    assert calls == [(0, 5), (0, 1000)]
+
+
+def test_parallel_rows_raises_and_nested_calls_run_inline(threads):
+    threads(2)
+
+    def bad(a, b):
+        if a > 0:
+            raise KeyError("block")
+
+    with pytest.raises(KeyError):
+        parallel_rows(bad, 100)
+
+    out = np.zeros(100)
+
+    def outer(a, b):
+        parallel_rows(lambda c, d: out.__setitem__(slice(a + c, a + d), 1), b - a)
+
+    parallel_rows(outer, 100)
+    assert (out == 1).all()
+
+
+def test_set_num_threads_checks(threads):
+    with pytest.raises(ValueError, match="positive integer"):
+        set_num_threads(0)
+    with pytest.raises(ValueError, match="positive integer"):
+        set_num_threads(1.5)
+    threads(3)
+    assert get_num_threads() == 3
+
+
+def test_default_threads_from_environment(monkeypatch):
+    monkeypatch.setenv("TIMELAYERS_NUM_THREADS", "5")
+    assert functions._default_num_threads() == 5
+    monkeypatch.setenv("TIMELAYERS_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="TIMELAYERS_NUM_THREADS"):
+        functions._default_num_threads()
+    monkeypatch.delenv("TIMELAYERS_NUM_THREADS")
+    assert 1 <= functions._default_num_threads() <= functions._MAX_DEFAULT_THREADS
+
+
+# ----------------------------------------------------------------------------- softmax
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_threaded_softmax_loss_equals_one_thread(rng, threads, monkeypatch, ignore):
+    monkeypatch.setattr(losses_module, "_BLOCK_ELEMENTS", 3000)  # several blocks per thread
+    monkeypatch.setattr(losses_module, "_MIN_ELEMENTS_PER_THREAD", 5000)
+    N, T, V = 4, 9, 1000
+    xs = (rng.standard_normal((N, T, V)) * 3).astype(np.float32)
+    ts = rng.integers(0, V, (N, T))
+    if ignore:
+        ts[0, :4] = -1
+    out = {}
+    for n in (1, 3):
+        threads(n)
+        layer = TimeSoftmaxWithLoss()
+        out[n] = (layer.forward(xs, ts), layer.backward(1.0))
+    assert out[1][0] == out[3][0]
+    np.testing.assert_array_equal(out[1][1], out[3][1])
+    # against float64 math
+    x = xs.astype(np.float64).reshape(N * T, V)
+    t = ts.reshape(-1)
+    keep = t != -1
+    logp = x - x.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    loss = -logp[np.arange(N * T)[keep], t[keep]].mean()
+    dx = np.exp(logp)
+    dx[np.arange(N * T)[keep], t[keep]] -= 1
+    dx *= keep[:, None] / keep.sum()
+    assert out[3][0] == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(out[3][1].reshape(N * T, V), dx, rtol=1e-4, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- optim
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_blockwise_update_equals_whole_array(rng, threads, name):
+    threads(2)
+    shapes = [(300, 500), (70000,), (3, 4)]  # two large (several blocks), one small
+    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ref = [p.copy() for p in params]
+    blocked, whole = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    whole._by_blocks = False
+    for _ in range(3):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        blocked.update(params, grads)
+        whole.update(ref, grads)
+    for p, r in zip(params, ref):
+        np.testing.assert_array_equal(p, r)
+
+
+def test_blockwise_skips_non_contiguous(rng, threads):
+    threads(2)
+    base = rng.standard_normal((400, 400)).astype(np.float32)
+    p = base.T  # Fortran order: updated as one array, in place
+    g = np.ones_like(p)
+    opt = OPTIMIZERS["Adam"]()
+    ref = p.copy()
+    OPTIMIZERS["Adam"]().update([ref], [g])
+    opt.update([p], [g])
+    np.testing.assert_array_equal(base.T, ref)
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+# (N, T, D, H): gate scales folded into the weights (D + 1 + H < T N) with one
+# fused product per step (4 (D+1) <= H) or the input product for all steps, or
+# few rows (scaled pre-activations, no weight copies).
+LSTM_SHAPES = {
+    "scaled weights, fused": (4, 5, 1, 8),
+    "scaled weights, input product": (3, 5, 4, 6),
+    "few rows, small input": (2, 3, 1, 8),
+    "few rows": (1, 2, 3, 4),
+}
+
+
+def lstm_case(xp, rng, N, T, D, H, scale=0.5):
+    params = [randn(xp, rng, D, 4 * H) * scale, randn(xp, rng, H, 4 * H) * scale,
+              randn(xp, rng, 4 * H) * scale]
+    return params, randn(xp, rng, N, T, D), randn(xp, rng, N, H) * 0.5, randn(xp, rng, N, H) * 0.5
+
+
+@pytest.mark.parametrize("case", list(LSTM_SHAPES))
+def test_lstm_layouts_forward_and_gradients(xp, rng, case):
+    N, T, D, H = LSTM_SHAPES[case]
+    params, xs, h0, c0 = lstm_case(xp, rng, N, T, D, H)
+    layer = TimeLSTM(*params)
+    layer.set_state(h0, c0)
+    ref_hs, ref_h, ref_c = reference_forward("lstm", params, xs, h0, c0)
+    assert_close(layer.forward(xs), ref_hs, rtol=1e-12, atol=1e-13)
+    assert_close(layer.h, ref_h, rtol=1e-12, atol=1e-13)
+    assert_close(layer.c, ref_c, rtol=1e-12, atol=1e-13)
+    assert_gradcheck(layer, xs, dout=randn(xp, rng, N, T, H))
+
+
+@pytest.mark.parametrize("case", list(LSTM_SHAPES))
+def test_lstm_large_preactivations_no_warnings(rng, case):
+    N, T, D, H = LSTM_SHAPES[case]
+    params, xs, h0, c0 = lstm_case(np, rng, N, T, D, H, scale=60.0)  # |a| up to hundreds
+    params = [p.astype(np.float32) for p in params]
+    xs = xs.astype(np.float32)
+    layer = TimeLSTM(*params)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # a warning would raise
+        hs = layer.forward(xs)
+        dxs = layer.backward(np.ones_like(hs))
+    ref_hs, _, _ = reference_forward("lstm", params, xs, np.zeros((N, H)), np.zeros((N, H)))
+    assert np.isfinite(hs).all() and np.isfinite(dxs).all()
+    np.testing.assert_allclose(hs, ref_hs, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- affine
+
+def test_time_affine_fortran_w_equals_c_w(rng):
+    D, V = 5, 7
+    E = rng.standard_normal((V, D))  # an embedding; W = E.T is Fortran-ordered
+    b = rng.standard_normal(V)
+    tied, plain = TimeAffine(E.T, b), TimeAffine(np.ascontiguousarray(E.T), b.copy())
+    assert tied.params[0].flags.f_contiguous and tied.grads[0].flags.f_contiguous
+    x = rng.standard_normal((2, 3, D))
+    dout = rng.standard_normal((2, 3, V))
+    for _ in range(2):
+        assert_close(tied.forward(x), plain.forward(x), rtol=1e-14, atol=1e-14)
+        assert_close(tied.backward(dout), plain.backward(dout), rtol=1e-14, atol=1e-14)
+        for g1, g2 in zip(tied.grads, plain.grads):
+            assert_close(g1, g2, rtol=1e-14, atol=1e-14)
+        E += 0.1  # W changes in place between calls, as after an optimizer step
+        plain.params[0][...] = E.T
+    assert tied.grads[0].flags.f_contiguous
+
+
+# ----------------------------------------------------------------------------- embedding
+
+@pytest.mark.parametrize("M", [0, 1, 7, 500])
+def test_scatter_rows_equals_add_at(rng, M):
+    V, D = 40, 6
+    idx = rng.integers(0, V, M)
+    if M > 10:
+        idx[::5] = 3  # many repeats of one id
+    values = rng.standard_normal((M, D))
+    dW = rng.standard_normal((V, D))  # stale values must be cleared
+    _scatter_rows(dW, idx, values)
+    ref = np.zeros((V, D))
+    np.add.at(ref, idx, values)
+    np.testing.assert_allclose(dW, ref, rtol=1e-12, atol=1e-12)
+    ids = rng.permutation(V)[:min(M, V)]  # no repeats: exact
+    _scatter_rows(dW, ids, values[:ids.size])
+    ref = np.zeros((V, D))
+    ref[ids] = values[:ids.size]
+    np.testing.assert_array_equal(dW, ref)
