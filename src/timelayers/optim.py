@@ -355,6 +355,15 @@ class Nesterov(Momentum):
         v -= tmp
 
 
+def _divide_by_root(xp, p, g, h, tmp, lr, eps):
+    """``p -= lr * g / (sqrt(h) + eps)`` through the scratch buffer ``tmp`` (AdaGrad, RMSprop)."""
+    xp.sqrt(h, out=tmp)
+    tmp += eps
+    xp.divide(g, tmp, out=tmp)
+    tmp *= lr
+    p -= tmp
+
+
 class AdaGrad(Optimizer):
     """AdaGrad: ``h += g * g; p -= lr * g / (sqrt(h) + eps)``.
 
@@ -377,11 +386,7 @@ class AdaGrad(Optimizer):
         xp = get_array_module(p)
         xp.multiply(g, g, out=tmp)
         h += tmp
-        xp.sqrt(h, out=tmp)
-        tmp += self.eps
-        xp.divide(g, tmp, out=tmp)
-        tmp *= self.lr
-        p -= tmp
+        _divide_by_root(xp, p, g, h, tmp, self.lr, self.eps)
 
 
 class RMSprop(Optimizer):
@@ -412,11 +417,7 @@ class RMSprop(Optimizer):
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.decay_rate
         h += tmp
-        xp.sqrt(h, out=tmp)
-        tmp += self.eps
-        xp.divide(g, tmp, out=tmp)
-        tmp *= self.lr
-        p -= tmp
+        _divide_by_root(xp, p, g, h, tmp, self.lr, self.eps)
 
 
 class Adam(Optimizer):
