@@ -158,16 +158,18 @@ def _cmd_generate(args) -> int:
 def _cmd_similar(args) -> int:
     from . import recipes
 
-    for word, score in recipes.similar(_load_run(args.run_dir), args.word, top=args.top):
-        print(f"{word}\t{score:.4f}")
-    return 0
+    return _print_ranked(recipes.similar(_load_run(args.run_dir), args.word, top=args.top))
 
 
 def _cmd_analogy(args) -> int:
     from . import recipes
 
     run = _load_run(args.run_dir)
-    for word, score in recipes.analogy(run, args.a, args.b, args.c, top=args.top):
+    return _print_ranked(recipes.analogy(run, args.a, args.b, args.c, top=args.top))
+
+
+def _print_ranked(pairs) -> int:
+    for word, score in pairs:
         print(f"{word}\t{score:.4f}")
     return 0
 

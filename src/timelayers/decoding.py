@@ -19,25 +19,9 @@ import numpy as np
 
 from .backend import get_array_module, to_cpu
 from .functions import log_softmax
+from .metrics import evaluation_mode
 
 __all__ = ["sample_next", "generate_ids", "greedy_decode", "beam_search", "sequence_log_prob"]
-
-
-class _EvalMode:
-    """Context manager: the model in evaluation mode, its previous mode restored."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = getattr(self.model, "training", False)
-        if hasattr(self.model, "eval"):
-            self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        if self.was_training:
-            self.model.train()
 
 
 def sample_next(scores, rng, temperature=1.0, top_k=None, skip_ids=()):
@@ -103,7 +87,7 @@ def generate_ids(model, start_id, length=100, *, temperature=1.0, top_k=None, sk
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     xp = get_array_module(*model.params)
     out = []
-    with _EvalMode(model):
+    with evaluation_mode(model):
         x = int(start_id)
         for p in prime_ids:
             model.predict(xp.asarray([[x]]))
@@ -137,7 +121,7 @@ def greedy_decode(model, xs, start_id, length):
     int array, shape (N, length)
     """
     xp = get_array_module(xs)
-    with _EvalMode(model):
+    with evaluation_mode(model):
         model.begin_decoding(xs)
         ids = _start_column(xp, start_id, xs.shape[0])
         out = []
@@ -151,7 +135,7 @@ def sequence_log_prob(model, xs, start_id, ys):
     """The model's log-probability of answers ``ys (N, L)`` given ``xs (N, Tq)``
     (teacher-forced), as an array of shape (N,)."""
     xp = get_array_module(xs)
-    with _EvalMode(model):
+    with evaluation_mode(model):
         model.begin_decoding(xs)
         ids = _start_column(xp, start_id, xs.shape[0])
         total = xp.zeros(xs.shape[0])
@@ -195,7 +179,7 @@ def beam_search(model, xs, start_id, length, beam_size=3, *, end_id=None, length
         raise ValueError(f"beam_search: argument 'beam_size' expected an int >= 1, got {beam_size}")
     xp = get_array_module(xs)
     N, B = xs.shape[0], int(beam_size)
-    with _EvalMode(model):
+    with evaluation_mode(model):
         model.begin_decoding(xs)
         model.reorder_decoding(xp.repeat(xp.arange(N), B))  # N*B rows
         ids = xp.repeat(_start_column(xp, start_id, N), B)
@@ -230,15 +214,14 @@ def beam_search(model, xs, start_id, length, beam_size=3, *, end_id=None, length
         best_scores = scores[xp.arange(N), best]
         best_ranked = ranked[xp.arange(N), best]
     greedy = greedy_decode(model, xs, start_id, length)
-    g_scores = sequence_log_prob(model, xs, start_id, greedy)
     g_len = xp.full(N, float(length))
-    if end_id is not None:
+    if end_id is not None:  # pad after the first end, as the beam does
         is_end = greedy == end_id
         first = xp.where(is_end.any(axis=1), is_end.argmax(axis=1) + 1, length)
         g_len = first.astype(np.float64)
         after = xp.arange(length)[None, :] >= first[:, None]
         greedy = xp.where(after, end_id, greedy)
-        g_scores = sequence_log_prob(model, xs, start_id, greedy)
+    g_scores = sequence_log_prob(model, xs, start_id, greedy)
     g_ranked = g_scores / g_len ** length_penalty
     use_greedy = g_ranked > best_ranked + 1e-12
     result = xp.where(use_greedy[:, None], greedy, result)

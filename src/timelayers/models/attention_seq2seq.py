@@ -123,16 +123,15 @@ class AttentionSeq2seq(Seq2seqBase):
         ids : int array (N, length)
         weights : float array (N, length, Tq), row ``t`` is where step ``t`` looked
         """
+        from ..metrics import evaluation_mode
+
         xp = get_array_module(xs)
-        was_training = self.training
-        self.eval()
-        self.begin_decoding(xs)
-        ids = xp.full(xs.shape[0], int(start_id)) if xp.ndim(start_id) == 0 else start_id
-        out, weights = [], []
-        for _ in range(length):
-            ids = self.decode_step(ids).argmax(axis=1)
-            out.append(ids)
-            weights.append(self.decoder.attention.attention_weights[:, 0])
-        if was_training:
-            self.train()
+        with evaluation_mode(self):
+            self.begin_decoding(xs)
+            ids = xp.full(xs.shape[0], int(start_id)) if xp.ndim(start_id) == 0 else start_id
+            out, weights = [], []
+            for _ in range(length):
+                ids = self.decode_step(ids).argmax(axis=1)
+                out.append(ids)
+                weights.append(self.decoder.attention.attention_weights[:, 0])
         return xp.stack(out, axis=1), xp.stack(weights, axis=1)
