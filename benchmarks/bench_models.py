@@ -89,11 +89,12 @@ if __name__ == "__main__" and "--threads" in sys.argv[:-1]:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _n
 
+# timelayers before NumPy, as its users get it: it shortens OpenBLAS's idle spin
+# (OPENBLAS_THREAD_TIMEOUT, see timelayers/__init__.py) only when imported first.
+import timelayers as tl  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import timelayers as tl  # noqa: E402
 from timelayers.models import CBOW, AttentionSeq2seq, BetterRnnlm, Rnnlm  # noqa: E402
 from timelayers.optim import SGD, Adam, clip_grads  # noqa: E402
 
@@ -512,6 +513,7 @@ def main(argv=None):
           f"torch {torch.__version__ if torch else '-'}"
           f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, "
           f"timelayers {tl.__version__} ({_tl_threads()} threads)")
+    print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset: 28)')}")
     print(f"threads: {threads if threads is not None else 'default'}; "
           f"median of {args.repeats} interleaved steps after {args.warmup} warm-up, "
           f"each after {args.lead_in} untimed step(s) of its own"

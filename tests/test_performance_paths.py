@@ -10,6 +10,13 @@
   once; or, for few rows, scaled pre-activations): each against the book's
   equations and central differences, and without overflow warnings for large
   pre-activations;
+- TimeLSTM's two backward variants (local derivatives in full-width passes, or
+  step by step) and its per-step products plain or transposed (few rows),
+  against central differences and each other;
+- ``functions.run_parallel`` (results in order, errors, nested calls, the BLAS
+  thread count restored) and the recurrent layers run on row blocks in parallel
+  threads: the same outputs, states and gradients as one block, and central
+  differences;
 - the sorted scatter-add of the embedding gradients equals ``add.at``;
 - TimeAffine with a Fortran-ordered (tied, transposed) ``W`` equals the
   C-ordered one and keeps its grads' layout.
@@ -27,7 +34,8 @@ from timelayers.functions import get_num_threads, parallel_rows, set_num_threads
 from timelayers.layers import TimeAffine, TimeSoftmaxWithLoss
 from timelayers.layers import losses as losses_module
 from timelayers.layers.core import _scatter_rows
-from timelayers.layers.recurrent import TimeLSTM
+from timelayers.layers import recurrent as recurrent_module
+from timelayers.layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
 from timelayers.optim import OPTIMIZERS
 
 
@@ -184,8 +192,10 @@ def lstm_case(xp, rng, N, T, D, H, scale=0.5):
     return params, randn(xp, rng, N, T, D), randn(xp, rng, N, H) * 0.5, randn(xp, rng, N, H) * 0.5
 
 
+@pytest.mark.parametrize("transposed", [True, False], ids=["steps transposed", "steps plain"])
 @pytest.mark.parametrize("case", list(LSTM_SHAPES))
-def test_lstm_layouts_forward_and_gradients(xp, rng, case):
+def test_lstm_layouts_forward_and_gradients(xp, rng, monkeypatch, case, transposed):
+    monkeypatch.setattr(recurrent_module, "_TRANSPOSED_STEP_MAX_ROWS", 10**9 if transposed else 0)
     N, T, D, H = LSTM_SHAPES[case]
     params, xs, h0, c0 = lstm_case(xp, rng, N, T, D, H)
     layer = TimeLSTM(*params)
@@ -210,6 +220,157 @@ def test_lstm_large_preactivations_no_warnings(rng, case):
     ref_hs, _, _ = reference_forward("lstm", params, xs, np.zeros((N, H)), np.zeros((N, H)))
     assert np.isfinite(hs).all() and np.isfinite(dxs).all()
     np.testing.assert_allclose(hs, ref_hs, atol=1e-5)
+
+
+@pytest.mark.parametrize("transposed", [True, False], ids=["steps transposed", "steps plain"])
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("case", ["scaled weights, fused", "scaled weights, input product",
+                                  "few rows"])
+def test_lstm_backward_variants(xp, rng, monkeypatch, case, stepwise, transposed):
+    monkeypatch.setattr(recurrent_module, "_STEPWISE_BACKWARD_MIN", 0 if stepwise else 10**9)
+    monkeypatch.setattr(recurrent_module, "_TRANSPOSED_STEP_MAX_ROWS", 10**9 if transposed else 0)
+    N, T, D, H = LSTM_SHAPES[case]
+    params, xs, h0, c0 = lstm_case(xp, rng, N, T, D, H)
+    layer = TimeLSTM(*params)
+    layer.set_state(h0, c0)
+    assert_gradcheck(layer, xs, dout=randn(xp, rng, N, T, H))
+
+
+def test_lstm_backward_variants_agree(rng, monkeypatch):
+    N, T, D, H = 5, 6, 3, 7
+    params, xs, h0, c0 = lstm_case(np, rng, N, T, D, H)
+    dhs = randn(np, rng, N, T, H)
+    results = []
+    for threshold, rows in ((0, 0), (10**9, 0), (0, 10**9), (10**9, 10**9)):
+        monkeypatch.setattr(recurrent_module, "_STEPWISE_BACKWARD_MIN", threshold)
+        monkeypatch.setattr(recurrent_module, "_TRANSPOSED_STEP_MAX_ROWS", rows)
+        layer = TimeLSTM(*params)
+        layer.set_state(h0, c0)
+        layer.forward(xs)
+        dxs = layer.backward(dhs)
+        results.append([dxs, layer.dh, layer.dc] + [g.copy() for g in layer.grads])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------- row blocks
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_run_parallel_results_errors_and_blas_threads(threads):
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    before = blas_threads()
+    seen = []
+
+    def job(k):
+        seen.append((k, threading.current_thread().name, blas_threads()))
+        return k * k
+
+    assert functions.run_parallel([lambda k=k: job(k) for k in range(2)]) == [0, 1]
+    assert {name.startswith("timelayers") for _, name, _ in seen} == {False, True}
+    if before:
+        assert all(t == [1] * len(before) for _, _, t in seen)  # one BLAS thread inside
+    assert blas_threads() == before                             # restored after
+
+    def boom():
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        functions.run_parallel([boom, lambda: 1])
+    assert blas_threads() == before
+    # a job that calls run_parallel again runs the inner jobs in its own thread
+    inner = functions.run_parallel([lambda: functions.run_parallel([lambda: 1, lambda: 2])] * 2)
+    assert inner == [[1, 2], [1, 2]]
+    threads(1)
+    assert functions.run_parallel([lambda: threading.current_thread().name] * 2) == \
+        [threading.current_thread().name] * 2
+
+
+RECURRENT = {
+    "rnn": (TimeRNN, 1, {}),
+    "lstm": (TimeLSTM, 4, {}),
+    "gru": (TimeGRU, 3, {}),
+    "gru_ra": (TimeGRU, 3, {"reset_after": True}),
+}
+
+
+def recurrent_case(rng, kind, N, T, D, H, dtype=np.float64):
+    cls, gates, kwargs = RECURRENT[kind]
+    params = [randn(np, rng, D, gates * H) * 0.5, randn(np, rng, H, gates * H) * 0.5,
+              randn(np, rng, gates * H) * 0.5]
+    if kind == "gru_ra":
+        kwargs = dict(kwargs, bh=randn(np, rng, gates * H) * 0.5)
+    params = [p.astype(dtype) for p in params]
+    kwargs = {k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
+    return (lambda stateful=False: cls(*params, stateful=stateful, **kwargs),
+            randn(np, rng, N, T, D).astype(dtype))
+
+
+@pytest.fixture
+def small_blocks(monkeypatch, threads):
+    """Split batches of any size into row blocks on 2 threads."""
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    monkeypatch.setattr(recurrent_module, "_MIN_ROWS_PER_BLOCK", 1)
+    monkeypatch.setattr(recurrent_module, "_MIN_ELEMENTS_PER_BLOCK", 1)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("kind", list(RECURRENT))
+def test_row_blocks_equal_one_block(rng, small_blocks, kind):
+    N, T, D, H = 5, 4, 3, 6
+    make, xs = recurrent_case(rng, kind, N, T, D, H)
+    xs2 = randn(np, rng, N, T, D)
+    dhs = [randn(np, rng, N, T, H) for _ in range(2)]
+    results = []
+    for split in (True, False):
+        small_blocks.setattr(recurrent_module, "_MIN_ROWS_PER_BLOCK", 1 if split else 10**9)
+        layer = make(stateful=True)
+        out = []
+        for x, d in zip((xs, xs2), dhs):  # two stateful blocks of the same sequences
+            out.append(layer.forward(x))
+            out.append(layer.backward(d))
+            out += [layer.h, layer.dh] + [g.copy() for g in layer.grads]
+            if kind == "lstm":
+                out += [layer.c, layer.dc]
+        assert len(layer._blocks) == (2 if split else 1)
+        results.append(out)
+    for a, b in zip(*results):
+        assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", list(RECURRENT))
+def test_row_blocks_gradcheck(rng, small_blocks, kind):
+    N, T, D, H = 3, 3, 2, 3
+    make, xs = recurrent_case(rng, kind, N, T, D, H)
+    layer = make()
+    assert_gradcheck(layer, xs, dout=randn(np, rng, N, T, H))
+    assert len(layer._blocks) == 2
+
+
+def test_row_blocks_float32_and_small_batches_stay_whole(rng, threads):
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    make, xs = recurrent_case(rng, "lstm", 128, 3, 4, 256, dtype=np.float32)
+    layer = make()
+    hs = layer.forward(xs)
+    dxs = layer.backward(np.ones_like(hs))
+    assert len(layer._blocks) == 2                    # 64 rows x 256 units per block
+    assert hs.dtype == dxs.dtype == layer.grads[0].dtype == np.float32
+    threads(1)
+    layer.forward(xs)
+    assert len(layer._blocks) == 1
+    threads(2)
+    make, xs = recurrent_case(rng, "lstm", 20, 3, 4, 650, dtype=np.float32)
+    layer = make()
+    layer.forward(xs)
+    assert len(layer._blocks) == 1                    # 10 rows a block: not worth it
 
 
 # ----------------------------------------------------------------------------- affine

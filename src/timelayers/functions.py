@@ -14,6 +14,13 @@ small pool of threads (the calling thread takes one block itself);
 default is the number of CPUs this process may run on (at most 8), or the
 ``TIMELAYERS_NUM_THREADS`` environment variable. Matrix products are left to the
 BLAS, which has its own threads (``OPENBLAS_NUM_THREADS`` or ``threadpoolctl``).
+
+:func:`run_parallel` runs a few independent jobs -- the row blocks of a batch
+in a recurrent layer -- on the same pool, with the BLAS held to one thread
+meanwhile (through ``threadpoolctl``), so that each job's small matrix
+products and elementwise passes run on a core of their own instead of the
+BLAS's threads taking turns with the elementwise work.
+
 CuPy arrays never go through the pool.
 """
 
@@ -26,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .backend import get_array_module
 
 __all__ = ["sigmoid", "relu", "softmax", "log_softmax", "cross_entropy", "softplus",
-           "parallel_rows", "set_num_threads", "get_num_threads"]
+           "parallel_rows", "run_parallel", "set_num_threads", "get_num_threads"]
 
 
 # --------------------------------------------------------------------------- threads
@@ -97,6 +104,89 @@ def _get_pool(workers):
 
 def _mark_worker():
     _in_worker.active = True
+
+
+# BLAS thread control (threadpoolctl): found once; [] when unavailable.
+_blas_libs = None
+_blas_lock = threading.Lock()
+_blas_depth = 0
+_blas_saved = []
+
+
+def _blas_controllers():
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas_libs = [lib for lib in ThreadpoolController().lib_controllers
+                          if lib.user_api == "blas"]
+        except Exception:  # not installed, or a BLAS it cannot drive
+            _blas_libs = []
+    return _blas_libs
+
+
+def can_run_parallel() -> bool:
+    """True when :func:`run_parallel` would use more than one thread: more than one
+    thread is allowed, the caller is not a pool thread, and the BLAS's threads
+    can be held to one (two jobs calling a multi-threaded BLAS at once would
+    take turns)."""
+    return (get_num_threads() > 1 and not getattr(_in_worker, "active", False)
+            and bool(_blas_controllers()))
+
+
+class _OneBlasThread:
+    """Hold the BLAS to one thread; nested and concurrent uses restore the
+    setting found by the first one when the last one leaves."""
+
+    def __enter__(self):
+        global _blas_depth, _blas_saved
+        with _blas_lock:
+            if _blas_depth == 0:
+                _blas_saved = [lib.get_num_threads() for lib in _blas_libs]
+                for lib in _blas_libs:
+                    lib.set_num_threads(1)
+            _blas_depth += 1
+
+    def __exit__(self, *exc):
+        global _blas_depth
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                for lib, n in zip(_blas_libs, _blas_saved):
+                    lib.set_num_threads(n)
+
+
+def run_parallel(jobs):
+    """Call every job of ``jobs`` (callables without arguments) and return their
+    results in order, the first one in the calling thread and the others on the
+    pool, with the BLAS held to one thread until all have finished.
+
+    Without more than one thread (see :func:`can_run_parallel`) the jobs run one
+    after the other in the calling thread. Expects at most
+    :func:`get_num_threads` jobs (more wait for a free thread). The first
+    exception raised by a job is raised here, after every job has finished.
+    """
+    jobs = list(jobs)
+    if len(jobs) <= 1 or not can_run_parallel():
+        return [job() for job in jobs]
+    pool = _get_pool(get_num_threads() - 1)
+    with _OneBlasThread():
+        futures = [pool.submit(job) for job in jobs[1:]]
+        results, error = [None] * len(jobs), None
+        try:
+            results[0] = jobs[0]()
+        except BaseException as exc:  # wait for the others before raising
+            error = exc
+        for k, f in enumerate(futures, start=1):
+            exc = f.exception()
+            if exc is None:
+                results[k] = f.result()
+            elif error is None:
+                error = exc
+    if error is not None:
+        raise error
+    return results
 
 
 def parallel_rows(fn, n_rows: int, min_rows: int = 1) -> None:
