@@ -223,8 +223,8 @@ def _lstm_forward(xs, h0, c0, Wx, Wh, b):
     - Few rows (generation, one step at a time): no weight copies; ``x @ Wx +
       b`` and the pre-activations are scaled.
 
-    With few rows (``N <= 32``, the language models' batches) each step's
-    product is computed transposed, ``W^T @ XH[t]^T``: OpenBLAS splits the long
+    With few rows (``N <= 32``, the language models' batches) and more than a
+    few steps, each step's product is computed transposed, ``W^T @ XH[t]^T``: OpenBLAS splits the long
     side of a product between its threads, and packs the weights faster in this
     orientation (about 25% faster for ``(20, 650) @ (650, 2600)``).
 
@@ -260,7 +260,8 @@ def _lstm_forward(xs, h0, c0, Wx, Wh, b):
     elif not prescaled:
         xp.matmul(XH.reshape(T * N, K)[:, :D], Wx, out=A.reshape(T * N, 4 * H))
         A += b
-    transposed = prescaled and N <= _TRANSPOSED_STEP_MAX_ROWS
+    # (the transposed weights are a copy per call: not for a step or two)
+    transposed = N <= _TRANSPOSED_STEP_MAX_ROWS and (prescaled or T >= 4)
     if transposed:                                    # (4H, K) or (4H, H), and (4H, N)
         W_T = xp.ascontiguousarray(W.T if fused else Whs.T)
         work_T = xp.empty((4 * H, N), dtype=dt)
