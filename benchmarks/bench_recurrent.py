@@ -30,6 +30,8 @@ if __name__ == "__main__" and "--threads" in sys.argv[:-1]:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _n
 
+# timelayers before NumPy, as its users get it (see timelayers/__init__.py).
+import timelayers  # noqa: E402
 import numpy as np  # noqa: E402
 
 from timelayers.layers.recurrent import TimeLSTM  # noqa: E402
@@ -118,7 +120,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None,
-                    help="BLAS and torch threads (default: what NumPy's BLAS uses)")
+                    help="BLAS, timelayers and torch threads (default: what NumPy's BLAS uses)")
     ap.add_argument("--no-stepwise", action="store_true", help="skip the slow baseline")
     args = ap.parse_args(argv)
 
@@ -131,6 +133,7 @@ def main(argv=None):
     xs = rng.standard_normal((N, T, D)).astype(dtype)
     dhs = rng.standard_normal((N, T, H)).astype(dtype)
     threads = blas_threads() if args.threads is None else args.threads
+    timelayers.functions.set_num_threads(threads)
 
     impls = {}
     ours = TimeLSTM(Wx, Wh, b)

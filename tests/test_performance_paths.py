@@ -292,6 +292,16 @@ def test_run_parallel_results_errors_and_blas_threads(threads):
         [threading.current_thread().name] * 2
 
 
+def test_run_parallel_without_blas_control_runs_serially(threads, monkeypatch):
+    """Without threadpoolctl (or a BLAS it can drive) two jobs would call a
+    multi-threaded BLAS at once: they run one after the other instead."""
+    threads(2)
+    monkeypatch.setattr(functions, "_blas_libs", [])
+    assert not functions.can_run_parallel()
+    names = functions.run_parallel([lambda: threading.current_thread().name] * 2)
+    assert names == [threading.current_thread().name] * 2
+
+
 RECURRENT = {
     "rnn": (TimeRNN, 1, {}),
     "lstm": (TimeLSTM, 4, {}),
