@@ -16,7 +16,7 @@
 - ``functions.run_parallel`` (results in order, errors, nested calls, the BLAS
   thread count restored) and the recurrent layers run on row blocks in parallel
   threads: the same outputs, states and gradients as one block, and central
-  differences;
+  differences, for the layers and for whole encoder-decoder and language models;
 - the sorted scatter-add of the embedding gradients equals ``add.at``;
 - TimeAffine with a Fortran-ordered (tied, transposed) ``W`` equals the
   C-ordered one and keeps its grads' layout.
@@ -422,3 +422,37 @@ def test_scatter_rows_equals_add_at(rng, M):
     ref = np.zeros((V, D))
     ref[ids] = values[:ids.size]
     np.testing.assert_array_equal(dW, ref)
+
+
+@pytest.mark.parametrize("name", ["Rnnlm", "BetterRnnlm", "Seq2seq", "PeekySeq2seq",
+                                  "AttentionSeq2seq"])
+def test_models_gradcheck_on_row_blocks(small_blocks, name):
+    """Whole models with their recurrent layers split into row blocks: the
+    decoders' initial states and the gradients handed back to the encoders
+    cross the blocks correctly."""
+    from test_models import FACTORIES, _freeze_randomness, _scale_params
+    from timelayers.gradcheck import check_layer
+
+    make, data = FACTORIES[name]
+    rng = np.random.default_rng(1)
+    model = make()
+    _scale_params(model, rng)
+    inputs = data(rng)
+    errors = check_layer(model, *inputs, setup=_freeze_randomness(model), eps=1e-5)
+    assert max(errors.values()) < 1e-6, errors
+    recurrent = [layer for layer in _walk(model) if isinstance(layer, (TimeLSTM, TimeGRU, TimeRNN))]
+    assert recurrent and all(len(layer._blocks) == 2 for layer in recurrent)
+
+
+def _walk(obj, seen=None):
+    """Every layer object reachable from a model's attributes."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    yield obj
+    for value in vars(obj).values() if hasattr(obj, "__dict__") else ():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if hasattr(item, "params") and hasattr(item, "forward"):
+                yield from _walk(item, seen)

@@ -160,7 +160,9 @@ class _OneBlasThread:
 def run_parallel(jobs):
     """Call every job of ``jobs`` (callables without arguments) and return their
     results in order, the first one in the calling thread and the others on the
-    pool, with the BLAS held to one thread until all have finished.
+    pool, with the BLAS held to one thread until all have finished (the setting
+    is the process's: products that other threads of the program make meanwhile
+    run on one thread too).
 
     Without more than one thread (see :func:`can_run_parallel`) the jobs run one
     after the other in the calling thread. Expects at most
