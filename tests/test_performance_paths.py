@@ -456,3 +456,20 @@ def _walk(obj, seen=None):
         for item in items:
             if hasattr(item, "params") and hasattr(item, "forward"):
                 yield from _walk(item, seen)
+
+
+@pytest.mark.parametrize("preset", [None, "25"])
+def test_import_shortens_openblas_spin_unless_set(preset):
+    """``import timelayers`` sets OPENBLAS_THREAD_TIMEOUT=22 for the BLAS that
+    NumPy loads after it, and keeps a value the user set."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    code = "import timelayers, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == (preset or "22")
