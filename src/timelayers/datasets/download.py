@@ -20,7 +20,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from timelayers.errors import DownloadError
-from timelayers.serialization import atomic_write
 
 __all__ = ["download", "sha256_file"]
 

@@ -50,7 +50,16 @@ the factors folded into a scaled copy of the weights), NumPy's float32
 next to the hidden state (``4 (D+1) <= H``, the seq2seq models' character
 embeddings) each step makes one product ``[x_t, 1, h_{t-1}] @ [Wx; b; Wh]``
 straight into its pre-activations instead of reading a precomputed
-``x @ Wx`` back from memory.
+``x @ Wx`` back from memory. With few rows (``N <= 32``) the per-step products
+are computed transposed (``Wh^T h^T``), which OpenBLAS runs faster for such
+thin shapes; for large blocks the backward computes the local derivatives step
+by step, while each step's block is in the cache.
+
+The rows of a batch are independent sequences: a large batch (at least 32 rows
+and 8192 row-units a block) is cut into row blocks that run as separate
+sequences on :func:`timelayers.functions.run_parallel`, each on a core of its
+own with the BLAS held to one thread, and the blocks' parameter gradients are
+summed (see docs/ARCHITECTURE.md, "Threads").
 
 References
 ----------
@@ -224,9 +233,10 @@ def _lstm_forward(xs, h0, c0, Wx, Wh, b):
       b`` and the pre-activations are scaled.
 
     With few rows (``N <= 32``, the language models' batches) and more than a
-    few steps, each step's product is computed transposed, ``W^T @ XH[t]^T``: OpenBLAS splits the long
-    side of a product between its threads, and packs the weights faster in this
-    orientation (about 25% faster for ``(20, 650) @ (650, 2600)``).
+    few steps, each step's product is computed transposed, ``W^T @ XH[t]^T``:
+    OpenBLAS splits the long side of a product between its threads, and packs
+    the weights faster in this orientation (about 25% faster for
+    ``(20, 650) @ (650, 2600)``).
 
     All four gates come from one ``exp`` per element: ``sigmoid(a) = 1 / (1 +
     exp(-a))`` and ``tanh(a) = 2 / (1 + exp(-2a)) - 1`` (NumPy's float32 ``exp``
