@@ -154,7 +154,8 @@ class _OneBlasThread:
             _blas_depth -= 1
             if _blas_depth == 0:
                 for lib, n in zip(_blas_libs, _blas_saved):
-                    lib.set_num_threads(n)
+                    if n is not None:  # None: a library that cannot report it
+                        lib.set_num_threads(n)
 
 
 def run_parallel(jobs):
