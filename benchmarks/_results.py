@@ -1,6 +1,7 @@
-"""Shared by the results scripts: machine description, PTB location, and writing a
-result (JSON + learning-curve PNG) under docs/results/."""
+"""Shared by the results scripts: their common options, machine description, PTB
+location, and writing a result (JSON + learning-curve PNG) under docs/results/."""
 
+import argparse
 import json
 import os
 import platform
@@ -13,15 +14,30 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 
 
-def machine() -> dict:
-    cpu = "unknown"
+def argument_parser(doc: str, epochs: int | None = None) -> argparse.ArgumentParser:
+    """``--quick``, ``--seed`` and, with a default number, ``--epochs``; a script
+    adds its own options before ``parse_args``."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true")
+    if epochs is not None:
+        parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    cpu = cpu_model()
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__}
     try:

@@ -76,10 +76,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
-import time
 import tracemalloc
 
 # NumPy's BLAS reads its thread count when it is loaded: apply --threads before
@@ -95,6 +93,8 @@ import timelayers as tl  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import cpu_model  # noqa: E402
+from _timing import interleaved_times  # noqa: E402
 from timelayers.models import CBOW, AttentionSeq2seq, BetterRnnlm, Rnnlm  # noqa: E402
 from timelayers.optim import SGD, Adam, clip_grads  # noqa: E402
 
@@ -102,17 +102,6 @@ CASES = ("rnnlm", "better", "attention", "cbow")
 
 
 # ----------------------------------------------------------------------------- machine
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def blas_info() -> str:
     try:
@@ -164,32 +153,10 @@ GAP = 0.0    # seconds of sleep before each timed step, see interleave()
 
 def interleave(fns: dict, repeats: int, warmup: int, lead_in: int = LEAD_IN,
                gap: float = GAP) -> dict:
-    """Per-call wall times of each function, run in turn (a, b, a, b, ...).
-
-    Before each timed call the same function runs ``lead_in`` times untimed.
-    The thread pools of NumPy's BLAS (OpenBLAS) and of torch (OpenMP) keep
-    spinning for a while after their last job (OpenBLAS up to 2**28 cycles,
-    ~0.1 s), so one library's idle threads would otherwise take the cores from
-    the other's next step; with a lead-in, every timed step runs as it does in
-    a training loop, right after a step of its own library, while the rounds
-    still alternate so that load from other processes hits both alike.
-    ``gap`` seconds of sleep before each timed step is the other way out (but a
-    core left idle slows down, which lengthens the short steps).
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            for _ in range(lead_in):
-                fn()
-            if gap:
-                time.sleep(gap)
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return times
+    """Per-call wall times of each function, run in turn (a, b, a, b, ...), each
+    timed call after ``lead_in`` untimed ones of its own (see
+    ``_timing.interleaved_times``)."""
+    return interleaved_times(fns, repeats, warmup, lead_in, gap)
 
 
 def matmul_ceiling(repeats, torch):

@@ -5,24 +5,20 @@ attention map.
     python benchmarks/results_attention_dates.py [--quick]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, save_result  # noqa: E402
+from _results import RESULTS, argument_parser, save_result  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 from timelayers.datasets import load_dates, reverse_questions  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser = argument_parser(__doc__, 3)
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     n, epochs, hidden = (3000, 1, 32) if args.quick else (50000, args.epochs, args.hidden)
     (x_train, t_train), (x_test, t_test), vocab = load_dates(n=n)

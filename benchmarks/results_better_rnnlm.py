@@ -7,7 +7,6 @@ epochs can be estimated).
     python benchmarks/results_better_rnnlm.py [--quick] [--iters N]
 """
 
-import argparse
 import math
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save_result, use_shared_ptb  # noqa: E402
+from _results import argument_parser, save_result, use_shared_ptb  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 
@@ -44,10 +43,8 @@ def torch_perplexity(torch, tmodel, corpus, batch_size=10, time_size=35):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser = argument_parser(__doc__)
     parser.add_argument("--iters", type=int, help="iterations (default: one epoch)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import torch
 

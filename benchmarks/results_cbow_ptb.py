@@ -4,13 +4,12 @@
     python benchmarks/results_cbow_ptb.py [--epochs 3] [--quick]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save_result, use_shared_ptb  # noqa: E402
+from _results import argument_parser, save_result, use_shared_ptb  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 from timelayers.text import analogy, create_contexts_target, most_similar  # noqa: E402
@@ -21,10 +20,7 @@ ANALOGIES = [("king", "man", "queen"), ("take", "took", "go"), ("car", "cars", "
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argument_parser(__doc__, 3)
     args = parser.parse_args()
     use_shared_ptb()
     corpus, vocab = tl.datasets.load_ptb("train")

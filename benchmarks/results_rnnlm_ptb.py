@@ -5,23 +5,19 @@ batch 20, time size 35, SGD lr 20, clip 0.25, 4 epochs; test perplexity.
     python benchmarks/results_rnnlm_ptb.py --quick   # a few hundred steps
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save_result, use_shared_ptb  # noqa: E402
+from _results import argument_parser, save_result, use_shared_ptb  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argument_parser(__doc__, 4)
     args = parser.parse_args()
     use_shared_ptb()
     corpus, vocab = tl.datasets.load_ptb("train")

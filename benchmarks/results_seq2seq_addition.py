@@ -5,13 +5,12 @@ with reversed input, to show what each trick brings.
     python benchmarks/results_seq2seq_addition.py [--quick]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save_result  # noqa: E402
+from _results import argument_parser, save_result  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 from timelayers.datasets import load_addition, reverse_questions  # noqa: E402
@@ -21,10 +20,7 @@ VARIANTS = [("plain", tl.models.Seq2seq, False), ("reversed", tl.models.Seq2seq,
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argument_parser(__doc__, 25)
     args = parser.parse_args()
     n, epochs = (3000, 2) if args.quick else (50000, args.epochs)
     (x_train, t_train), (x_test, t_test), vocab = load_addition(n=n)

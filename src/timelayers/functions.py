@@ -173,20 +173,26 @@ def run_parallel(jobs):
     jobs = list(jobs)
     if len(jobs) <= 1 or not can_run_parallel():
         return [job() for job in jobs]
-    pool = _get_pool(get_num_threads() - 1)
     with _OneBlasThread():
-        futures = [pool.submit(job) for job in jobs[1:]]
-        results, error = [None] * len(jobs), None
-        try:
-            results[0] = jobs[0]()
-        except BaseException as exc:  # wait for the others before raising
+        return _run_on_pool(jobs)
+
+
+def _run_on_pool(jobs):
+    """The first job in the calling thread, the others on the pool; their results
+    in order, or the first exception raised, once every job has finished."""
+    pool = _get_pool(get_num_threads() - 1)
+    futures = [pool.submit(job) for job in jobs[1:]]
+    results, error = [None] * len(jobs), None
+    try:
+        results[0] = jobs[0]()
+    except BaseException as exc:  # wait for the others before raising
+        error = exc
+    for k, f in enumerate(futures, start=1):
+        exc = f.exception()
+        if exc is None:
+            results[k] = f.result()
+        elif error is None:
             error = exc
-        for k, f in enumerate(futures, start=1):
-            exc = f.exception()
-            if exc is None:
-                results[k] = f.result()
-            elif error is None:
-                error = exc
     if error is not None:
         raise error
     return results
@@ -219,19 +225,7 @@ def parallel_rows(fn, n_rows: int, min_rows: int = 1) -> None:
         for start, stop in blocks:
             fn(start, stop)
 
-    pool = _get_pool(get_num_threads() - 1)
-    futures = [pool.submit(work) for _ in range(n - 1)]
-    error = None
-    try:
-        work()
-    except BaseException as exc:  # wait for the other threads before raising
-        error = exc
-    for f in futures:
-        exc = f.exception()
-        if exc is not None and error is None:
-            error = exc
-    if error is not None:
-        raise error
+    _run_on_pool([work] * n)
 
 
 def sigmoid(x):

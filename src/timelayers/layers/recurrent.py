@@ -993,7 +993,8 @@ class TimeLSTM(_TimeRecurrent):
         xs, states = self._begin(xs)
         Wx, Wh, b = self.params
         hs = self._run_forward(partial(_lstm_forward, Wx=Wx, Wh=Wh, b=b), xs, states)
-        self.c = _concat_rows([cache[3][-1] for cache in self._cache]).copy()  # Cs[T]
+        xp = get_array_module(hs)
+        self.c = xp.concatenate([cache[3][-1] for cache in self._cache])  # Cs[T], a new array
         return hs
 
     def backward(self, dhs):
