@@ -2,85 +2,27 @@
 checkpoint, and loading checks that leave the trainer untouched."""
 
 import json
-import os
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-import timelayers.serialization as ser
 from timelayers.errors import CheckpointError, NonFiniteLossError
-from timelayers.layers import Layer, TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
 from timelayers.metrics import evaluation_mode, perplexity
 from timelayers.models.base import Model
 from timelayers.optim import SGD, Adam, Momentum
 from timelayers.schedules import ReduceOnPlateau
 from timelayers.serialization import load_tensors, save_tensors
 from timelayers.training import RnnlmTrainer, Trainer
+from helpers import fail_writes_after
+from tiny_models import TinyLM
 
 
-class CkptLeaky(Layer):
-    """Parameter-free stateful layer ``h_t = x_t + 0.5 h_{t-1}`` (see test_training)."""
+class CkptLM(TinyLM):
+    """:class:`TinyLM` with the sizes these tests use: vocabulary 9, hidden 6,
+    dropout 0.3 (so that resuming must restore the model's generator)."""
 
-    def __init__(self):
-        super().__init__()
-        self.stateful, self.h = True, None
-
-    def reset_state(self):
-        self.h = None
-
-    def set_state(self, h, c=None):
-        self.h = h
-
-    def forward(self, xs):
-        h = np.zeros(xs[:, 0].shape) if self.h is None else self.h
-        out = np.empty_like(xs)
-        for t in range(xs.shape[1]):
-            h = xs[:, t] + 0.5 * h
-            out[:, t] = h
-        self.h = h
-        return out
-
-    def backward(self, dout):
-        dxs, dh = np.empty_like(dout), 0.0
-        for t in reversed(range(dout.shape[1])):
-            dh = dout[:, t] + 0.5 * dh
-            dxs[:, t] = dh
-        return dxs
-
-
-@dataclass
-class CkptLMConfig:
-    vocab_size: int = 9
-    hidden: int = 6
-    dropout: float = 0.3
-    stateful: bool = False
-
-
-class CkptLM(Model):
-    """embed -> [leaky] -> dropout (model.rng) -> affine -> softmax loss."""
-
-    def __init__(self, vocab_size=9, hidden=6, dropout=0.3, stateful=False, rng=None):
-        self.config = CkptLMConfig(vocab_size, hidden, dropout, stateful)
-        self.rng = np.random.default_rng(rng)
-        self.embed = TimeEmbedding(self.rng.standard_normal((vocab_size, hidden)) * 0.3)
-        self.leaky = [CkptLeaky()] if stateful else []
-        self.drop = TimeDropout(dropout, self.rng)
-        self.affine = TimeAffine(self.rng.standard_normal((hidden, vocab_size)) * 0.3,
-                                 np.zeros(vocab_size))
-        self.loss_layer = TimeSoftmaxWithLoss()
-
-    def forward(self, xs, ts):
-        h = self.embed.forward(xs)
-        for layer in self.leaky:
-            h = layer.forward(h)
-        return self.loss_layer.forward(self.affine.forward(self.drop.forward(h)), ts)
-
-    def _backward(self, dout=1):
-        d = self.drop.backward(self.affine.backward(self.loss_layer.backward(dout)))
-        for layer in self.leaky:
-            d = layer.backward(d)
-        self.embed.backward(d)
+    def __init__(self, vocab_size=9, hidden=6, dropout=0.3, stateful=False, scale=0.3, rng=None):
+        super().__init__(vocab_size, hidden, dropout, stateful, scale, rng)
 
 
 def data(seed=0, n=30, T=4, V=9):
@@ -163,7 +105,7 @@ def test_rnnlm_resume_is_bit_exact(tmp_path):
     assert_same_params(resumed.model, full.model)
 
     names = set(load_tensors(path)[0])
-    assert {"optimizer.v.0", "trainer_state.leaky.0.h", "embed.W"} <= names
+    assert {"optimizer.v.0", "trainer_state.layers.0.h", "embed.W"} <= names
 
 
 def test_real_better_rnnlm_resume(tmp_path):
@@ -235,30 +177,7 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     trainer.fit(x, t, max_epoch=1, batch_size=10, eval_fn=val_loss, checkpoint=path)
     before = path.read_bytes()
 
-    real_fdopen = os.fdopen
-
-    class DiesAfter:
-        def __init__(self, f):
-            self.f, self.n = f, 0
-
-        def write(self, b):
-            n = len(memoryview(b).cast("B"))
-            if self.n + n > 300:
-                self.f.write(memoryview(b).cast("B")[:300 - self.n])  # a partial write
-                raise OSError(28, "No space left on device")
-            self.n += n
-            return self.f.write(b)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(ser.os, "fdopen", lambda fd, mode: DiesAfter(real_fdopen(fd, mode)))
+    fail_writes_after(monkeypatch, 300, OSError(28, "No space left on device"))
     with pytest.raises(OSError, match="No space"):
         trainer.fit(x, t, max_epoch=2, batch_size=10, eval_fn=val_loss, checkpoint=path)
     monkeypatch.undo()

@@ -2,17 +2,16 @@
 ``safetensors`` package, damaged files, atomic writes, Model.save/load checks."""
 
 import json
-import os
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-import timelayers.serialization as ser
 from timelayers.errors import CheckpointError
 from timelayers.layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from timelayers.models.base import Model
+from helpers import fail_writes_after
 from timelayers.serialization import atomic_write, load_tensors, save_tensors
 
 st_numpy = pytest.importorskip("safetensors.numpy")
@@ -172,28 +171,7 @@ class _Boom(Exception):
 
 def test_atomic_write_failing_part_way_keeps_old_file(tmp_path, good_file, monkeypatch):
     before = good_file.read_bytes()
-    real_fdopen = os.fdopen
-
-    class Failing:
-        def __init__(self, f):
-            self.f, self.written = f, 0
-
-        def write(self, b):
-            if self.written + len(memoryview(b).cast("B")) > 100:
-                raise _Boom("disk full")
-            self.written += self.f.write(b)
-            return self.written
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(ser.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    fail_writes_after(monkeypatch, 100, _Boom("disk full"))
     with pytest.raises(_Boom):
         save_tensors(good_file, {"a": np.zeros((50, 50))})
     monkeypatch.undo()

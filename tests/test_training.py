@@ -4,93 +4,22 @@ history, progress output, callbacks."""
 import json
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from timelayers import numerical_gradient
 from timelayers.errors import NonFiniteLossError
-from timelayers.layers import Layer, TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
+from timelayers.layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from timelayers.models.base import Model
 from timelayers.optim import SGD, Adam, global_norm
 from timelayers.schedules import ReduceOnPlateau, StepDecay
 from timelayers.training import (RnnlmTrainer, SaveBest, Trainer, get_recurrent_state,
                                  load_history, set_recurrent_state)
+from tiny_models import TinyLM
 
 
-# -- tiny models ----------------------------------------------------------------------------
-class TimeLeaky(Layer):
-    """A parameter-free stateful layer: ``h_t = x_t + a * h_{t-1}``, output ``h_t``,
-    ``h_{-1}`` the carried state (truncated BPTT: no gradient into it)."""
-
-    def __init__(self, a=0.5):
-        super().__init__()
-        self.a, self.stateful, self.h = a, True, None
-
-    def reset_state(self):
-        self.h = None
-
-    def set_state(self, h, c=None):
-        self.h = h
-
-    def forward(self, xs):
-        N, T, D = xs.shape
-        h = np.zeros((N, D), xs.dtype) if self.h is None else self.h
-        out = np.empty_like(xs)
-        for t in range(T):
-            h = xs[:, t] + self.a * h
-            out[:, t] = h
-        self.h = h
-        return out
-
-    def backward(self, dout):
-        dxs, dh = np.empty_like(dout), 0.0
-        for t in reversed(range(dout.shape[1])):
-            dh = dout[:, t] + self.a * dh
-            dxs[:, t] = dh
-        return dxs
-
-
-@dataclass
-class TrainLMConfig:
-    vocab_size: int = 8
-    hidden: int = 5
-    dropout: float = 0.0
-    stateful: bool = False
-    seed: int = 0
-
-
-class TrainLM(Model):
-    """ids (N, T) -> embed -> [leaky state] -> dropout -> affine -> softmax loss."""
-
-    def __init__(self, vocab_size=8, hidden=5, dropout=0.0, stateful=False, seed=0):
-        self.config = TrainLMConfig(vocab_size, hidden, dropout, stateful, seed)
-        self.rng = np.random.default_rng(seed)
-        self.embed = TimeEmbedding(self.rng.standard_normal((vocab_size, hidden)) * 0.5)
-        self.layers = [TimeLeaky()] if stateful else []
-        self.drop = TimeDropout(dropout, self.rng)
-        self.affine = TimeAffine(self.rng.standard_normal((hidden, vocab_size)) * 0.5,
-                                 np.zeros(vocab_size))
-        self.loss_layer = TimeSoftmaxWithLoss()
-        self.nan_at = ()  # forward calls (1-based) that return NaN
-        self.calls = 0
-
-    def forward(self, xs, ts):
-        self.calls += 1
-        h = self.embed.forward(xs)
-        for layer in self.layers:
-            h = layer.forward(h)
-        loss = self.loss_layer.forward(self.affine.forward(self.drop.forward(h)), ts)
-        return math.nan if self.calls in self.nan_at else loss
-
-    def _backward(self, dout=1):
-        d = self.drop.backward(self.affine.backward(self.loss_layer.backward(dout)))
-        for layer in reversed(self.layers):
-            d = layer.backward(d)
-        self.embed.backward(d)
-
-
+# -- tiny models (TinyLM: tests/tiny_models.py) ----------------------------------------------
 class Recorder:
     """A duck-typed model that records the batches it is given."""
 
@@ -206,7 +135,7 @@ def test_trainer_batches_follow_the_rng():
 
 def test_trainer_learns_and_records_history(rng):
     x, t = copy_data(rng)
-    model = TrainLM()
+    model = TinyLM()
     opt = Adam(lr=0.05)
     trainer = Trainer(model, opt, rng=0, progress=False, schedule=StepDecay(opt, 2, 0.5))
     calls = []
@@ -250,7 +179,7 @@ def test_max_epoch_counts_all_epochs():
 
 def test_gradients_are_clipped(rng):
     x, t = copy_data(rng)
-    model = TrainLM()
+    model = TinyLM()
     norms = []
 
     class Spy(SGD):
@@ -268,14 +197,14 @@ def test_gradients_are_clipped(rng):
 
 def test_eval_fn_key_clash(rng):
     x, t = copy_data(rng)
-    trainer = Trainer(TrainLM(), SGD(), progress=False)
+    trainer = Trainer(TinyLM(), SGD(), progress=False)
     with pytest.raises(ValueError, match="val_loss"):
         trainer.fit(x, t, max_epoch=1, batch_size=8, eval_fn=lambda m: {"loss": 1.0})
 
 
 def test_eval_fn_number_and_late_keys(rng):
     x, t = copy_data(rng)
-    trainer = Trainer(TrainLM(), SGD(), progress=False)
+    trainer = Trainer(TinyLM(), SGD(), progress=False)
     results = iter([0.5, {"eval": 0.4, "extra": 1.0}, None])
     trainer.fit(x, t, max_epoch=3, batch_size=8, eval_fn=lambda m: next(results))
     assert trainer.history["eval"] == [0.5, 0.4, None]
@@ -285,7 +214,7 @@ def test_eval_fn_number_and_late_keys(rng):
 # -- non-finite losses ------------------------------------------------------------------------
 def test_nonfinite_loss_stops_before_update(rng):
     x, t = copy_data(rng)
-    model = TrainLM()
+    model = TinyLM()
     model.nan_at = (5,)  # epoch 2, iteration 2 with 3 batches per epoch
     snapshots = []
 
@@ -306,7 +235,7 @@ def test_nonfinite_loss_stops_before_update(rng):
 
 def test_nonfinite_loss_skipped_when_asked(rng):
     x, t = copy_data(rng)
-    model = TrainLM()
+    model = TinyLM()
     model.nan_at = (2, 3, 7)
     trainer = Trainer(model, SGD(lr=0.1), rng=0, progress=False)
     h = trainer.fit(x, t, max_epoch=3, batch_size=8, skip_nonfinite=True)
@@ -317,7 +246,7 @@ def test_nonfinite_loss_skipped_when_asked(rng):
 
 def test_nonfinite_gradient_norm(rng):
     x, t = copy_data(rng)
-    model = TrainLM()
+    model = TinyLM()
     model.embed.params[0][...] = np.inf  # finite loss impossible -> the loss catches it
     with pytest.raises(NonFiniteLossError, match="epoch 1, iteration 1"), \
             np.errstate(invalid="ignore"):
@@ -352,7 +281,7 @@ def test_rnnlm_batches_are_parallel_streams():
 
 def test_rnnlm_perplexity_history(rng):
     corpus = rng.integers(0, 8, 200)
-    trainer = RnnlmTrainer(TrainLM(stateful=True), SGD(lr=0.5), progress=False)
+    trainer = RnnlmTrainer(TinyLM(stateful=True), SGD(lr=0.5), progress=False)
     h = trainer.fit(corpus[:-1], corpus[1:], max_epoch=2, batch_size=4, time_size=5)
     assert list(h)[:7] == ["epoch", "iteration", "loss", "perplexity", "lr", "seconds",
                            "skipped"]
@@ -366,7 +295,7 @@ def test_rnnlm_perplexity_history(rng):
 
 def test_rnnlm_state_carries_across_epochs_despite_eval(rng):
     corpus = rng.integers(0, 8, 200)
-    model = TrainLM(stateful=True)
+    model = TinyLM(stateful=True)
     leaky = model.layers[0]
     starts = []
 
@@ -389,7 +318,7 @@ def test_rnnlm_state_carries_across_epochs_despite_eval(rng):
     np.testing.assert_array_equal(starts[2], ends[1])
 
     starts.clear()
-    model2 = TrainLM(stateful=True)
+    model2 = TinyLM(stateful=True)
     leaky = model2.layers[0]
     RnnlmTrainer(model2, SGD(lr=0.1), callbacks=[on_event], progress=False,
                  reset_each_epoch=True).fit(corpus[:-1], corpus[1:], max_epoch=2, batch_size=4,
@@ -398,7 +327,7 @@ def test_rnnlm_state_carries_across_epochs_despite_eval(rng):
 
 
 def test_recurrent_state_helpers():
-    model = TrainLM(stateful=True)
+    model = TinyLM(stateful=True)
     assert get_recurrent_state(model) == {}
     model.forward(np.zeros((2, 3), dtype=int), np.zeros((2, 3), dtype=int))
     state = get_recurrent_state(model)
@@ -413,7 +342,7 @@ def test_recurrent_state_helpers():
 
 def test_rnnlm_skip_resets_state(rng):
     corpus = rng.integers(0, 8, 200)
-    model = TrainLM(stateful=True)
+    model = TinyLM(stateful=True)
     model.nan_at = (3,)
     resets = []
     model.layers[0].reset_state = lambda: (resets.append(1), setattr(model.layers[0], "h", None))
@@ -427,7 +356,7 @@ def test_rnnlm_skip_resets_state(rng):
 def test_progress_false_is_silent(rng, capsys, caplog):
     x, t = copy_data(rng)
     with caplog.at_level(logging.DEBUG, logger="timelayers"):
-        Trainer(TrainLM(), SGD(), progress=False).fit(x, t, max_epoch=2, batch_size=8,
+        Trainer(TinyLM(), SGD(), progress=False).fit(x, t, max_epoch=2, batch_size=8,
                                                       eval_interval=1)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
@@ -437,7 +366,7 @@ def test_progress_false_is_silent(rng, capsys, caplog):
 def test_log_lines_when_not_a_terminal(rng, capsys, caplog):
     x, t = copy_data(rng)
     with caplog.at_level(logging.INFO, logger="timelayers"):
-        Trainer(TrainLM(), SGD(), progress=True).fit(x, t, max_epoch=2, batch_size=8,
+        Trainer(TinyLM(), SGD(), progress=True).fit(x, t, max_epoch=2, batch_size=8,
                                                      eval_interval=2)
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("| epoch 1 | iter 2 / 3") for m in messages)
@@ -447,7 +376,7 @@ def test_log_lines_when_not_a_terminal(rng, capsys, caplog):
 
 def test_tqdm_bar_on_stderr(rng, capsys):
     x, t = copy_data(rng)
-    Trainer(TrainLM(), SGD(), progress="tqdm").fit(x, t, max_epoch=2, batch_size=8)
+    Trainer(TinyLM(), SGD(), progress="tqdm").fit(x, t, max_epoch=2, batch_size=8)
     out = capsys.readouterr()
     assert out.out == ""
     assert "epoch 1/2" in out.err and "epoch 2/2" in out.err and "loss" in out.err
@@ -462,7 +391,7 @@ def test_callbacks_events_and_stop(rng):
         if event == "epoch_end" and info["epoch"] == 2:
             trainer.stop_training = True
 
-    trainer = Trainer(TrainLM(), SGD(), callbacks=[callback], progress=False)
+    trainer = Trainer(TinyLM(), SGD(), callbacks=[callback], progress=False)
     trainer.fit(x, t, max_epoch=5, batch_size=12)
     assert events == [("fit_start", 0), ("epoch_start", 1), ("iteration_end", 1),
                       ("iteration_end", 1), ("epoch_end", 1), ("epoch_start", 2),
@@ -482,7 +411,7 @@ def test_save_best(tmp_path, rng):
             saved.append(path.stat().st_mtime_ns if path.exists() else None)
             path.exists() and path.unlink()
 
-    trainer = Trainer(TrainLM(), SGD(), progress=False,
+    trainer = Trainer(TinyLM(), SGD(), progress=False,
                       callbacks=[SaveBest(path, monitor="val_perplexity"), spy])
     trainer.fit(x, t, max_epoch=4, batch_size=8,
                 eval_fn=lambda m: {"val_perplexity": next(values)})
@@ -491,7 +420,7 @@ def test_save_best(tmp_path, rng):
 
 def test_history_json_round_trip(tmp_path, rng):
     x, t = copy_data(rng)
-    trainer = Trainer(TrainLM(), SGD(), progress=False)
+    trainer = Trainer(TinyLM(), SGD(), progress=False)
     trainer.fit(x, t, max_epoch=2, batch_size=8, eval_fn=lambda m: {"val_perplexity": math.inf})
     path = tmp_path / "h" / "history.json"
     trainer.save_history(path)
@@ -506,7 +435,7 @@ def test_reduce_on_plateau_through_fit(rng):
     x, t = copy_data(rng)
     opt = SGD(lr=1.0)
     values = iter([100.0, 90.0, 95.0, 80.0])
-    trainer = Trainer(TrainLM(), opt, schedule=ReduceOnPlateau(opt), progress=False)
+    trainer = Trainer(TinyLM(), opt, schedule=ReduceOnPlateau(opt), progress=False)
     h = trainer.fit(x, t, max_epoch=4, batch_size=8,
                     eval_fn=lambda m: {"val_perplexity": next(values)})
     assert h["lr"] == [1.0, 1.0, 1.0, 0.25] and opt.lr == 0.25
@@ -514,7 +443,7 @@ def test_reduce_on_plateau_through_fit(rng):
 
 def test_rnnlm_new_batch_size_starts_from_reset_state(rng):
     corpus = rng.integers(0, 8, 200)
-    model = TrainLM(stateful=True)
+    model = TinyLM(stateful=True)
     trainer = RnnlmTrainer(model, SGD(lr=0.1), progress=False)
     trainer.fit(corpus[:-1], corpus[1:], max_epoch=1, batch_size=4, time_size=5)
     assert trainer._train_state["layers.0.h"].shape == (4, 5)
