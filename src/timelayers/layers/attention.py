@@ -60,6 +60,24 @@ def _score_params(layer, where, score, W):
                          f"got score={score!r} and an array W")
 
 
+def _keys_and_query(layer, where, names, hs, h, shapes):
+    """Check the encoder states ``hs (N, T, H)`` and the decoder state(s) ``h``
+    of an attention ``forward`` (``names`` and ``shapes``, with named dims, for
+    the two); with ``score="general"`` cast both to ``W``'s dtype. Returns
+    ``hs, h`` and the query ``q``: ``h``, or ``h @ W``."""
+    dims = {"H": layer.params[0].shape[0]} if layer.params else {}
+    dims = check_shape(where, names[0], hs, shapes[0], dims)
+    check_shape(where, names[1], h, shapes[1], dims)
+    check_float(where, names[0], hs)
+    check_float(where, names[1], h)
+    if not layer.params:
+        return hs, h, h
+    (W,) = layer.params
+    hs = hs.astype(W.dtype, copy=False)
+    h = h.astype(W.dtype, copy=False)
+    return hs, h, h @ W
+
+
 class WeightSum(Layer):
     """Weighted sum of encoder states: ``c[n] = sum_t a[n, t] * hs[n, t]``.
 
@@ -112,19 +130,8 @@ class AttentionWeight(Layer):
         self.cache = None
 
     def forward(self, hs, h):
-        where = "AttentionWeight.forward"
-        dims = {"H": self.params[0].shape[0]} if self.params else {}
-        dims = check_shape(where, "hs", hs, ("N", "T", "H"), dims)
-        check_shape(where, "h", h, ("N", "H"), dims)
-        check_float(where, "hs", hs)
-        check_float(where, "h", h)
-        if self.params:
-            (W,) = self.params
-            hs = hs.astype(W.dtype, copy=False)
-            h = h.astype(W.dtype, copy=False)
-            q = h @ W  # (N, H)
-        else:
-            q = h
+        hs, h, q = _keys_and_query(self, "AttentionWeight.forward", ("hs", "h"), hs, h,
+                                   (("N", "T", "H"), ("N", "H")))  # q (N, H)
         s = (hs @ q[:, :, None])[:, :, 0]  # (N, T)
         a = softmax(s)
         self.cache = (hs, h, q, a)
@@ -225,19 +232,8 @@ class TimeAttention(Layer):
         self.attention_weights = None
 
     def forward(self, hs_enc, hs_dec):
-        where = "TimeAttention.forward"
-        dims = {"H": self.params[0].shape[0]} if self.params else {}
-        dims = check_shape(where, "hs_enc", hs_enc, ("N", "Te", "H"), dims)
-        check_shape(where, "hs_dec", hs_dec, ("N", "Td", "H"), dims)
-        check_float(where, "hs_enc", hs_enc)
-        check_float(where, "hs_dec", hs_dec)
-        if self.params:
-            (W,) = self.params
-            hs_enc = hs_enc.astype(W.dtype, copy=False)
-            hs_dec = hs_dec.astype(W.dtype, copy=False)
-            q = hs_dec @ W  # (N, Td, H)
-        else:
-            q = hs_dec
+        hs_enc, hs_dec, q = _keys_and_query(self, "TimeAttention.forward", ("hs_enc", "hs_dec"),
+                                            hs_enc, hs_dec, (("N", "Te", "H"), ("N", "Td", "H")))
         s = q @ hs_enc.transpose(0, 2, 1)  # (N, Td, Te)
         a = softmax(s)  # (N, Td, Te)
         c = a @ hs_enc  # (N, Td, H)
