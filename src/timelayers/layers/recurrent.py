@@ -59,7 +59,8 @@ The rows of a batch are independent sequences: a large batch (at least 32 rows
 and 8192 row-units a block) is cut into row blocks that run as separate
 sequences on :func:`timelayers.functions.run_parallel`, each on a core of its
 own with the BLAS held to one thread, and the blocks' parameter gradients are
-summed (see docs/ARCHITECTURE.md, "Threads").
+summed (see docs/ARCHITECTURE.md, "Threads"). The LSTM prepares its weight
+copies (scaled, transposed) once per call and the blocks share them.
 
 References
 ----------
@@ -74,6 +75,7 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
+from typing import NamedTuple
 
 from .._checks import check_float, check_ndim, check_shape
 from ..backend import get_array_module, is_cupy_array
@@ -157,6 +159,38 @@ def _with_initial(h0, T):
     return buf
 
 
+# A row of 1024 bytes or a multiple of it maps every row of a column onto the same
+# few cache sets (a 4 KiB stride onto one set): reading such a matrix down its
+# columns, as a transposed copy does, then misses the cache at every element,
+# about 5x slower for Wh (256, 1024) float32. Rows padded by 64 bytes avoid it.
+_ALIASING_ROW_BYTES = 1024
+_ROW_PAD_BYTES = 64
+
+
+def _padded_empty(shape, dtype, xp):
+    """An uninitialised 2-D ``shape`` array whose rows are padded when their length
+    in bytes is a multiple of ``_ALIASING_ROW_BYTES`` (a view into a wider
+    buffer; NumPy only)."""
+    rows, cols = shape
+    itemsize = xp.dtype(dtype).itemsize
+    if xp.__name__ != "numpy" or rows < 2 or (cols * itemsize) % _ALIASING_ROW_BYTES:
+        return xp.empty(shape, dtype=dtype)
+    return xp.empty((rows, cols + _ROW_PAD_BYTES // itemsize), dtype=dtype)[:, :cols]
+
+
+def _transposed_copy(a):
+    """C-contiguous copy of ``a.T`` for a 2-D ``a (R, C)``: ``(C, R)``, going
+    through a padded copy when ``a``'s rows would alias in the cache."""
+    xp = get_array_module(a)
+    stride = a.strides[0]
+    if xp.__name__ == "numpy" and a.shape[0] > 1 and stride % _ALIASING_ROW_BYTES == 0:
+        padded = _padded_empty(a.shape, a.dtype, xp)
+        if padded.strides[0] != stride:
+            padded[...] = a
+            a = padded
+    return xp.ascontiguousarray(a.T)
+
+
 # --------------------------------------------------------------------------- RNN math
 # Each family has a forward over a whole sequence, returning ``hs (N, T, H)`` and a
 # cache, and a backward that writes the param grads in place and returns the input
@@ -214,7 +248,50 @@ def _gate_scales(H, dt, xp):
     return scale
 
 
-def _lstm_forward(xs, h0, c0, Wx, Wh, b):
+class _LSTMStepWeights(NamedTuple):
+    """The weights of an LSTM forward, prepared once per call (and shared by its
+    row blocks); see :func:`_lstm_step_weights`."""
+
+    prescaled: bool     # the gate factors are folded into the weights
+    fused: bool         # one product per step: XH[t] @ W
+    transposed: bool    # per-step products computed as W_T @ XH[t]^T
+    scale: object       # (4H,) gate factors
+    W: object           # [Wx; b] * scale (D+1, 4H), [Wx; b; Wh] * scale (K, 4H), or None
+    step: object        # per-step weights: Wh (* scale) (H, 4H), or W_T (4H, K or H)
+
+
+def _lstm_step_weights(Wx, Wh, b, N, T):
+    """Prepare the weights for a forward over blocks of ``N`` rows and ``T`` steps
+    (the choices are described in :func:`_lstm_forward`)."""
+    xp = get_array_module(Wx)
+    D, H = Wx.shape[0], Wh.shape[0]
+    dt = Wx.dtype
+    K = D + 1 + H
+    prescaled = K < T * N
+    fused = prescaled and 4 * (D + 1) <= H
+    # (the transposed weights are a copy per call: not for a step or two)
+    transposed = N <= _TRANSPOSED_STEP_MAX_ROWS and (prescaled or T >= 4)
+    scale = _gate_scales(H, dt, xp)
+    W = None
+    if prescaled:
+        W = _padded_empty((K if fused else D + 1, 4 * H), dt, xp)
+        W[:D] = Wx
+        W[D] = b
+        if fused:
+            W[D + 1:] = Wh
+        W *= scale
+    if fused:
+        step = W
+    elif prescaled:
+        step = xp.multiply(Wh, scale, out=_padded_empty(Wh.shape, dt, xp))
+    else:
+        step = Wh
+    if transposed:
+        step = _transposed_copy(step)
+    return _LSTMStepWeights(prescaled, fused, transposed, scale, W, step)
+
+
+def _lstm_forward(xs, h0, c0, Wx, Wh, b, weights=None):
     """LSTM over ``xs (N, T, D)``; returns ``hs (N, T, H)`` and the cache.
 
     Layout: ``XH (T, N, D+1+H)`` holds ``[x_t, 1, h_{t-1}]`` for every step (each
@@ -247,33 +324,20 @@ def _lstm_forward(xs, h0, c0, Wx, Wh, b):
     H = Wh.shape[0]
     dt = Wx.dtype
     K = D + 1 + H
-    prescaled = K < T * N
-    fused = prescaled and 4 * (D + 1) <= H
-    scale = _gate_scales(H, dt, xp)
+    if weights is None:
+        weights = _lstm_step_weights(Wx, Wh, b, N, T)
+    prescaled, fused, transposed, scale, W, step = weights
     XH = xp.empty((T, N, K), dtype=dt)                # [x_t, 1, h_{t-1}]
     XH[:, :, :D] = xs.transpose(1, 0, 2)
     XH[:, :, D] = 1
     XH[0, :, D + 1:] = h0
-    if prescaled:
-        W = xp.empty((K if fused else D + 1, 4 * H), dtype=dt)  # [Wx; b (; Wh)] * scale
-        W[:D] = Wx
-        W[D] = b
-        if fused:
-            W[D + 1:] = Wh
-        W *= scale
-        Whs = None if fused else Wh * scale           # (H, 4H)
-    else:
-        Whs = Wh
     A = xp.empty((T, N, 4 * H), dtype=dt)            # pre-activations, then gates in place
     if prescaled and not fused:
         xp.matmul(XH.reshape(T * N, K)[:, :D + 1], W, out=A.reshape(T * N, 4 * H))
     elif not prescaled:
         xp.matmul(XH.reshape(T * N, K)[:, :D], Wx, out=A.reshape(T * N, 4 * H))
         A += b
-    # (the transposed weights are a copy per call: not for a step or two)
-    transposed = N <= _TRANSPOSED_STEP_MAX_ROWS and (prescaled or T >= 4)
-    if transposed:                                    # (4H, K) or (4H, H), and (4H, N)
-        W_T = xp.ascontiguousarray(W.T if fused else Whs.T)
+    if transposed:
         work_T = xp.empty((4 * H, N), dtype=dt)
     work = None if fused or transposed else xp.empty((N, 4 * H), dtype=dt)
     Cs = _with_initial(c0, T)                         # (T+1, N, H)
@@ -284,15 +348,15 @@ def _lstm_forward(xs, h0, c0, Wx, Wh, b):
         for t in range(T):
             a = A[t]                                  # (N, 4H)
             if transposed:
-                xp.matmul(W_T, XH[t].T if fused else XH[t, :, D + 1:].T, out=work_T)
+                xp.matmul(step, XH[t].T if fused else XH[t, :, D + 1:].T, out=work_T)
                 if fused:
                     a[...] = work_T.T
                 else:
                     a += work_T.T
             elif fused:
-                xp.matmul(XH[t], W, out=a)
+                xp.matmul(XH[t], step, out=a)
             else:
-                xp.matmul(XH[t, :, D + 1:], Whs, out=work)
+                xp.matmul(XH[t, :, D + 1:], step, out=work)
                 a += work
             if not prescaled:
                 a *= scale
@@ -326,7 +390,14 @@ _TRANSPOSED_STEP_MAX_ROWS = 32
 _STEPWISE_BACKWARD_MIN = 16384
 
 
-def _lstm_backward(dhs, dh_last, dc_last, cache, Wx, Wh, grads):
+def _lstm_hidden_weights(Wh, N):
+    """The weights of the backward's per-step product ``dA_t @ Wh^T`` over blocks
+    of ``N`` rows, prepared once per call: ``Wh (H, 4H)`` itself for few rows
+    (computed transposed, as ``(Wh @ dA_t^T)^T``), else a copy of ``Wh^T (4H, H)``."""
+    return Wh if N <= _TRANSPOSED_STEP_MAX_ROWS else _transposed_copy(Wh)
+
+
+def _lstm_backward(dhs, dh_last, dc_last, cache, Wx, Wh, grads, hidden_weights=None):
     xp = get_array_module(Wx)
     XH, A, _, Cs, TC = cache
     T, N, H = TC.shape
@@ -335,13 +406,14 @@ def _lstm_backward(dhs, dh_last, dc_last, cache, Wx, Wh, grads):
     dh = xp.zeros((N, H), dtype=dt) if dh_last is None else dh_last.copy()
     dc = xp.zeros((N, H), dtype=dt) if dc_last is None else dc_last.copy()
     dhs = dhs.transpose(1, 0, 2)                      # (T, N, H) view
-    if N <= _TRANSPOSED_STEP_MAX_ROWS:
+    if hidden_weights is None:
+        hidden_weights = _lstm_hidden_weights(Wh, N)
+    if hidden_weights.shape[0] == H:                  # Wh: transposed products
         hidden = partial(_times_transposed, Wh, xp.empty((H, N), dtype=dt))
-    else:
-        WhT = xp.ascontiguousarray(Wh.T)              # (4H, H): a plain product per step
+    else:                                             # Wh^T (4H, H): plain products
 
         def hidden(d, out):
-            xp.matmul(d, WhT, out=out)
+            xp.matmul(d, hidden_weights, out=out)
     if N * H >= _STEPWISE_BACKWARD_MIN:
         dA = _lstm_backward_steps(dhs, dh, dc, A, Cs, TC, hidden)
     else:
@@ -760,6 +832,10 @@ def _row_blocks(xs, H):
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _most_rows(blocks):
+    return max(s.stop - s.start for s in blocks)
+
+
 def _concat_rows(parts):
     if len(parts) == 1:
         return parts[0]
@@ -855,10 +931,15 @@ class _TimeRecurrent(Layer):
         check_shape(where, "dhs", dhs, self._out_shape)
         return dhs.astype(self.params[0].dtype, copy=False)
 
-    def _run_forward(self, forward, xs, states):
+    def _run_forward(self, forward, xs, states, prepare=None):
         """``forward(xs, *states) -> (hs, cache)`` over the row blocks of the batch
-        (in parallel when worth it); keeps the caches and returns ``hs (N, T, H)``."""
+        (in parallel when worth it); keeps the caches and returns ``hs (N, T, H)``.
+        ``prepare(rows)``, when given, is called once with the rows of the largest
+        block and its result passed to every block as ``forward(...,
+        weights=...)``."""
         self._blocks = _row_blocks(xs, self.hidden_size)
+        if prepare is not None:
+            forward = partial(forward, weights=prepare(_most_rows(self._blocks)))
         results = run_parallel([partial(forward, xs[s], *(st[s] for st in states))
                                 for s in self._blocks])
         self._cache = [cache for _, cache in results]
@@ -867,11 +948,14 @@ class _TimeRecurrent(Layer):
         self.h = hs[:, -1].copy()
         return hs
 
-    def _run_backward(self, backward, dhs):
+    def _run_backward(self, backward, dhs, prepare=None):
         """``backward(dhs, cache, grads) -> (dxs, *dstates)`` over the row blocks of
         the last forward; the first block writes ``self.grads``, the others their
-        own buffers, added to it. Returns ``(dxs, *dstates)`` for the whole batch."""
+        own buffers, added to it. Returns ``(dxs, *dstates)`` for the whole batch.
+        ``prepare`` as in :meth:`_run_forward`."""
         n = len(self._blocks)
+        if prepare is not None:
+            backward = partial(backward, weights=prepare(_most_rows(self._blocks)))
         while len(self._block_grads) < n - 1:
             self._block_grads.append([get_array_module(g).empty_like(g) for g in self.grads])
         grads = [self.grads] + self._block_grads[:n - 1]
@@ -992,7 +1076,8 @@ class TimeLSTM(_TimeRecurrent):
     def forward(self, xs):
         xs, states = self._begin(xs)
         Wx, Wh, b = self.params
-        hs = self._run_forward(partial(_lstm_forward, Wx=Wx, Wh=Wh, b=b), xs, states)
+        hs = self._run_forward(partial(_lstm_forward, Wx=Wx, Wh=Wh, b=b), xs, states,
+                               prepare=partial(_lstm_step_weights, Wx, Wh, b, T=xs.shape[1]))
         xp = get_array_module(hs)
         self.c = xp.concatenate([cache[3][-1] for cache in self._cache])  # Cs[T], a new array
         return hs
@@ -1001,7 +1086,9 @@ class TimeLSTM(_TimeRecurrent):
         dhs = self._begin_backward(dhs)
         Wx, Wh = self.params[:2]
         dxs, self.dh, self.dc = self._run_backward(
-            lambda d, cache, grads: _lstm_backward(d, None, None, cache, Wx, Wh, grads), dhs)
+            lambda d, cache, grads, weights: _lstm_backward(d, None, None, cache, Wx, Wh, grads,
+                                                            hidden_weights=weights),
+            dhs, prepare=partial(_lstm_hidden_weights, Wh))
         return dxs
 
 
