@@ -181,8 +181,11 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.update: state {name}.{i} has shape "
                                      f"{tuple(a.shape)}, its param {tuple(p.shape)}")
                 xp = get_array_module(p)
-                if get_array_module(a) is not xp or a.dtype != p.dtype:  # after load_state_dict
-                    arrays[i] = xp.asarray(a, dtype=p.dtype)
+                if get_array_module(a) is not xp:  # after load_state_dict, or a model moved
+                    a = to_cpu(a) if xp is np else xp.asarray(a)
+                if a.dtype != p.dtype:
+                    a = a.astype(p.dtype)
+                arrays[i] = a
 
     # -- state -----------------------------------------------------------------
     def state_dict(self) -> dict:

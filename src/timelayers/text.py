@@ -326,13 +326,13 @@ def _randomized_svd(A, k, rng, n_iter, oversample):
     """Randomized SVD: ``Q`` spans ``(A A^T)^q A Omega``; the SVD of ``Q^T A``
     gives the leading singular triplets. ``A (V, D)``; returns ``U (V, k)``,
     ``s (k,)``."""
-    l = min(k + oversample, min(A.shape))
-    Omega = rng.standard_normal((A.shape[1], l)).astype(A.dtype)  # (D, l)
-    Q, _ = np.linalg.qr(A @ Omega)  # (V, l)
+    width = min(k + oversample, min(A.shape))
+    Omega = rng.standard_normal((A.shape[1], width)).astype(A.dtype)  # (D, width)
+    Q, _ = np.linalg.qr(A @ Omega)  # (V, width)
     for _ in range(n_iter):  # re-orthonormalise after every product (stability)
-        Z, _ = np.linalg.qr(A.T @ Q)  # (D, l)
-        Q, _ = np.linalg.qr(A @ Z)  # (V, l)
-    B = Q.T @ A  # (l, D)
+        Z, _ = np.linalg.qr(A.T @ Q)  # (D, width)
+        Q, _ = np.linalg.qr(A @ Z)  # (V, width)
+    B = Q.T @ A  # (width, D)
     Ub, s, _ = np.linalg.svd(B, full_matrices=False)
     return (Q @ Ub)[:, :k], s[:k]
 

@@ -10,6 +10,8 @@ class then gives:
   transpose=True)``: the tied param is left out of ``params`` and its gradient is
   added to the source's gradient at the end of ``backward``;
 - ``train()`` / ``eval()``, ``reset_state()``;
+- ``to_gpu()`` / ``to_cpu()``: every array of the model moved to CuPy or NumPy
+  in place (ties and shared arrays kept);
 - ``state_dict()`` / ``load_state_dict()`` and ``save(path)`` / ``Model.load(path)``
   in the safetensors format, with the model class, its config, the library version
   and the vocabulary (if any) as JSON metadata.
@@ -29,7 +31,7 @@ import json
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
 from ..errors import CheckpointError
 from ..layers.base import Layer
 from ..serialization import load_tensors, save_tensors
@@ -163,6 +165,55 @@ class Model:
             if hasattr(layer, "reset_state"):
                 layer.reset_state()
 
+    # -- devices -----------------------------------------------------------------
+    def to_gpu(self):
+        """Move the model to the GPU: every array it holds (params, grads,
+        recurrent states, the caches of the last forward) is replaced by a CuPy
+        copy, in place; returns the model. Needs CuPy and a GPU.
+
+        Tied params stay views of their source and arrays shared by several
+        layers stay shared. Random draws (dropout masks, negative samples) keep
+        coming from the model's NumPy generator on the CPU, so a run on the GPU
+        draws the same numbers as on the CPU. An optimizer that has already
+        stepped moves its state to the params' device at its next update. The
+        inputs must be moved too (``timelayers.to_gpu(xs)``)."""
+        if not cupy_available():
+            raise RuntimeError(f"{type(self).__name__}.to_gpu: CuPy is not installed or sees no "
+                               f"GPU (install the CuPy package built for your CUDA version, "
+                               f"e.g. cupy-cuda12x)")
+        return self._move_arrays(to_gpu)
+
+    def to_cpu(self):
+        """Move the model back to NumPy (the reverse of :meth:`to_gpu`); returns the model."""
+        return self._move_arrays(to_cpu)
+
+    def _move_arrays(self, convert):
+        """Replace every array held by the model, its layers and sub-models with
+        ``convert(array)`` (one conversion per array object), then make the tied
+        params views of their moved sources again."""
+        moved = {}
+
+        def move(a):
+            entry = moved.get(id(a))
+            if entry is None:  # (the original is kept in the entry so that its id stays unique)
+                entry = moved[id(a)] = (a, convert(a))
+            return entry[1]
+
+        _move_held_arrays(self, move, set())
+        slots = {}
+        for lname, layer in self.named_layers():
+            names = list(layer.param_names) or [str(i) for i in range(len(layer.params))]
+            for k, pname in enumerate(names):
+                slots[f"{lname}.{pname}"] = (layer, k)
+        for model in _models(self):
+            model._cache = None
+            prefix = _prefix_of(self, model)
+            for tied, source, transpose in getattr(model, "_ties", []):
+                src_layer, j = slots[prefix + source]
+                layer, k = slots[prefix + tied]
+                layer.params[k] = src_layer.params[j].T if transpose else src_layer.params[j]
+        return self
+
     # -- saving and loading --------------------------------------------------------
     def state_dict(self) -> dict:
         """Dotted name -> param array (the live arrays, not copies)."""
@@ -271,3 +322,52 @@ def read_metadata(raw: dict, path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != "timelayers":
         raise CheckpointError(f"checkpoint {str(path)!r} is not a timelayers checkpoint")
     return meta
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, np.ndarray) or is_cupy_array(value)
+
+
+def _move_held_arrays(obj, move, seen):
+    """``move`` every array in the attributes of the model or layer ``obj``,
+    recursing into layers, models, lists and tuples (not into other objects: a
+    model's config, vocabulary and generators stay as they are)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    for name, value in list(vars(obj).items()):
+        new = _moved(value, move, seen)
+        if new is not value:
+            setattr(obj, name, new)
+
+
+def _moved(value, move, seen):
+    if _is_array(value):
+        return move(value)
+    if isinstance(value, (Layer, Model)):
+        _move_held_arrays(value, move, seen)
+    elif isinstance(value, list):
+        value[:] = [_moved(v, move, seen) for v in value]  # the list object is kept
+    elif type(value) is tuple:
+        return tuple(_moved(v, move, seen) for v in value)
+    return value
+
+
+def _models(model):
+    """``model`` and every model nested in it."""
+    yield model
+    for _, child in model._children():
+        if isinstance(child, Model):
+            yield from _models(child)
+
+
+def _prefix_of(root, model, prefix=""):
+    """The dotted prefix of the names of ``model``'s params inside ``root``."""
+    if model is root:
+        return prefix
+    for name, child in root._children():
+        if isinstance(child, Model):
+            found = _prefix_of(child, model, f"{prefix}{name}.")
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,168 @@
+"""Moving a model between NumPy and CuPy: ``Model.to_gpu()`` / ``Model.to_cpu()``.
+
+Both are ``Model._move_arrays(convert)`` with ``convert`` = ``timelayers.to_gpu``
+or ``to_cpu``. On the CPU the mechanism is checked with a conversion that makes
+NumPy copies: afterwards no array is shared with the old ones, tied params are
+views of their moved sources again, and training goes on to the bit as if
+nothing had moved (optimizer state included). With ``TIMELAYERS_TEST_CUPY=1``
+(CuPy and a GPU present) every model also runs a training step on the GPU and
+matches the CPU.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from test_models import FACTORIES
+from timelayers import models
+from timelayers.layers.base import Layer
+from timelayers.backend import to_cpu, to_gpu
+from timelayers.optim import Adam
+
+CUPY = os.environ.get("TIMELAYERS_TEST_CUPY") == "1"
+
+
+class Moved(np.ndarray):
+    """Marks the arrays made by the test conversion."""
+
+
+def copy_keeping_layout(a):
+    return np.array(a, order="K", copy=True).view(Moved)
+
+
+def reachable_arrays(obj, seen=None):
+    """Every array in the attributes of a model or layer, through layers, models,
+    lists, tuples and dicts (written apart from the library's walker, so that
+    an array the walker misses is found here)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    found = []
+
+    def visit(value):
+        if isinstance(value, np.ndarray):
+            found.append(value)
+        elif isinstance(value, (models.Model, Layer)):
+            found.extend(reachable_arrays(value, seen))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+
+    for name, value in vars(obj).items():
+        if name != "_cache" or not isinstance(obj, models.Model):  # the model's own index
+            visit(value)
+    return found
+
+
+def ties(model):
+    return [(t, s, tr) for m in _models(model) for t, s, tr in getattr(m, "_ties", [])]
+
+
+def _models(model):
+    yield model
+    for _, child in model._children():
+        if isinstance(child, models.Model):
+            yield from _models(child)
+
+
+def param_by_name(model, name):
+    for lname, layer in model.named_layers():
+        names = list(layer.param_names) or [str(i) for i in range(len(layer.params))]
+        for k, pname in enumerate(names):
+            if f"{lname}.{pname}" == name:
+                return layer.params[k]
+    raise KeyError(name)
+
+
+def one_step(model, inputs, optimizer):
+    loss = model.forward(*inputs)
+    model.backward()
+    optimizer.update(model.params, model.grads)
+    return loss
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_move_replaces_every_array_and_keeps_ties(name):
+    make, data = FACTORIES[name]
+    model = make()
+    inputs = data(np.random.default_rng(0))
+    model.forward(*inputs)
+    model.backward()  # caches, states and block buffers exist now
+    before = reachable_arrays(model)
+    values = {k: v.copy() for k, v in model.state_dict().items()}
+    model._move_arrays(copy_keeping_layout)
+    after = reachable_arrays(model)
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
+        assert isinstance(a, Moved) and a.dtype == b.dtype and a.shape == b.shape
+        assert a.flags.f_contiguous == b.flags.f_contiguous
+    for a in after:
+        assert not any(np.may_share_memory(a, b) for b in before)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, values[k])
+    for tied, source, transpose in ties(model):
+        t, s = param_by_name(model, tied), param_by_name(model, source)
+        assert np.shares_memory(t, s)
+        np.testing.assert_array_equal(t, s.T if transpose else s)
+    assert len(model.params) == len(model.grads) == len(values)
+
+
+def twins(name, n_batches, seed):
+    """Two identical models of ``name``, an Adam for each, and batches for them."""
+    make, data = FACTORIES[name]
+    rng = np.random.default_rng(seed)
+    return make(), make(), Adam(lr=0.01), Adam(lr=0.01), [data(rng) for _ in range(n_batches)]
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_training_goes_on_unchanged_after_a_move(name):
+    still, moved, opt_still, opt_moved, batches = twins(name, 3, seed=1)
+    losses_still = [one_step(still, b, opt_still) for b in batches]
+    losses_moved = [one_step(moved, batches[0], opt_moved)]
+    moved._move_arrays(copy_keeping_layout)
+    losses_moved += [one_step(moved, b, opt_moved) for b in batches[1:]]
+    assert losses_moved == losses_still
+    for a, b in zip(moved.params, still.params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_to_gpu_without_cupy_says_so(monkeypatch):
+    monkeypatch.setattr(models.base, "cupy_available", lambda: False)
+    model = models.Rnnlm(7, 3, 4, rng=0)
+    with pytest.raises(RuntimeError, match=r"Rnnlm\.to_gpu: CuPy is not installed"):
+        model.to_gpu()
+    assert all(isinstance(p, np.ndarray) for p in model.params)
+
+
+def test_to_cpu_of_a_cpu_model_changes_nothing_but_the_arrays():
+    model = models.BetterRnnlm(7, 4, 4, rng=0)
+    values = [p.copy() for p in model.params]
+    assert model.to_cpu() is model
+    for a, b in zip(model.params, values):
+        np.testing.assert_array_equal(a, b)
+    assert np.shares_memory(model.affine.params[0], model.embed.params[0])
+
+
+@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_gpu_training_step_matches_cpu(name):
+    cpu, gpu, opt_cpu, opt_gpu, batches = twins(name, 2, seed=2)
+    assert gpu.to_gpu() is gpu
+    for b in batches:
+        loss_cpu = one_step(cpu, b, opt_cpu)
+        loss_gpu = one_step(gpu, [to_gpu(x) for x in b], opt_gpu)
+        assert loss_gpu == pytest.approx(loss_cpu, rel=1e-10)
+    for tied, source, transpose in ties(gpu):
+        assert param_by_name(gpu, tied).data.ptr == param_by_name(gpu, source).data.ptr
+    gpu.to_cpu()
+    for a, b in zip(gpu.params, cpu.params):
+        assert isinstance(a, np.ndarray)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert one_step(gpu, batches[0], opt_gpu) == pytest.approx(one_step(cpu, batches[0], opt_cpu),
+                                                               rel=1e-9)
+    assert isinstance(to_cpu(gpu.params[0]), np.ndarray)
