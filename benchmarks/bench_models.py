@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_models.py --threads 2 --repeats 21
     python benchmarks/bench_models.py --models rnnlm,better --quick
     python benchmarks/bench_models.py --profile better     # cProfile of our step only
+    python benchmarks/bench_models.py --native-rnn         # torch with oneDNN off as well
 
 A training step is, for ours::
 
@@ -24,6 +25,12 @@ so that load from other processes hits both alike, each timed step right after
 ``--lead-in`` untimed steps of its own library (see ``interleave``), and the
 medians over ``--repeats`` rounds after ``--warmup`` rounds are reported, with
 their ratio.
+
+With ``--native-rnn`` torch also runs each step with oneDNN off
+(``torch.backends.mkldnn.flags(enabled=False)``), timed in the same rounds: its
+``nn.LSTM`` then makes one BLAS product per step, as ours does, instead of
+running oneDNN's RNN primitive, which packs the weights once per sequence and
+fuses the gate arithmetic. Its affine products stay on MKL.
 
 Cases (the sizes of the book):
 
@@ -75,6 +82,7 @@ state.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import os
 import statistics
 import sys
@@ -433,6 +441,17 @@ def profile(case_name, torch, steps=10):
     pstats.Stats(pr).sort_stats("tottime").print_stats(25)
 
 
+def without_onednn(torch, step):
+    """``step()`` with oneDNN off: torch's LSTM then runs its own per-step
+    products (on MKL's BLAS) and gate kernels instead of oneDNN's RNN primitive."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a TF32 notice about Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=False):
+            return step()
+
+
 def fmt_ms(s):
     return f"{s * 1e3:.1f}"
 
@@ -452,6 +471,9 @@ def main(argv=None):
                          "other library's idle-spinning threads are gone (default %(default)s)")
     ap.add_argument("--gap", type=float, default=GAP,
                     help="seconds of sleep before each timed step (default %(default)s)")
+    ap.add_argument("--native-rnn", action="store_true",
+                    help="also time torch with oneDNN off (torch.backends.mkldnn), so that its "
+                         "LSTM runs per-step BLAS products as ours does")
     ap.add_argument("--profile", choices=CASES[:3], help="cProfile our step of one model and exit")
     args = ap.parse_args(argv)
     if args.quick:
@@ -499,6 +521,8 @@ def main(argv=None):
         fns = {"ours": case.step_ours}
         if torch is not None:
             fns["torch"] = case.step_torch
+            if args.native_rnn:
+                fns["torch, oneDNN off"] = partial(without_onednn, torch, case.step_torch)
         times = interleave(fns, args.repeats, args.warmup, args.lead_in, args.gap)
         med = {k: statistics.median(v) for k, v in times.items()}
         peak = peak_memory(case.step_ours)
@@ -513,6 +537,10 @@ def main(argv=None):
             row += [fmt_ms(med["torch"]), f"{r['ratio']:.2f}", f"{r['min_ratio']:.2f}"]
         else:
             row += ["-", "-", "-"]
+        if args.native_rnn:
+            native = med.get("torch, oneDNN off")
+            r["native_torch_s"] = native
+            row += [fmt_ms(native), f"{med['ours'] / native:.2f}"] if native else ["-", "-"]
         row += [f"{peak / 2 ** 20:.0f}", f"{gflop:.2f}", f"{gflop / med['ours']:.0f}",
                 f"{gflop / med['torch']:.0f}" if torch is not None else "-"]
         rows.append(row)
@@ -523,8 +551,10 @@ def main(argv=None):
         del case
 
     if rows:
-        headers = ["model", "ours ms", "torch ms", "ours/torch (median)", "(min)",
-                   "our peak MiB", "GFLOP/step", "ours GFLOP/s", "torch GFLOP/s"]
+        headers = ["model", "ours ms", "torch ms", "ours/torch (median)", "(min)"]
+        if args.native_rnn:
+            headers += ["torch, oneDNN off, ms", "ours/that (median)"]
+        headers += ["our peak MiB", "GFLOP/step", "ours GFLOP/s", "torch GFLOP/s"]
         print("| " + " | ".join(headers) + " |")
         print("|" + "---|" * len(headers))
         for row in rows:

@@ -70,16 +70,20 @@ def make(kind, dtype):
     return model, TorchAttentionSeq2seq.from_ours(model), 13, (3, 7), (3, 5)
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN:UserWarning")
+@pytest.mark.parametrize("onednn", [True, False], ids=["oneDNN on", "oneDNN off"])
 @pytest.mark.parametrize("kind", ["rnnlm", "better", "attention"])
 @pytest.mark.parametrize("dtype,tol,gtol", [("float64", 1e-10, 1e-10), ("float32", 1e-5, 1e-4)])
-def test_twin_matches_ours(kind, dtype, tol, gtol):
+def test_twin_matches_ours(kind, dtype, tol, gtol, onednn):
+    """With oneDNN off too: ``bench_models.py --native-rnn`` times that twin."""
     rng = np.random.default_rng(0)
     model, twin, V, xshape, tshape = make(kind, dtype)
     for step in range(2):  # the second step checks the carried (stateful) state too
         xs, ts = rng.integers(0, V, xshape), rng.integers(0, V, tshape)
         twin.zero_grad()
-        loss = twin.loss(xs, ts)
-        loss.backward()
+        with torch.backends.mkldnn.flags(enabled=onednn):
+            loss = twin.loss(xs, ts)
+            loss.backward()
         ours = model.forward(xs, ts)
         model.backward()
         assert ours == pytest.approx(loss.item(), rel=tol)
