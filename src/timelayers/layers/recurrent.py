@@ -172,8 +172,10 @@ def _padded_empty(shape, dtype, xp):
     in bytes is a multiple of ``_ALIASING_ROW_BYTES`` (a view into a wider
     buffer; NumPy only)."""
     rows, cols = shape
+    if xp.__name__ != "numpy":
+        return xp.empty(shape, dtype=dtype)
     itemsize = xp.dtype(dtype).itemsize
-    if xp.__name__ != "numpy" or rows < 2 or (cols * itemsize) % _ALIASING_ROW_BYTES:
+    if rows < 2 or (cols * itemsize) % _ALIASING_ROW_BYTES:
         return xp.empty(shape, dtype=dtype)
     return xp.empty((rows, cols + _ROW_PAD_BYTES // itemsize), dtype=dtype)[:, :cols]
 
