@@ -8,6 +8,9 @@ Usage::
     python benchmarks/bench_recurrent.py --repeats 9 --H 200
 
 The issue's targets: ``ours / torch <= 1.0`` and ``step-by-step / ours >= 2``.
+torch also runs with oneDNN off (``torch.backends.mkldnn.flags``): its LSTM then
+makes one BLAS product per step, as ours does, instead of oneDNN's RNN
+primitive (weights packed once per sequence, fused gate kernels).
 Every implementation runs the same inputs; the timings are interleaved (one call
 of each per round), and the ratios are printed from the median and from the
 best of ``--repeats`` rounds after ``--warmup`` rounds (on a shared machine the
@@ -22,6 +25,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 # NumPy's BLAS reads its thread count when it is loaded: --threads must be applied
 # before numpy is imported.
@@ -175,6 +179,14 @@ def main(argv=None):
 
         impls["torch nn.LSTM"] = run_torch
 
+        def run_torch_native():  # its own per-step products and gate kernels
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # a TF32 notice about Intel GPUs
+                with torch.backends.mkldnn.flags(enabled=False):
+                    run_torch()
+
+        impls["torch nn.LSTM, oneDNN off"] = run_torch_native
+
     for fn in impls.values():  # warm-up
         for _ in range(args.warmup):
             fn()
@@ -200,6 +212,9 @@ def main(argv=None):
             r = stat[ours] / stat["torch nn.LSTM"]
             print(f"ratio ours / torch        ({label:6s}) = {r:.2f}  "
                   f"(target <= 1.0: {'ok' if r <= 1.0 else 'MISSED'})")
+        if "torch nn.LSTM, oneDNN off" in stat:
+            r = stat[ours] / stat["torch nn.LSTM, oneDNN off"]
+            print(f"ratio ours / torch, oneDNN off ({label:6s}) = {r:.2f}")
         if "step-by-step x@Wx (baseline)" in stat:
             r = stat["step-by-step x@Wx (baseline)"] / stat[ours]
             print(f"speed-up vs step-by-step  ({label:6s}) = {r:.2f}x (target >= 2: "
