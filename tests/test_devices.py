@@ -131,6 +131,22 @@ def test_training_goes_on_unchanged_after_a_move(name):
         np.testing.assert_array_equal(a, b)
 
 
+def test_moves_keep_fortran_order():
+    """A conversion that returns C order (as CuPy's ``get`` does) still leaves the
+    Fortran-ordered arrays (the tied affine weight and its buffers) Fortran-ordered."""
+    model = models.BetterRnnlm(7, 4, 4, rng=0)
+    model.forward(*FACTORIES["BetterRnnlm"][1](np.random.default_rng(0)))
+    model.backward()
+    before = reachable_arrays(model)
+    fortran = [a.flags.f_contiguous and not a.flags.c_contiguous for a in before]
+    assert any(fortran)
+    model._move_arrays(models.base._keeping_order(lambda a: np.array(a, order="C")))
+    after = reachable_arrays(model)
+    for a, b, was_fortran in zip(after, before, fortran):
+        assert not np.may_share_memory(a, b)
+        assert a.flags.f_contiguous if was_fortran else a.flags.c_contiguous
+
+
 def test_to_gpu_without_cupy_says_so(monkeypatch):
     monkeypatch.setattr(models.base, "cupy_available", lambda: False)
     model = models.Rnnlm(7, 3, 4, rng=0)

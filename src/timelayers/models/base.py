@@ -181,11 +181,11 @@ class Model:
             raise RuntimeError(f"{type(self).__name__}.to_gpu: CuPy is not installed or sees no "
                                f"GPU (install the CuPy package built for your CUDA version, "
                                f"e.g. cupy-cuda12x)")
-        return self._move_arrays(to_gpu)
+        return self._move_arrays(_keeping_order(to_gpu))
 
     def to_cpu(self):
         """Move the model back to NumPy (the reverse of :meth:`to_gpu`); returns the model."""
-        return self._move_arrays(to_cpu)
+        return self._move_arrays(_keeping_order(to_cpu))
 
     def _move_arrays(self, convert):
         """Replace every array held by the model, its layers and sub-models with
@@ -322,6 +322,20 @@ def read_metadata(raw: dict, path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != "timelayers":
         raise CheckpointError(f"checkpoint {str(path)!r} is not a timelayers checkpoint")
     return meta
+
+
+def _keeping_order(convert):
+    """``convert`` that returns Fortran-ordered arrays for Fortran-ordered inputs
+    (CuPy's ``get`` returns C order): a tied ``W`` that is an embedding's
+    transpose, and the buffers made to match it, keep their layout."""
+
+    def keep(a):
+        out = convert(a)
+        if a.flags.f_contiguous and not a.flags.c_contiguous and not out.flags.f_contiguous:
+            out = get_array_module(out).asfortranarray(out)
+        return out
+
+    return keep
 
 
 def _is_array(value) -> bool:
