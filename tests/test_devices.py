@@ -60,23 +60,13 @@ def reachable_arrays(obj, seen=None):
 
 
 def ties(model):
-    return [(t, s, tr) for m in _models(model) for t, s, tr in getattr(m, "_ties", [])]
-
-
-def _models(model):
-    yield model
-    for _, child in model._children():
-        if isinstance(child, models.Model):
-            yield from _models(child)
+    """(tied, source, transpose) of the model and its sub-models, with full names."""
+    return [(prefix + t, prefix + src, tr) for prefix, m in models.base._named_models(model)
+            for t, src, tr in getattr(m, "_ties", [])]
 
 
 def param_by_name(model, name):
-    for lname, layer in model.named_layers():
-        names = list(layer.param_names) or [str(i) for i in range(len(layer.params))]
-        for k, pname in enumerate(names):
-            if f"{lname}.{pname}" == name:
-                return layer.params[k]
-    raise KeyError(name)
+    return {n: layer.params[k] for n, layer, k in model._param_slots()}[name]
 
 
 def one_step(model, inputs, optimizer):

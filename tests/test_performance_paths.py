@@ -65,6 +65,21 @@ def test_parallel_rows_covers_every_row_once(threads):
     assert len(names) >= 1
 
 
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_parallel_rows_max_block_caps_every_block(threads, n_threads):
+    threads(n_threads)
+    seen = np.zeros(1000, dtype=np.int64)
+    sizes = []
+
+    def fn(a, b):
+        seen[a:b] += 1
+        sizes.append(b - a)
+
+    parallel_rows(fn, 1000, min_rows=10, max_block=64)
+    assert (seen == 1).all()
+    assert max(sizes) <= 64
+
+
 def test_parallel_rows_small_or_one_thread_runs_inline(threads):
     calls = []
     threads(4)

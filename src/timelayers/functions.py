@@ -198,9 +198,11 @@ def _run_on_pool(jobs):
     return results
 
 
-def parallel_rows(fn, n_rows: int, min_rows: int = 1) -> None:
+def parallel_rows(fn, n_rows: int, min_rows: int = 1, max_block: int | None = None) -> None:
     """Call ``fn(start, stop)`` on contiguous blocks of rows covering
-    ``range(n_rows)``, on up to :func:`get_num_threads` threads at once.
+    ``range(n_rows)``, on up to :func:`get_num_threads` threads at once; with
+    ``max_block``, no block has more rows than that (blocks small enough to stay
+    in the cache while ``fn`` makes several passes over them).
 
     ``fn`` must only touch its own rows of the arrays it writes, and should spend
     its time in NumPy calls that release the GIL. Each thread gets at least
@@ -212,6 +214,13 @@ def parallel_rows(fn, n_rows: int, min_rows: int = 1) -> None:
     first exception raised by a block is raised here, after every block has
     finished.
     """
+    if max_block is not None:
+        whole = fn
+
+        def fn(start, stop):
+            for a in range(start, stop, max_block):
+                whole(a, min(a + max_block, stop))
+
     n = min(get_num_threads(), n_rows // max(1, min_rows))
     if n <= 1 or getattr(_in_worker, "active", False):
         if n_rows > 0:

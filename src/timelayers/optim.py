@@ -86,13 +86,8 @@ def _blockwise(fn, arrays) -> None:
         fn(*arrays)
         return
     flats = [a.reshape(-1) for a in arrays]
-
-    def run(start, stop):
-        for a in range(start, stop, _BLOCK):
-            b = min(a + _BLOCK, stop)
-            fn(*(f[a:b] for f in flats))
-
-    parallel_rows(run, first.size, min_rows=_MIN_PER_THREAD)
+    parallel_rows(lambda a, b: fn(*(f[a:b] for f in flats)), first.size,
+                  min_rows=_MIN_PER_THREAD, max_block=_BLOCK)
 
 
 class Optimizer:
@@ -182,10 +177,9 @@ class Optimizer:
                                      f"{tuple(a.shape)}, its param {tuple(p.shape)}")
                 xp = get_array_module(p)
                 if get_array_module(a) is not xp:  # after load_state_dict, or a model moved
-                    a = to_cpu(a) if xp is np else xp.asarray(a)
+                    a = arrays[i] = to_cpu(a) if xp is np else xp.asarray(a)
                 if a.dtype != p.dtype:
-                    a = a.astype(p.dtype)
-                arrays[i] = a
+                    arrays[i] = a.astype(p.dtype)
 
     # -- state -----------------------------------------------------------------
     def state_dict(self) -> dict:

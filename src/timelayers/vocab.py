@@ -213,7 +213,6 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary to ``path`` as JSON, atomically."""
-        # Imported here: timelayers.datasets imports this module.
         atomic_write(path, self.to_json().encode("utf-8"))
 
     @classmethod

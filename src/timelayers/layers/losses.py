@@ -41,19 +41,14 @@ _MIN_ELEMENTS_PER_THREAD = 1 << 18
 _NO_SHIFT = 60.0
 
 
-def _row_blocks(xp, M, C, fn):
+def _over_row_blocks(xp, M, C, fn):
     """Call ``fn(start, stop)`` over cache-sized blocks of the ``M`` rows of an
     ``(M, C)`` array, split across threads for NumPy (one call for CuPy)."""
     if xp is not np:
         fn(0, M)
         return
-    rows = max(1, _BLOCK_ELEMENTS // max(1, C))
-
-    def blocks(start, stop):
-        for a in range(start, stop, rows):
-            fn(a, min(a + rows, stop))
-
-    parallel_rows(blocks, M, min_rows=max(1, _MIN_ELEMENTS_PER_THREAD // max(1, C)))
+    parallel_rows(fn, M, min_rows=max(1, _MIN_ELEMENTS_PER_THREAD // max(1, C)),
+                  max_block=max(1, _BLOCK_ELEMENTS // max(1, C)))
 
 
 class _SoftmaxCrossEntropy(Layer):
@@ -103,7 +98,7 @@ class _SoftmaxCrossEntropy(Layer):
                 xp.exp(eb, out=eb)
             eb.sum(axis=1, out=s[a:b])
 
-        _row_blocks(xp, M, C, block)
+        _over_row_blocks(xp, M, C, block)
         nll = xp.log(s) - target
         if mask is not None:
             nll *= mask
@@ -125,7 +120,7 @@ class _SoftmaxCrossEntropy(Layer):
         def block(a, b):
             xp.multiply(e[a:b], scale[a:b], out=dx[a:b])
 
-        _row_blocks(xp, e.shape[0], e.shape[1], block)
+        _over_row_blocks(xp, e.shape[0], e.shape[1], block)
         rows = xp.arange(e.shape[0])
         step = xp.full(e.shape[0], dout / count, dtype=e.dtype)
         if mask is not None:

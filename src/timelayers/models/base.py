@@ -70,12 +70,18 @@ class Model:
             else:
                 yield full, child
 
-    def _all_named(self):
-        """(dotted name, param, grad) for every param of every layer, ties included."""
+    def _param_slots(self):
+        """(dotted name, layer, index in ``layer.params``) for every param of every
+        layer, ties included."""
         for lname, layer in self.named_layers():
             names = list(layer.param_names) or [str(i) for i in range(len(layer.params))]
-            for pname, p, g in zip(names, layer.params, layer.grads):
-                yield f"{lname}.{pname}", p, g
+            for k, pname in enumerate(names[:len(layer.params)]):
+                yield f"{lname}.{pname}", layer, k
+
+    def _all_named(self):
+        """(dotted name, param, grad) for every param of every layer, ties included."""
+        for name, layer, k in self._param_slots():
+            yield name, layer.params[k], layer.grads[k]
 
     def tie(self, tied: str, source: str, transpose: bool = False):
         """Declare that the param named ``tied`` is the param ``source`` (or its
@@ -200,14 +206,9 @@ class Model:
             return entry[1]
 
         _move_held_arrays(self, move, set())
-        slots = {}
-        for lname, layer in self.named_layers():
-            names = list(layer.param_names) or [str(i) for i in range(len(layer.params))]
-            for k, pname in enumerate(names):
-                slots[f"{lname}.{pname}"] = (layer, k)
-        for model in _models(self):
+        slots = {name: (layer, k) for name, layer, k in self._param_slots()}
+        for prefix, model in _named_models(self):
             model._cache = None
-            prefix = _prefix_of(self, model)
             for tied, source, transpose in getattr(model, "_ties", []):
                 src_layer, j = slots[prefix + source]
                 layer, k = slots[prefix + tied]
@@ -367,21 +368,10 @@ def _moved(value, move, seen):
     return value
 
 
-def _models(model):
-    """``model`` and every model nested in it."""
-    yield model
-    for _, child in model._children():
+def _named_models(model, prefix=""):
+    """(dotted prefix of its params' names, model) for ``model`` and every model
+    nested in it."""
+    yield prefix, model
+    for name, child in model._children():
         if isinstance(child, Model):
-            yield from _models(child)
-
-
-def _prefix_of(root, model, prefix=""):
-    """The dotted prefix of the names of ``model``'s params inside ``root``."""
-    if model is root:
-        return prefix
-    for name, child in root._children():
-        if isinstance(child, Model):
-            found = _prefix_of(child, model, f"{prefix}{name}.")
-            if found is not None:
-                return found
-    return None
+            yield from _named_models(child, f"{prefix}{name}.")
