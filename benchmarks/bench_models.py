@@ -67,7 +67,7 @@ Threads
 installed; otherwise through ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` /
 ``MKL_NUM_THREADS``, which this script sets before NumPy is imported), the
 threads timelayers uses for large elementwise passes
-(``timelayers.functions.set_num_threads``) and ``torch.set_num_threads(N)``.
+(``timelayers.parallel.set_num_threads``) and ``torch.set_num_threads(N)``.
 Without it every library uses all the cores this process may run on.
 
 Peak memory
@@ -130,7 +130,7 @@ def blas_info() -> str:
 
 
 def _tl_threads():
-    return tl.functions.get_num_threads() if hasattr(tl.functions, "get_num_threads") else 1
+    return tl.parallel.get_num_threads()
 
 
 def set_threads(n):
@@ -142,8 +142,7 @@ def set_threads(n):
         limiter = threadpool_limits(limits=n, user_api="blas")
     except ImportError:
         pass  # the environment variables set before numpy's import do it
-    if hasattr(tl.functions, "set_num_threads"):  # absent before issue 9
-        tl.functions.set_num_threads(n)
+    tl.parallel.set_num_threads(n)
     try:
         import torch
 

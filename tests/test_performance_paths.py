@@ -31,8 +31,8 @@ import pytest
 
 from helpers import assert_close, assert_gradcheck, randn
 from test_recurrent import reference_forward
-from timelayers import functions
-from timelayers.functions import get_num_threads, parallel_rows, set_num_threads
+from timelayers import parallel as functions
+from timelayers.parallel import get_num_threads, parallel_rows, set_num_threads
 from timelayers.layers import TimeAffine, TimeSoftmaxWithLoss
 from timelayers.layers import losses as losses_module
 from timelayers.layers.core import _scatter_rows

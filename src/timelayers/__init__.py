@@ -8,16 +8,8 @@ layers made of layers (:mod:`timelayers.models`).
 
 __version__ = "0.1.0"
 
-import os as _os
-
-# OpenBLAS's idle threads spin for about 2**28 CPU cycles (~0.1 s) after each
-# multi-threaded product before they sleep, taking a core from timelayers' own
-# threads (recurrent row blocks, large elementwise passes). 2**22 cycles (~2 ms)
-# still bridges the gaps between the per-step products of a recurrent loop.
-# Read by OpenBLAS when it starts, so this only acts when timelayers is imported
-# before NumPy; a value already set is kept. See docs/ARCHITECTURE.md, "Threads".
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
-
+# first, before NumPy loads: it sets OpenBLAS's idle spin (see timelayers.parallel)
+from . import parallel
 from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
 from .backend import get_array_module, to_cpu, to_gpu
 from .errors import (CheckpointError, DataError, DownloadError, NonFiniteLossError, ShapeError,
@@ -38,7 +30,8 @@ from .vocab import UnknownWordError, Vocabulary
 __all__ = [
     "__version__",
     # modules
-    "datasets", "decoding", "functions", "metrics", "models", "optim", "plot", "schedules",
+    "datasets", "decoding", "functions", "metrics", "models", "optim", "parallel", "plot",
+    "schedules",
     "text", "training",
     # arrays and errors
     "get_array_module", "to_cpu", "to_gpu",

@@ -10,7 +10,7 @@ For contiguous NumPy arrays the rules of several passes (all but SGD) run
 block by block over the flattened arrays (blocks of 32768 elements, so that the
 scratch block is still in the cache when the next pass reads it: Adam's update
 of a large model takes about 20% less time) and the blocks are spread over
-:func:`timelayers.functions.parallel_rows`'s threads; every element gets the
+:func:`timelayers.parallel.parallel_rows`'s threads; every element gets the
 same operations in the same order as in one whole-array pass, so the result is
 the same to the bit. SGD's two passes gain nothing from it and run whole.
 
@@ -59,7 +59,7 @@ import numpy as np
 
 from .backend import get_array_module, to_cpu
 from .errors import CheckpointError
-from .functions import parallel_rows
+from .parallel import parallel_rows
 
 __all__ = [
     "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",

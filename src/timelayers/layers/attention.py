@@ -26,20 +26,12 @@ from __future__ import annotations
 
 from .._checks import check_float, check_shape
 from ..backend import get_array_module
-from ..functions import softmax
+from ..functions import softmax, softmax_backward
 from .base import Layer
 
 __all__ = ["WeightSum", "AttentionWeight", "Attention", "TimeAttention"]
 
 _SCORES = ("dot", "general")
-
-
-def _softmax_backward(a, da):
-    """Gradient of the scores given ``a = softmax(s)`` and ``da`` (same shape),
-    over the last axis. Does not modify ``a`` or ``da``."""
-    ds = a * da
-    ds -= a * ds.sum(axis=-1, keepdims=True)
-    return ds
 
 
 def _score_params(layer, where, score, W):
@@ -139,7 +131,7 @@ class AttentionWeight(Layer):
 
     def backward(self, da):
         hs, h, q, a = self.cache
-        ds = _softmax_backward(a, da)  # (N, T)
+        ds = softmax_backward(a, da)  # (N, T)
         dhs = ds[:, :, None] * q[:, None, :]  # (N, T, H)
         dq = (ds[:, None, :] @ hs)[:, 0, :]  # (N, H)
         if not self.params:
@@ -245,7 +237,7 @@ class TimeAttention(Layer):
         hs_enc, hs_dec, q, a = self.cache
         da = dout @ hs_enc.transpose(0, 2, 1)  # (N, Td, Te)
         dhs_enc = a.transpose(0, 2, 1) @ dout  # (N, Te, H), through c = a @ hs_enc
-        ds = _softmax_backward(a, da)  # (N, Td, Te)
+        ds = softmax_backward(a, da)  # (N, Td, Te)
         dhs_enc += ds.transpose(0, 2, 1) @ q  # (N, Te, H), through s = q @ hs_enc^T
         dq = ds @ hs_enc  # (N, Td, H)
         if not self.params:

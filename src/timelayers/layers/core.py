@@ -9,7 +9,7 @@ import numpy as np
 
 from .._checks import check_float, check_ids, check_ndim, check_shape
 from ..backend import get_array_module
-from ..functions import sigmoid, softmax
+from ..functions import sigmoid, softmax, softmax_backward
 from .base import Layer
 
 __all__ = ["MatMul", "Affine", "Sigmoid", "ReLU", "Softmax", "Dropout", "Embedding", "EmbeddingDot"]
@@ -157,10 +157,7 @@ class Softmax(Layer):
         return self.out
 
     def backward(self, dout):
-        y = self.out
-        dx = y * dout
-        dx -= y * dx.sum(axis=-1, keepdims=True)
-        return dx
+        return softmax_backward(self.out, dout)
 
 
 class Dropout(Layer):

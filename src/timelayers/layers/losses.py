@@ -12,7 +12,8 @@ import numpy as np
 from .._checks import check_float, check_ids, check_ndim, check_shape
 from ..backend import get_array_module
 from ..errors import ShapeError
-from ..functions import parallel_rows, sigmoid, softplus
+from ..functions import sigmoid, softplus
+from ..parallel import parallel_rows
 from .base import Layer
 
 __all__ = ["SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss"]
@@ -57,7 +58,7 @@ class _SoftmaxCrossEntropy(Layer):
 
     Forward, block of rows by block of rows (blocks small enough to stay in the
     cache while it passes over them, and spread over threads for NumPy, see
-    :func:`timelayers.functions.parallel_rows`): the row maximum, ``e = exp(x -
+    :func:`timelayers.parallel.parallel_rows`): the row maximum, ``e = exp(x -
     max)`` into a new buffer (``e = exp(x)`` when every maximum of the block is
     within +-60, which saves a pass and changes nothing but rounding), and the
     row sums. The cache keeps the unnormalised exponentials ``e``, the row

@@ -79,7 +79,7 @@ from typing import NamedTuple
 
 from .._checks import check_float, check_ndim, check_shape
 from ..backend import get_array_module, is_cupy_array
-from ..functions import can_run_parallel, get_num_threads, run_parallel
+from ..parallel import can_run_parallel, get_num_threads, run_parallel
 from ..errors import ShapeError
 from .base import Layer
 
