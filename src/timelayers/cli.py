@@ -140,13 +140,13 @@ def _cmd_generate(args) -> int:
     from . import recipes
 
     run = _load_run(args.run_dir)
-    if run.recipe.task == "seq2seq":
+    if isinstance(run.recipe.task, recipes.Seq2seqTask):
         if not args.inputs:
             raise CliError("give the questions to answer, e.g. timelayers generate RUN '16+75'")
         for q, a in zip(args.inputs, recipes.answer(run, args.inputs, beam=args.beam)):
             print(f"{q}\t{a}")
         return 0
-    if run.recipe.task != "lm":
+    if not isinstance(run.recipe.task, recipes.LanguageModelTask):
         raise CliError(f"run {args.run_dir!r} holds word vectors; use `similar` or `analogy`")
     if args.inputs:
         raise CliError("a language model takes --start WORD, not positional inputs")

@@ -29,54 +29,17 @@ from . import __version__
 from .errors import DataError
 from .serialization import atomic_write
 
-__all__ = ["Recipe", "RECIPES", "TaskData", "RunResult", "Run", "train", "load_run", "load_data",
+__all__ = ["Recipe", "RECIPES", "Task", "TASKS", "LanguageModelTask", "WordVectorTask",
+           "Seq2seqTask", "GENERATED_DATA_SEED", "TaskData", "RunResult", "Run", "train", "load_run", "load_data",
            "evaluate", "generate_text", "answer", "similar", "analogy", "read_text_corpus"]
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """A model with the book's hyperparameters for its task."""
-
-    name: str
-    task: str
-    model: str
-    data: str
-    model_args: dict = field(default_factory=dict)
-    train_args: dict = field(default_factory=dict)
+GENERATED_DATA_SEED = 1984
+"""Seed of the data a recipe generates itself (addition, dates): the same for every
+run, whatever the run's seed, so that runs with different seeds share one test set.
+A data file given by the user is shuffled with the run's seed instead."""
 
 
-_LM_TRAIN = dict(epochs=4, batch_size=20, time_size=35, optimizer="SGD", lr=20.0, max_grad=0.25)
-_S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_grad=5.0,
-                  reverse=False, examples=50000)
-_W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
-
-RECIPES = {r.name: r for r in [
-    Recipe("rnnlm", "lm", "Rnnlm", "ptb", dict(wordvec_size=100, hidden_size=100, cell="lstm"),
-           dict(_LM_TRAIN)),
-    Recipe("better-rnnlm", "lm", "BetterRnnlm", "ptb",
-           dict(wordvec_size=650, hidden_size=650, dropout_ratio=0.5, cell="lstm"),
-           dict(_LM_TRAIN, epochs=40, plateau_factor=4.0)),
-    Recipe("cbow", "word2vec", "CBOW", "ptb", dict(hidden_size=100, window_size=5, sample_size=5),
-           dict(_W2V_TRAIN)),
-    Recipe("skipgram", "word2vec", "SkipGram", "ptb",
-           dict(hidden_size=100, window_size=5, sample_size=5), dict(_W2V_TRAIN)),
-    Recipe("seq2seq", "seq2seq", "Seq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
-           dict(_S2S_TRAIN)),
-    Recipe("peeky", "seq2seq", "PeekySeq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
-           dict(_S2S_TRAIN, reverse=True)),
-    Recipe("attention", "seq2seq", "AttentionSeq2seq", "dates",
-           dict(wordvec_size=16, hidden_size=256, score="dot"),
-           dict(_S2S_TRAIN, epochs=10, reverse=True)),
-]}
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"argument 'model' expected one of {', '.join(RECIPES)}, got {name!r}")
-    return RECIPES[name]
-
-
-# -- data ----------------------------------------------------------------------------
 @dataclass
 class TaskData:
     """Data of one task. LM and word2vec: ``train``/``valid``/``test`` are 1-D id
@@ -89,6 +52,195 @@ class TaskData:
     vocab: object
 
 
+class Task:
+    """What a recipe's task knows: how to load its data, what the trainer is fed,
+    what is measured after each epoch and on the test split."""
+
+    name = ""
+
+    def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
+        """The data of ``recipe``: its default when ``source`` is None, else the file
+        ``source``; ``seed`` is the run's seed; ``vocab`` (a trained run's) encodes it."""
+        raise NotImplementedError
+
+    def model_kwargs(self, data: TaskData) -> dict:
+        """Constructor arguments the model takes from the data."""
+        return {}
+
+    def trainer_class(self):
+        from .training import Trainer
+
+        return Trainer
+
+    def fit_inputs(self, options, data: TaskData):
+        """``((x, t), extra)``: the trainer's inputs and its extra ``fit`` arguments."""
+        return data.train, {}
+
+    def validation(self, options, data: TaskData):
+        """The ``eval_fn`` run after each epoch (model -> dict of metrics), or None."""
+        return None
+
+    def run_info(self, data: TaskData) -> dict:
+        """What ``run.json`` records about the data besides its source."""
+        return {}
+
+    def test_metrics(self, model, options, data: TaskData) -> dict:
+        raise NotImplementedError
+
+
+class _CorpusTask(Task):
+    """Tasks over one stream of word ids: PTB, or a text file split 90/10 by position."""
+
+    def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
+        if source is None:
+            from .datasets import load_ptb
+
+            train, vocab = load_ptb("train")
+            valid, _ = load_ptb("valid")
+            test, _ = load_ptb("test")
+            return TaskData(train, valid, test, vocab)
+        ids, vocab = read_text_corpus(source, vocab, grow=vocab is None)
+        cut = max(1, int(len(ids) * 0.9))
+        return TaskData(ids[:cut], ids[cut:], ids[cut:], vocab)
+
+
+class LanguageModelTask(_CorpusTask):
+    """Next-word prediction with truncated BPTT; measured by perplexity."""
+
+    name = "lm"
+
+    def trainer_class(self):
+        from .training import RnnlmTrainer
+
+        return RnnlmTrainer
+
+    def fit_inputs(self, options, data):
+        return (data.train[:-1], data.train[1:]), dict(time_size=options["time_size"])
+
+    def validation(self, options, data):
+        if not options.get("eval_valid", True):
+            return None
+        from .metrics import perplexity
+
+        return lambda model: {"val_perplexity": perplexity(model, data.valid, batch_size=10,
+                                                           time_size=options["time_size"])}
+
+    def test_metrics(self, model, options, data):
+        from .metrics import perplexity
+
+        return {"perplexity": perplexity(model, data.test, batch_size=10,
+                                         time_size=options["time_size"])}
+
+
+class WordVectorTask(_CorpusTask):
+    """word2vec with negative sampling; measured by the loss on the test split
+    (negative samples drawn with a fixed seed)."""
+
+    name = "word2vec"
+
+    def model_kwargs(self, data):
+        return {"corpus": data.train}
+
+    def fit_inputs(self, options, data):
+        from .text import create_contexts_target
+
+        return create_contexts_target(data.train, options["window_size"]), {}
+
+    def test_metrics(self, model, options, data):
+        from .text import create_contexts_target
+
+        contexts, target = create_contexts_target(data.test, options["window_size"])
+        model.ns_loss.sampler.rng = np.random.default_rng(0)
+        losses = [model.forward(contexts[i:i + 1000], target[i:i + 1000])
+                  for i in range(0, len(target), 1000)]
+        return {"loss": float(np.mean(losses))}
+
+
+class Seq2seqTask(Task):
+    """Question -> answer sequences (generated addition or dates, or a file in the
+    book's format split 90/10 after a seeded shuffle); measured by exact-match accuracy."""
+
+    name = "seq2seq"
+
+    def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
+        from .datasets import load_addition, load_dates, load_sequence, reverse_questions
+
+        if source is None:
+            generate = load_addition if recipe.data == "addition" else load_dates
+            (x_tr, t_tr), (x_te, t_te), vocab = generate(n=options.get("examples", 50000),
+                                                         seed=GENERATED_DATA_SEED)
+        else:
+            (x_tr, t_tr), (x_te, t_te), vocab = load_sequence(source, seed=seed, vocab=vocab)
+        if options.get("reverse"):
+            x_tr, x_te = reverse_questions(x_tr), reverse_questions(x_te)
+        return TaskData((x_tr, t_tr), (x_te, t_te), (x_te, t_te), vocab)
+
+    def run_info(self, data):
+        """The question width and the answer length, for :func:`answer`."""
+        x, t = data.test
+        return {"shape": [int(x.shape[1]), int(t.shape[1] - 1)]}
+
+    def validation(self, options, data):
+        from .metrics import sequence_accuracy
+
+        x, t = data.valid
+        return lambda model: {"val_accuracy": sequence_accuracy(model, x, t)}
+
+    def test_metrics(self, model, options, data):
+        from .metrics import sequence_accuracy
+
+        x, t = data.test
+        return {"accuracy": sequence_accuracy(model, x, t)}
+
+
+TASKS = {task.name: task for task in [LanguageModelTask(), WordVectorTask(), Seq2seqTask()]}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model with the book's hyperparameters for its task (a :class:`Task`)."""
+
+    name: str
+    task: Task
+    model: str
+    data: str
+    model_args: dict = field(default_factory=dict)
+    train_args: dict = field(default_factory=dict)
+
+
+_LM_TRAIN = dict(epochs=4, batch_size=20, time_size=35, optimizer="SGD", lr=20.0, max_grad=0.25)
+_S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_grad=5.0,
+                  reverse=False, examples=50000)
+_W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
+_LM, _W2V, _S2S = TASKS["lm"], TASKS["word2vec"], TASKS["seq2seq"]
+
+RECIPES = {r.name: r for r in [
+    Recipe("rnnlm", _LM, "Rnnlm", "ptb", dict(wordvec_size=100, hidden_size=100, cell="lstm"),
+           dict(_LM_TRAIN)),
+    Recipe("better-rnnlm", _LM, "BetterRnnlm", "ptb",
+           dict(wordvec_size=650, hidden_size=650, dropout_ratio=0.5, cell="lstm"),
+           dict(_LM_TRAIN, epochs=40, plateau_factor=4.0)),
+    Recipe("cbow", _W2V, "CBOW", "ptb", dict(hidden_size=100, window_size=5, sample_size=5),
+           dict(_W2V_TRAIN)),
+    Recipe("skipgram", _W2V, "SkipGram", "ptb",
+           dict(hidden_size=100, window_size=5, sample_size=5), dict(_W2V_TRAIN)),
+    Recipe("seq2seq", _S2S, "Seq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
+           dict(_S2S_TRAIN)),
+    Recipe("peeky", _S2S, "PeekySeq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
+           dict(_S2S_TRAIN, reverse=True)),
+    Recipe("attention", _S2S, "AttentionSeq2seq", "dates",
+           dict(wordvec_size=16, hidden_size=256, score="dot"),
+           dict(_S2S_TRAIN, epochs=10, reverse=True)),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"argument 'model' expected one of {', '.join(RECIPES)}, got {name!r}")
+    return RECIPES[name]
+
+
+# -- data ----------------------------------------------------------------------------
 def read_text_corpus(path, vocab=None, *, grow=True):
     """Word ids of a text file, each newline a ``<eos>`` token (the PTB convention).
 
@@ -119,33 +271,13 @@ def read_text_corpus(path, vocab=None, *, grow=True):
     return ids, vocab
 
 
-def load_data(recipe: Recipe, data=None, options=None, seed=1984, vocab=None) -> TaskData:
-    """Load the data of ``recipe``: its default (PTB, or generated addition/dates)
-    when ``data`` is None, else the file ``data`` (a text corpus for LM and
-    word2vec, split 90/10 by position; a sequence file for seq2seq, split 90/10
-    after a seeded shuffle). ``vocab`` (from a trained run) encodes a new file."""
-    options = options or {}
-    if recipe.task in ("lm", "word2vec"):
-        if data is None:
-            from .datasets import load_ptb
-
-            train, vocab = load_ptb("train")
-            valid, _ = load_ptb("valid")
-            test, _ = load_ptb("test")
-            return TaskData(train, valid, test, vocab)
-        ids, vocab = read_text_corpus(data, vocab, grow=vocab is None)
-        cut = max(1, int(len(ids) * 0.9))
-        return TaskData(ids[:cut], ids[cut:], ids[cut:], vocab)
-    from .datasets import load_addition, load_dates, load_sequence, reverse_questions
-
-    if data is None:
-        generate = load_addition if recipe.data == "addition" else load_dates
-        (x_tr, t_tr), (x_te, t_te), vocab = generate(n=options.get("examples", 50000), seed=seed)
-    else:
-        (x_tr, t_tr), (x_te, t_te), vocab = load_sequence(data, seed=seed, vocab=vocab)
-    if options.get("reverse"):
-        x_tr, x_te = reverse_questions(x_tr), reverse_questions(x_te)
-    return TaskData((x_tr, t_tr), (x_te, t_te), (x_te, t_te), vocab)
+def load_data(recipe: Recipe, data=None, options=None, seed=0, vocab=None) -> TaskData:
+    """Load the data of ``recipe``: its default (PTB, or addition/dates generated with
+    :data:`GENERATED_DATA_SEED`) when ``data`` is None, else the file ``data`` (a text
+    corpus for LM and word2vec, split 90/10 by position; a sequence file for seq2seq,
+    split 90/10 after a shuffle seeded with the run's ``seed``). ``vocab`` (from a
+    trained run) encodes a new file."""
+    return recipe.task.load(recipe, data, options or {}, seed, vocab)
 
 
 # -- models and trainers --------------------------------------------------------------
@@ -157,10 +289,8 @@ def build_model(recipe: Recipe, options: dict, data: TaskData, rng):
     from . import models
 
     cls = getattr(models, recipe.model)
-    kwargs = _model_kwargs(recipe, options)
-    if recipe.task == "word2vec":
-        kwargs["corpus"] = data.train
-    model = cls(len(data.vocab), **kwargs, rng=rng)
+    model = cls(len(data.vocab), **_model_kwargs(recipe, options),
+                **recipe.task.model_kwargs(data), rng=rng)
     model.vocab = data.vocab
     return model
 
@@ -170,18 +300,6 @@ def _optimizer(options):
 
     cls = getattr(optim, options["optimizer"])
     return cls(lr=options["lr"])
-
-
-def _eval_fn(recipe, options, data):
-    from .metrics import perplexity, sequence_accuracy
-
-    if recipe.task == "lm" and options.get("eval_valid", True):
-        return lambda model: {"val_perplexity": perplexity(model, data.valid, batch_size=10,
-                                                           time_size=options["time_size"])}
-    if recipe.task == "seq2seq":
-        x, t = data.valid
-        return lambda model: {"val_accuracy": sequence_accuracy(model, x, t)}
-    return None
 
 
 class _StopAtAccuracy:
@@ -194,17 +312,6 @@ class _StopAtAccuracy:
         acc = trainer.history.get("val_accuracy") or []
         if event == "epoch_end" and acc and acc[-1] is not None and acc[-1] >= self.target:
             trainer.stop_training = True
-
-
-def _fit_inputs(recipe, options, data):
-    if recipe.task == "lm":
-        return (data.train[:-1], data.train[1:]), dict(time_size=options["time_size"])
-    if recipe.task == "word2vec":
-        from .text import create_contexts_target
-
-        contexts, target = create_contexts_target(data.train, options["window_size"])
-        return (contexts, target), {}
-    return data.train, {}
 
 
 @dataclass
@@ -240,8 +347,6 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     target_accuracy : float, optional
         Seq2seq: stop after the first epoch whose test accuracy reaches it.
     """
-    from .training import RnnlmTrainer, Trainer
-
     out = Path(out_dir)
     recipe = get_recipe(recipe_name)
     ckpt = out / "checkpoint.safetensors"
@@ -260,8 +365,8 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     unknown = set(options) - set(recipe.model_args) - set(recipe.train_args) - {"eval_valid"}
     if unknown:
         raise ValueError(f"recipe {recipe_name!r} has no option(s) {sorted(unknown)}")
-    task_data = load_data(recipe, data, options, seed=1984 if data is None else seed)
-    trainer_cls = RnnlmTrainer if recipe.task == "lm" else Trainer
+    task_data = load_data(recipe, data, options, seed)
+    trainer_cls = recipe.task.trainer_class()
     cbs = list(callbacks)
     if target_accuracy is not None:
         cbs.append(_StopAtAccuracy(target_accuracy))
@@ -281,14 +386,13 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
         trainer = trainer_cls(model, optimizer, max_grad=options["max_grad"],
                               rng=np.random.default_rng(seed + 1), schedule=schedule,
                               callbacks=cbs, progress=progress)
-        info = {"recipe": recipe_name, "task": recipe.task, "data": data, "options": options,
-                "seed": seed, "version": __version__}
-        if recipe.task == "seq2seq":  # question width and answer length, for `answer`
-            info["shape"] = [int(task_data.test[0].shape[1]), int(task_data.test[1].shape[1] - 1)]
+        info = {"recipe": recipe_name, "task": recipe.task.name, "data": data,
+                "options": options, "seed": seed, "version": __version__,
+                **recipe.task.run_info(task_data)}
         _write_json(out / "run.json", info)
-    (x, t), extra = _fit_inputs(recipe, options, task_data)
+    (x, t), extra = recipe.task.fit_inputs(options, task_data)
     trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
-                eval_fn=_eval_fn(recipe, options, task_data), checkpoint=ckpt, **extra)
+                eval_fn=recipe.task.validation(options, task_data), checkpoint=ckpt, **extra)
     model.save(out / "model.safetensors")
     trainer.save_history(out / "history.json")
     metrics = evaluate(Run(out, recipe, options, model, data, seed), task_data=task_data)
@@ -363,30 +467,14 @@ def evaluate(run: Run, data=None, task_data=None) -> dict:
     """The test metric of a run: ``{"perplexity": ...}`` for language models,
     ``{"accuracy": ...}`` for seq2seq, ``{"loss": ...}`` (negative sampling, fixed
     seed) for word2vec; on the run's own test split or on the file ``data``."""
-    from .metrics import perplexity, sequence_accuracy
-
     if task_data is None:
         if data is None:
-            task_data = load_data(run.recipe, run.data, run.options,
-                                  seed=1984 if run.data is None else run.seed)
+            task_data = load_data(run.recipe, run.data, run.options, run.seed)
         else:
-            task_data = load_data(run.recipe, data, run.options, seed=run.seed, vocab=run.model.vocab)
+            task_data = load_data(run.recipe, data, run.options, run.seed, vocab=run.model.vocab)
             if len(task_data.vocab) != len(run.model.vocab):
                 raise DataError(f"data file {str(data)!r} has symbols the run's vocabulary lacks")
-    model = run.model
-    if run.recipe.task == "lm":
-        return {"perplexity": perplexity(model, task_data.test, batch_size=10,
-                                         time_size=run.options["time_size"])}
-    if run.recipe.task == "seq2seq":
-        x, t = task_data.test
-        return {"accuracy": sequence_accuracy(model, x, t)}
-    from .text import create_contexts_target
-
-    contexts, target = create_contexts_target(task_data.test, run.options["window_size"])
-    model.ns_loss.sampler.rng = np.random.default_rng(0)
-    losses = [model.forward(contexts[i:i + 1000], target[i:i + 1000])
-              for i in range(0, len(target), 1000)]
-    return {"loss": float(np.mean(losses))}
+    return run.recipe.task.test_metrics(run.model, run.options, task_data)
 
 
 def generate_text(run: Run, start: str = "you", length: int = 100, *, temperature=1.0, top_k=None,
@@ -394,8 +482,9 @@ def generate_text(run: Run, start: str = "you", length: int = 100, *, temperatur
     """Sample text from a language-model run, starting after the word ``start``."""
     from .decoding import generate_ids
 
-    if run.recipe.task != "lm":
-        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task} run, not a language model")
+    if not isinstance(run.recipe.task, LanguageModelTask):
+        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not a "
+                         f"language model")
     vocab = run.model.vocab
     start_id = vocab.encode([start])[0]
     skip_ids = [vocab.word_to_id[w] for w in skip if w in vocab]
@@ -410,13 +499,13 @@ def answer(run: Run, questions, beam=1) -> list:
     ``beam > 1``)."""
     from .decoding import beam_search, greedy_decode
 
-    if run.recipe.task != "seq2seq":
-        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task} run, not seq2seq")
+    if not isinstance(run.recipe.task, Seq2seqTask):
+        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not seq2seq")
     model, vocab = run.model, run.model.vocab
     shape = run.shape
     if shape is None:
-        task = load_data(run.recipe, run.data, run.options, seed=1984 if run.data is None else run.seed)
-        shape = (task.test[0].shape[1], task.test[1].shape[1] - 1)
+        shape = run.recipe.task.run_info(load_data(run.recipe, run.data, run.options,
+                                                   run.seed))["shape"]
     width, length = shape
     rows = []
     for q in questions:
@@ -436,8 +525,9 @@ def answer(run: Run, questions, beam=1) -> list:
 
 
 def _word_vectors(run):
-    if run.recipe.task != "word2vec":
-        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task} run, not word vectors")
+    if not isinstance(run.recipe.task, WordVectorTask):
+        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not word "
+                         f"vectors")
     return run.model.word_vecs
 
 

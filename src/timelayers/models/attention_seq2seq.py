@@ -13,7 +13,8 @@ from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.attention import TimeAttention
 from ._init import make_rng, randn, xavier, zeros
 from .base import Model
-from .seq2seq import Encoder, Seq2seqBase, _lstm, _reorder_lstm
+from ._recurrent import recurrent_layer
+from .seq2seq import Encoder, Seq2seqBase, _reorder_lstm
 
 __all__ = ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq", "AttentionSeq2seqConfig"]
 
@@ -56,7 +57,7 @@ class AttentionDecoder(Model):
         rng = make_rng(rng)
         V, D, H = vocab_size, wordvec_size, hidden_size
         self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
-        self.lstm = _lstm(rng, D, H, dtype, stateful=True)
+        self.lstm = recurrent_layer("lstm", D, H, rng, dtype, stateful=True)
         if score == "general":
             self.attention = TimeAttention(score="general", W=xavier(rng, H, (H, H), dtype))
         else:

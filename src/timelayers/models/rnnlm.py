@@ -11,25 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
-from ..layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
 from ._init import make_rng, randn, xavier, zeros
+from ._recurrent import recurrent_layer
 from .base import Model
 
 __all__ = ["SimpleRnnlm", "Rnnlm", "BetterRnnlm", "RnnlmConfig", "BetterRnnlmConfig"]
-
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-def recurrent_layer(cell, D, H, rng, dtype, stateful):
-    """A TimeRNN / TimeLSTM / TimeGRU with the book's initialisation:
-    ``Wx ~ N(0, 1/D)``, ``Wh ~ N(0, 1/H)``, ``b = 0``."""
-    if cell not in _GATES:
-        raise ValueError(f"argument 'cell' expected one of {sorted(_GATES)}, got {cell!r}")
-    G = _GATES[cell] * H
-    Wx, Wh, b = xavier(rng, D, (D, G), dtype), xavier(rng, H, (H, G), dtype), zeros(G, dtype)
-    cls = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}[cell]
-    return cls(Wx, Wh, b, stateful=stateful)
-
 
 class _LanguageModel(Model):
     """Shared behaviour: loss over ``predict``, state get/set for generation."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..decoding import greedy_decode
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
-from ..layers.recurrent import TimeLSTM
 from ._init import make_rng, randn, xavier, zeros
+from ._recurrent import recurrent_layer
 from .base import Model
 
 __all__ = ["Seq2seqConfig", "Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "PeekySeq2seq",
@@ -29,11 +29,6 @@ class Seq2seqConfig:
     wordvec_size: int = 16
     hidden_size: int = 128
     dtype: str = "float32"
-
-
-def _lstm(rng, D, H, dtype, stateful):
-    return TimeLSTM(xavier(rng, D, (D, 4 * H), dtype), xavier(rng, H, (H, 4 * H), dtype),
-                    zeros(4 * H, dtype), stateful=stateful)
 
 
 def _reorder_lstm(lstm, index):
@@ -52,7 +47,7 @@ class Encoder(Model):
         self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
         rng = make_rng(rng)
         self.embed = TimeEmbedding(randn(rng, (vocab_size, wordvec_size), 0.01, dtype))
-        self.lstm = _lstm(rng, wordvec_size, hidden_size, dtype, stateful=False)
+        self.lstm = recurrent_layer("lstm", wordvec_size, hidden_size, rng, dtype, stateful=False)
         self.hs = None
 
     def forward(self, xs):
@@ -78,7 +73,8 @@ class Decoder(Model):
         rng = make_rng(rng)
         V, D, H = vocab_size, wordvec_size, hidden_size
         self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
-        self.lstm = _lstm(rng, self._lstm_input_size(D, H), H, dtype, stateful=True)
+        self.lstm = recurrent_layer("lstm", self._lstm_input_size(D, H), H, rng, dtype,
+                                    stateful=True)
         self.affine = TimeAffine(xavier(rng, H, (self._affine_input_size(H), V), dtype), zeros(V, dtype))
 
     def _lstm_input_size(self, D, H):

@@ -1,0 +1,40 @@
+"""Recipes through their public API: task objects, the data seed, run folders."""
+
+import numpy as np
+
+from timelayers import recipes
+
+
+def test_every_recipe_has_a_task_object_with_a_trainer():
+    for recipe in recipes.RECIPES.values():
+        assert recipe.task is recipes.TASKS[recipe.task.name]
+        assert callable(recipe.task.trainer_class().fit)
+
+
+def test_generated_data_does_not_depend_on_the_run_seed():
+    recipe = recipes.RECIPES["seq2seq"]
+    a = recipes.load_data(recipe, None, {"examples": 200}, seed=5)
+    b = recipes.load_data(recipe, None, {"examples": 200}, seed=7)
+    np.testing.assert_array_equal(a.train[0], b.train[0])
+    np.testing.assert_array_equal(a.test[1], b.test[1])
+
+
+def test_a_sequence_file_is_shuffled_with_the_run_seed(tmp_path):
+    from timelayers.datasets import make_addition, write_sequence
+
+    path = tmp_path / "addition.txt"
+    write_sequence(path, make_addition(200, np.random.default_rng(0)))
+    recipe = recipes.RECIPES["seq2seq"]
+    a = recipes.load_data(recipe, path, {}, seed=5)
+    b = recipes.load_data(recipe, path, {}, seed=7)
+    assert not np.array_equal(a.train[0], b.train[0])
+
+
+def test_language_model_fit_inputs_are_the_shifted_corpus(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("a b c d\n" * 20)
+    recipe = recipes.RECIPES["rnnlm"]
+    data = recipes.load_data(recipe, path, {}, seed=0)
+    (x, t), extra = recipe.task.fit_inputs({"time_size": 5}, data)
+    np.testing.assert_array_equal(x[1:], t[:-1])
+    assert extra == {"time_size": 5}
