@@ -132,7 +132,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, corpus_file, capsys):
     model = out_dir / "model.safetensors"
     model.write_bytes(model.read_bytes()[:-100])
     code, out, err = run(capsys, "eval", out_dir)
-    assert code == 2 and "truncated" in err and len(err.strip().split("\n")) == 1
+    assert code == 2 and "model.safetensors" in err and len(err.strip().split("\n")) == 1
 
 
 def test_subprocess_help_and_bad_arguments():
@@ -153,3 +153,33 @@ def test_demo_trains_to_a_run_folder_small(tmp_path, capsys):
     assert "seed check: OK" in out and "test accuracy" in out
     for name in ["model.safetensors", "history.json", "learning_curve.png", "attention.png"]:
         assert (out_dir / name).exists()
+
+
+def test_data_too_small_for_the_batches_is_a_one_line_error(tmp_path, corpus_file, capsys):
+    code, out, err = run(capsys, "train", "rnnlm", "--data", corpus_file, "--epochs", 1,
+                         "--hidden", 4, "--wordvec", 4, "--batch-size", 500, "--time-size", 5,
+                         "--out", tmp_path / "lm")
+    assert code == 2 and "tiny.txt" in err and "2501" in err
+    assert len(err.strip().split("\n")) == 1
+
+
+def test_a_bug_shows_its_traceback(monkeypatch, tmp_path, corpus_file):
+    from timelayers import recipes
+
+    def broken(*args, **kwargs):
+        raise KeyError("an internal bug")
+
+    monkeypatch.setattr(recipes, "train", broken)
+    with pytest.raises(KeyError, match="an internal bug"):
+        main(["train", "rnnlm", "--data", str(corpus_file), "--out", str(tmp_path / "lm")])
+
+
+def test_version_comes_from_one_source(capsys):
+    import importlib.metadata
+
+    import timelayers
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"timelayers {timelayers.__version__}"
+    assert importlib.metadata.version("timelayers") == timelayers.__version__

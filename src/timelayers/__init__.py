@@ -6,10 +6,9 @@ place by ``backward``), ``forward(*inputs)`` and ``backward(dout)``. Models are
 layers made of layers (:mod:`timelayers.models`).
 """
 
-__version__ = "0.1.0"
-
 # first, before NumPy loads: it sets OpenBLAS's idle spin (see timelayers.parallel)
 from . import parallel
+from ._version import __version__
 from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
 from .backend import get_array_module, to_cpu, to_gpu
 from .errors import (CheckpointError, DataError, DownloadError, NonFiniteLossError, ShapeError,

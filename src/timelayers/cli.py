@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import TimelayersError
 
 
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+    """A user-facing error: printed as one line, exit status 2 (as are the library's
+    own errors, :class:`~timelayers.errors.TimelayersError`, and those of files,
+    :class:`OSError`; any other exception is a bug and shows its traceback)."""
 
 
 # -- demo ------------------------------------------------------------------------------
@@ -306,9 +308,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"timelayers {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, TimelayersError, OSError, ValueError, KeyError, ImportError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"timelayers {args.command}: error: {message}", file=sys.stderr)
+    except (CliError, TimelayersError, OSError) as exc:  # a bug's exception keeps its traceback
+        print(f"timelayers {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
         logger.removeHandler(handler)

@@ -4,6 +4,7 @@ __all__ = [
     "TimelayersError",
     "ShapeError",
     "DataError",
+    "OptionError",
     "DownloadError",
     "CheckpointError",
     "NonFiniteLossError",
@@ -24,6 +25,11 @@ class ShapeError(TimelayersError, ValueError):
 
 class DataError(TimelayersError, ValueError):
     """A data file or data value is malformed (the message names file and line)."""
+
+
+class OptionError(TimelayersError, ValueError):
+    """An option or argument is out of range, of the wrong type, or does not apply
+    (the message names the option, what was expected and what was received)."""
 
 
 class DownloadError(DataError):

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import DataError
+from ._version import __version__
+from .errors import DataError, OptionError
 from .serialization import atomic_write
 
 __all__ = ["Recipe", "RECIPES", "Task", "TASKS", "LanguageModelTask", "WordVectorTask",
@@ -76,6 +76,16 @@ class Task:
         """``((x, t), extra)``: the trainer's inputs and its extra ``fit`` arguments."""
         return data.train, {}
 
+    def check_sizes(self, options, data: TaskData, where, training=True) -> None:
+        """Raise :class:`DataError` naming ``where`` (the data's source) when the data
+        is too small for the options: the training split (when ``training``) for one
+        batch, the test split for one evaluation."""
+        if training:
+            (x, _), _ = self.fit_inputs(options, data)
+            if len(x) < options["batch_size"]:
+                raise DataError(f"{where}: {len(x)} training examples are fewer than "
+                                f"batch_size {options['batch_size']}")
+
     def validation(self, options, data: TaskData):
         """The ``eval_fn`` run after each epoch (model -> dict of metrics), or None."""
         return None
@@ -104,6 +114,9 @@ class _CorpusTask(Task):
         return TaskData(ids[:cut], ids[cut:], ids[cut:], vocab)
 
 
+_EVAL_BATCH = 10  # streams of the validation and test perplexity
+
+
 class LanguageModelTask(_CorpusTask):
     """Next-word prediction with truncated BPTT; measured by perplexity."""
 
@@ -114,6 +127,19 @@ class LanguageModelTask(_CorpusTask):
 
         return RnnlmTrainer
 
+    def check_sizes(self, options, data, where, training=True):
+        time_size = options["time_size"]
+        splits = [("test", data.test, _EVAL_BATCH)]
+        if training:
+            splits.insert(0, ("training", data.train, options["batch_size"]))
+            if options.get("eval_valid", True):
+                splits.insert(1, ("validation", data.valid, _EVAL_BATCH))
+        for split, ids, streams in splits:
+            if len(ids) < streams * time_size + 1:
+                raise DataError(f"{where}: the {split} split has {len(ids)} tokens, fewer than the "
+                                f"{streams * time_size + 1} that {streams} streams x time_size "
+                                f"{time_size} need")
+
     def fit_inputs(self, options, data):
         return (data.train[:-1], data.train[1:]), dict(time_size=options["time_size"])
 
@@ -122,13 +148,14 @@ class LanguageModelTask(_CorpusTask):
             return None
         from .metrics import perplexity
 
-        return lambda model: {"val_perplexity": perplexity(model, data.valid, batch_size=10,
+        return lambda model: {"val_perplexity": perplexity(model, data.valid,
+                                                           batch_size=_EVAL_BATCH,
                                                            time_size=options["time_size"])}
 
     def test_metrics(self, model, options, data):
         from .metrics import perplexity
 
-        return {"perplexity": perplexity(model, data.test, batch_size=10,
+        return {"perplexity": perplexity(model, data.test, batch_size=_EVAL_BATCH,
                                          time_size=options["time_size"])}
 
 
@@ -179,6 +206,11 @@ class Seq2seqTask(Task):
         """The question width and the answer length, for :func:`answer`."""
         x, t = data.test
         return {"shape": [int(x.shape[1]), int(t.shape[1] - 1)]}
+
+    def check_sizes(self, options, data, where, training=True):
+        if len(data.test[0]) < 1:
+            raise DataError(f"{where}: the test split holds no questions (give at least 10 lines)")
+        super().check_sizes(options, data, where, training)
 
     def validation(self, options, data):
         from .metrics import sequence_accuracy
@@ -236,7 +268,7 @@ RECIPES = {r.name: r for r in [
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise ValueError(f"argument 'model' expected one of {', '.join(RECIPES)}, got {name!r}")
+        raise OptionError(f"argument 'model' expected one of {', '.join(RECIPES)}, got {name!r}")
     return RECIPES[name]
 
 
@@ -253,6 +285,9 @@ def read_text_corpus(path, vocab=None, *, grow=True):
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"data file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"data file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                        f"{exc.reason})") from None
     words = text.replace("\n", " <eos> ").split()
     if not words:
         raise DataError(f"data file {str(path)!r} holds no words")
@@ -353,7 +388,7 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     if resume:
         run_info = _read_run_json(out)
         if run_info["recipe"] != recipe_name:
-            raise ValueError(f"run {str(out)!r} trained {run_info['recipe']!r}, not {recipe_name!r}")
+            raise OptionError(f"run {str(out)!r} trained {run_info['recipe']!r}, not {recipe_name!r}")
         if not ckpt.exists():
             raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
         options = dict(run_info["options"])
@@ -364,8 +399,9 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
         data = str(Path(data).resolve()) if data is not None else None
     unknown = set(options) - set(recipe.model_args) - set(recipe.train_args) - {"eval_valid"}
     if unknown:
-        raise ValueError(f"recipe {recipe_name!r} has no option(s) {sorted(unknown)}")
+        raise OptionError(f"recipe {recipe_name!r} has no option(s) {sorted(unknown)}")
     task_data = load_data(recipe, data, options, seed)
+    recipe.task.check_sizes(options, task_data, _data_name(recipe, data))
     trainer_cls = recipe.task.trainer_class()
     cbs = list(callbacks)
     if target_accuracy is not None:
@@ -401,6 +437,11 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     _plots(out, recipe, options, model, trainer.history, task_data)
     stopped = trainer.epoch < options["epochs"]
     return RunResult(out, model, trainer.history, metrics, stopped)
+
+
+def _data_name(recipe, data):
+    """How messages name a run's data."""
+    return f"data file {str(data)!r}" if data is not None else f"the {recipe.data} data"
 
 
 def _plots(out, recipe, options, model, history, data):
@@ -472,6 +513,8 @@ def evaluate(run: Run, data=None, task_data=None) -> dict:
             task_data = load_data(run.recipe, run.data, run.options, run.seed)
         else:
             task_data = load_data(run.recipe, data, run.options, run.seed, vocab=run.model.vocab)
+            run.recipe.task.check_sizes(run.options, task_data, _data_name(run.recipe, data),
+                                        training=False)
             if len(task_data.vocab) != len(run.model.vocab):
                 raise DataError(f"data file {str(data)!r} has symbols the run's vocabulary lacks")
     return run.recipe.task.test_metrics(run.model, run.options, task_data)
@@ -483,7 +526,7 @@ def generate_text(run: Run, start: str = "you", length: int = 100, *, temperatur
     from .decoding import generate_ids
 
     if not isinstance(run.recipe.task, LanguageModelTask):
-        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not a "
+        raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not a "
                          f"language model")
     vocab = run.model.vocab
     start_id = vocab.encode([start])[0]
@@ -500,7 +543,7 @@ def answer(run: Run, questions, beam=1) -> list:
     from .decoding import beam_search, greedy_decode
 
     if not isinstance(run.recipe.task, Seq2seqTask):
-        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not seq2seq")
+        raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not seq2seq")
     model, vocab = run.model, run.model.vocab
     shape = run.shape
     if shape is None:
@@ -510,10 +553,10 @@ def answer(run: Run, questions, beam=1) -> list:
     rows = []
     for q in questions:
         if len(q) > width:
-            raise ValueError(f"question {q!r} is longer than the model's {width} characters")
+            raise DataError(f"question {q!r} is longer than the model's {width} characters")
         missing = sorted(set(q.ljust(width)) - set(vocab.word_to_id))
         if missing:
-            raise ValueError(f"question {q!r} has characters the model does not know: {missing}")
+            raise DataError(f"question {q!r} has characters the model does not know: {missing}")
         rows.append(vocab.encode(list(q.ljust(width))))
     x = np.stack(rows)
     if run.options.get("reverse"):
@@ -526,7 +569,7 @@ def answer(run: Run, questions, beam=1) -> list:
 
 def _word_vectors(run):
     if not isinstance(run.recipe.task, WordVectorTask):
-        raise ValueError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not word "
+        raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not word "
                          f"vectors")
     return run.model.word_vecs
 

@@ -247,7 +247,7 @@ class Model:
 
     def metadata(self) -> dict:
         """What ``save`` writes besides the tensors (JSON-serialisable)."""
-        from .. import __version__
+        from .._version import __version__
 
         meta = {"format": "timelayers", "model": type(self).__name__,
                 "config": config_dict(self), "version": __version__}
