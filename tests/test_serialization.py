@@ -2,6 +2,7 @@
 ``safetensors`` package, damaged files, atomic writes, Model.save/load checks."""
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ def sample_tensors(rng):
 
 
 def assert_same(a, b):
-    assert list(a) == list(b)
+    assert sorted(a) == sorted(b)
     for k in a:
         x, y = np.asarray(a[k]), np.asarray(b[k])
         assert x.shape == y.shape, k
@@ -49,6 +50,7 @@ def test_round_trip(tmp_path, rng):
     save_tensors(path, tensors, {"note": "hello", "json": json.dumps({"a": [1, 2]})})
     loaded, meta = load_tensors(path)
     assert_same(tensors, loaded)
+    assert list(loaded) == sorted(tensors)  # by name
     assert meta == {"note": "hello", "json": '{"a": [1, 2]}'}
     assert loaded["scalar"].shape == ()
     assert all(v.flags.writeable for v in loaded.values())
@@ -125,16 +127,20 @@ def rewrite(path, out, edit):
     return out
 
 
+NOT_SAFETENSORS = "is not a valid safetensors file"
+
+
 @pytest.mark.parametrize("edit, message", [
-    (lambda h: h["a"].update(dtype="BF16"), "not supported"),
-    (lambda h: h["a"].update(dtype=["F64"]), "not supported"),
-    (lambda h: h["a"].update(shape=[4, -4]), "bad shape"),
-    (lambda h: h["a"].update(shape=[4, 5]), "bytes for shape"),
-    (lambda h: h["a"].update(data_offsets=[0, 10_000]), "outside the file"),
-    (lambda h: h["a"].update(data_offsets=[8, 4]), "bad data offsets"),
-    (lambda h: h["b"].update(data_offsets=[0, 40]), "outside the file"),
-    (lambda h: h.update(__metadata__=["x"]), "__metadata__"),
-    (lambda h: h.update(c=3), "bad data offsets"),
+    (lambda h: h["a"].update(dtype="BF16", shape=[4, 16]), "dtype BF16, which is not supported"),
+    (lambda h: h["a"].update(dtype=["F64"]), NOT_SAFETENSORS),
+    (lambda h: h["a"].update(shape=[4, -4]), NOT_SAFETENSORS),
+    (lambda h: h["a"].update(shape=[4, 5]), NOT_SAFETENSORS),
+    (lambda h: h["a"].update(shape=[10**30]), NOT_SAFETENSORS),
+    (lambda h: h["a"].update(data_offsets=[0, 10_000]), NOT_SAFETENSORS),
+    (lambda h: h["a"].update(data_offsets=[8, 4]), NOT_SAFETENSORS),
+    (lambda h: h["b"].update(shape=[6]), NOT_SAFETENSORS),
+    (lambda h: h.update(__metadata__=["x"]), NOT_SAFETENSORS),
+    (lambda h: h.update(c=3), NOT_SAFETENSORS),
 ])
 def test_bad_headers(tmp_path, good_file, edit, message):
     bad = rewrite(good_file, tmp_path / "bad.safetensors", edit)
@@ -146,17 +152,18 @@ def test_other_damage(tmp_path, good_file):
     data = good_file.read_bytes()
     bad = tmp_path / "bad"
     bad.write_bytes(data + b"\0" * 8)
-    with pytest.raises(CheckpointError, match="trailing"):
+    with pytest.raises(CheckpointError, match=NOT_SAFETENSORS):
         load_tensors(bad)
-    bad.write_bytes(struct.pack("<Q", 2**40) + data[8:])
-    with pytest.raises(CheckpointError, match="truncated or not a safetensors"):
-        load_tensors(bad)
+    for header_length in (2**40, 2**60):
+        bad.write_bytes(struct.pack("<Q", header_length) + data[8:])
+        with pytest.raises(CheckpointError, match=NOT_SAFETENSORS):
+            load_tensors(bad)
     (n,) = struct.unpack("<Q", data[:8])
     bad.write_bytes(data[:8] + b"\xff" * n + data[8 + n:])
-    with pytest.raises(CheckpointError, match="corrupt header"):
+    with pytest.raises(CheckpointError, match=NOT_SAFETENSORS):
         load_tensors(bad)
     bad.write_bytes(struct.pack("<Q", 2) + b"[]")
-    with pytest.raises(CheckpointError, match="not a JSON object"):
+    with pytest.raises(CheckpointError, match=NOT_SAFETENSORS):
         load_tensors(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_tensors(tmp_path / "missing")
@@ -267,3 +274,84 @@ def test_extra_tensor_cannot_shadow_a_param(tmp_path):
     m = SerTiny(rng=1)
     with pytest.raises(ValueError, match="embed.W"):
         m.save(tmp_path / "m", extra_tensors={"embed.W": np.zeros(1)})
+
+
+# -- files written before the safetensors package was used ------------------------------------
+def write_old_format(path, tensors, metadata):
+    """The writer of timelayers 0.1: header in insertion order, then the tensors'
+    bytes back to back, and the CRC-32 of those bytes as ``timelayers.crc32``."""
+    header, body = {}, b""
+    for name, a in tensors.items():
+        raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+        code = {"float64": "F64", "float32": "F32", "int64": "I64"}[a.dtype.name]
+        header[name] = {"dtype": code, "shape": list(a.shape),
+                        "data_offsets": [len(body), len(body) + len(raw)]}
+        body += raw
+    import zlib
+
+    header["__metadata__"] = {**metadata, "timelayers.crc32": f"{zlib.crc32(body):08x}"}
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + body)
+
+
+def test_old_format_files_still_load(tmp_path, rng):
+    tensors = {"z": rng.standard_normal((3, 2)), "a": np.arange(4), "m": np.ones(2, np.float32)}
+    old = tmp_path / "old.safetensors"
+    write_old_format(old, tensors, {"note": "v0.1"})
+    loaded, meta = load_tensors(old)
+    assert_same(tensors, loaded)
+    assert meta == {"note": "v0.1"}  # the CRC key is checked and hidden
+    data = bytearray(old.read_bytes())
+    data[-1] ^= 0x01
+    old.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        load_tensors(old)
+
+
+def test_old_format_model_loads(tmp_path):
+    m = SerTiny(rng=1)
+    meta = {"format": "timelayers", "model": "SerTiny", "config": {"vocab_size": 6, "hidden": 3},
+            "version": "0.1.0"}
+    write_old_format(tmp_path / "m", m.state_dict(), {"timelayers": json.dumps(meta)})
+    loaded = Model.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.embed.params[0], m.embed.params[0])
+
+
+# -- what atomic writes leave behind ----------------------------------------------------------
+def test_next_write_removes_temp_files_of_killed_writes(tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    target = tmp_path / "checkpoint.safetensors"
+    stale = [f".checkpoint.safetensors.{child.pid}-k2j3.tmp",  # its writer is gone
+             ".checkpoint.safetensors.a8d_x1q9.tmp"]  # the names of timelayers 0.1
+    kept = [f".checkpoint.safetensors.{os.getpid()}-live.tmp",  # a writer still running
+            ".other.safetensors.a8d_x1q9.tmp", "notes.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"partial")
+    save_tensors(target, {"a": np.zeros(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + [target.name])
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        save_tensors(tmp_path / "t", {"a": np.zeros(2)})
+        atomic_write(tmp_path / "b", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    target = tmp_path / "run" / "model.safetensors"
+    fail_writes_after(monkeypatch, 100, OSError(28, "No space left on device"))
+    with pytest.raises(OSError, match="No space left on device") as info:
+        save_tensors(target, {"a": np.zeros((50, 50))})
+    assert info.value.errno == 28 and str(target) in str(info.value)
+    monkeypatch.undo()
+    assert list(target.parent.iterdir()) == []

@@ -1,31 +1,39 @@
-"""Reading and writing tensors in the safetensors format, with no pickle anywhere.
+"""Reading and writing tensors in the safetensors format, through the
+``safetensors`` package, with no pickle anywhere.
 
-A safetensors file is: an 8-byte little-endian header length ``n``, ``n`` bytes of
-JSON (``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}``),
-then the raw little-endian tensor bytes. Files written here load with the
-``safetensors`` package, and its files load here.
+A safetensors file is an 8-byte little-endian header length, a JSON header
+(``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}``)
+and the raw tensor bytes. The package checks every size in the header against
+the file before it allocates anything (a shape of ``10**30``, offsets beyond the
+file and a ``2**60`` header length are refused); this module turns its errors
+into :class:`CheckpointError` naming the file, and refuses dtypes NumPy cannot
+hold (``BF16``, ``F8_*``).
 
-Writes are atomic: a temporary file in the same folder is written, flushed and
-fsync'ed, then renamed over the target, so a crash mid-write leaves the previous
-file intact.
+Writes are atomic (:func:`atomic_write`): a crash mid-write leaves the previous
+file intact, and the temporary file it leaves is removed by the next write.
 
-Files written here carry a CRC-32 of the tensor bytes in the metadata (key
-``"timelayers.crc32"``, hidden from :func:`load_tensors`'s result), so a file whose
-data was corrupted after writing is refused rather than loaded with wrong
-weights. Files without the key (e.g. from the ``safetensors`` package) load
-without the check.
+Files written here carry a CRC-32 of their tensors in the metadata (key
+``"timelayers.tensors_crc32"``, hidden from :func:`load_tensors`'s result), so a
+file whose data was corrupted after writing is refused rather than loaded with
+wrong weights. Files written by earlier versions carry ``"timelayers.crc32"``, a
+CRC-32 of the whole data section, which is checked too. Files without either
+(e.g. from the ``safetensors`` package itself) load without the check.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
+import re
 import struct
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save as _safetensors_bytes
 
 from .backend import to_cpu
 from .errors import CheckpointError
@@ -37,16 +45,24 @@ _DTYPES = {
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
     "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
 }
-_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
-_MAX_HEADER = 100 * 1024 * 1024
-_CRC_KEY = "timelayers.crc32"
+_SAVABLE = {np.dtype(v) for v in _DTYPES.values()}
+_CRC_KEY = "timelayers.tensors_crc32"
+_OLD_CRC_KEY = "timelayers.crc32"  # files written before the safetensors package was used
+_TEMP_SUFFIX = ".tmp"
 
 
+# -- atomic writes ------------------------------------------------------------------------
 def atomic_write(path, write) -> None:
     """Write ``path`` atomically: ``write`` (bytes, or a callable given the open
     binary file) fills a temporary file beside ``path``, which is flushed, fsync'ed
-    and renamed to ``path``. On any error the temporary file is removed and
-    ``path`` is untouched (``OSError`` when the folder is not writable)."""
+    and renamed to ``path``.
+
+    The file gets the permissions of a newly created file (``0o666`` less the
+    umask). Temporary files beside ``path`` left by a write that was killed are
+    removed first. On any error the temporary file is removed and ``path`` is
+    untouched; an ``OSError`` (a full disk, a folder that is not writable) names
+    ``path``.
+    """
     if isinstance(write, (bytes, bytearray, memoryview)):
         data = write
 
@@ -54,19 +70,27 @@ def atomic_write(path, write) -> None:
             f.write(data)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=_TEMP_SUFFIX,
+                                   dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -78,6 +102,55 @@ def atomic_write(path, write) -> None:
         pass
 
 
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``path`` as its file name (``[Errno 28] No space left on device:
+    'run/model.safetensors'``), unless it names a file already."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # the umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temporary files of writes to ``path`` whose process is gone (the
+    name holds the writer's pid; a name without one is from an older version)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-)?[^.]*{re.escape(_TEMP_SUFFIX)}")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or (match.group(1) and _process_alive(int(match.group(1)))):
+            continue
+        try:
+            os.unlink(path.parent / name)
+        except OSError:
+            pass
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+# -- tensors ------------------------------------------------------------------------------
 def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
     """Write named arrays (NumPy or CuPy) and string metadata to ``path`` atomically.
 
@@ -85,124 +158,91 @@ def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
     ----------
     path : str or Path
     tensors : dict of str -> array
+        Any byte order in; written little-endian, in C order.
     metadata : dict of str -> str, optional
     """
-    header = {}
-    arrays = []
-    offset = 0
+    arrays = {}
     for name, value in tensors.items():
-        a = np.asarray(to_cpu(value), order="C")  # (not ascontiguousarray: it makes 0-d 1-d)
-        code = _CODES.get(a.dtype.newbyteorder("="))  # any byte order in, little-endian out
-        if code is None:
+        a = np.asarray(to_cpu(value))
+        if a.dtype.newbyteorder("=") not in _SAVABLE:
             raise TypeError(f"save_tensors: tensor {name!r} has unsupported dtype {a.dtype}")
-        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-        header[name] = {"dtype": code, "shape": list(a.shape),
-                        "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-        arrays.append(a.reshape(-1).view(np.uint8))  # the raw bytes, no copy
+        arrays[name] = np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
     metadata = dict(metadata or {})
     bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
     if bad:
         raise TypeError(f"save_tensors: metadata values must be strings, not for {bad}")
-    crc = 0
-    for a in arrays:
-        crc = zlib.crc32(a, crc)
-    metadata[_CRC_KEY] = f"{crc:08x}"
-    header["__metadata__"] = metadata
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)
-
-    def write(f):
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        for a in arrays:
-            f.write(a)
-
-    atomic_write(path, write)
+    metadata[_CRC_KEY] = _tensors_crc(arrays)
+    atomic_write(path, _safetensors_bytes(arrays, metadata=metadata))
 
 
 def load_tensors(path):
-    """Read a safetensors file, checking its structure before using any of it.
+    """Read a safetensors file; the ``safetensors`` package checks its structure
+    against the file's size before anything is allocated.
 
     Returns
     -------
-    tensors : dict of str -> numpy.ndarray (in file order)
+    tensors : dict of str -> numpy.ndarray (writable copies, by name)
     metadata : dict of str -> str
 
     Raises
     ------
     CheckpointError
-        If the file is missing, truncated, or its header is malformed.
+        If the file is missing, truncated, or its header is malformed, a dtype is
+        not one NumPy holds, or the CRC-32 written with it does not match; the
+        message names the file.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a file") from None
     where = f"checkpoint {str(path)!r}"
-    if len(data) < 8:
-        raise CheckpointError(f"{where} is truncated ({len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or 8 + n > len(data):
-        raise CheckpointError(f"{where} is truncated or not a safetensors file "
-                              f"(header of {n} bytes, file of {len(data)} bytes)")
+    if path.is_dir():
+        raise CheckpointError(f"{where} is a folder, not a file")
+    if not path.exists():
+        raise CheckpointError(f"{where} does not exist")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{where} has a corrupt header: {exc}") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{where} has a corrupt header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise CheckpointError(f"{where} has a corrupt header (__metadata__ is not a map of "
-                              f"strings)")
-    body = memoryview(data)[8 + n:]
-    tensors = {}
-    expected_start = 0
-    entries = sorted(header.items(), key=lambda kv: _offsets(where, kv)[0])
-    for name, info in entries:
-        start, end = _offsets(where, (name, info))
-        code = info.get("dtype")
-        dtype = _DTYPES.get(code) if isinstance(code, str) else None
-        shape = info.get("shape")
-        if dtype is None:
-            raise CheckpointError(f"{where}: tensor {name!r} has dtype {code!r}, which is not "
-                                  f"supported (one of {sorted(_DTYPES)})")
-        if not isinstance(shape, list) or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-            raise CheckpointError(f"{where}: tensor {name!r} has a bad shape {shape!r} in the "
-                                  f"header")
-        if start != expected_start or end > len(body):
-            raise CheckpointError(f"{where}: tensor {name!r} lies outside the file "
-                                  f"(bytes {start}..{end} of {len(body)}); the file is truncated "
-                                  f"or corrupt")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        if end - start != nbytes:
-            raise CheckpointError(f"{where}: tensor {name!r} has {end - start} bytes for shape "
-                                  f"{tuple(shape)} of {np.dtype(dtype).name}")
-        tensors[name] = np.frombuffer(body[start:end], dtype=np.dtype(dtype).newbyteorder("<")) \
-            .astype(dtype).reshape(shape)
-        expected_start = end
-    if expected_start != len(body):
-        raise CheckpointError(f"{where} has {len(body) - expected_start} unexpected trailing bytes")
+        with safe_open(str(path), framework="np") as f:
+            metadata = dict(f.metadata() or {})
+            names = sorted(f.keys())
+            for name in names:
+                code = f.get_slice(name).get_dtype()
+                if code not in _DTYPES:
+                    raise CheckpointError(f"{where}: tensor {name!r} has dtype {code}, which is "
+                                          f"not supported (one of {sorted(_DTYPES)})")
+            tensors = {name: f.get_tensor(name) for name in names}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{where} is not a valid safetensors file: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    _check_crc(path, where, tensors, metadata)
+    return tensors, metadata
+
+
+def _check_crc(path, where, tensors, metadata) -> None:
+    """Check (and remove from ``metadata``) the CRC-32 written with the file."""
     if _CRC_KEY in metadata:
-        metadata = dict(metadata)
-        want = metadata.pop(_CRC_KEY)
-        got = f"{zlib.crc32(body):08x}"
-        if got != want:
-            raise CheckpointError(f"{where} is corrupt: the tensor data's CRC-32 is {got}, the "
-                                  f"header says {want}")
-    order = {name: i for i, name in enumerate(header)}
-    return dict(sorted(tensors.items(), key=lambda kv: order[kv[0]])), metadata
+        want, got = metadata.pop(_CRC_KEY), _tensors_crc(tensors)
+    elif _OLD_CRC_KEY in metadata:
+        want, got = metadata.pop(_OLD_CRC_KEY), _data_section_crc(path)
+    else:
+        return
+    if got != want:
+        raise CheckpointError(f"{where} is corrupt: the tensor data's CRC-32 is {got}, the "
+                              f"header says {want}")
 
 
-def _offsets(where, item):
-    name, info = item
-    offs = info.get("data_offsets") if isinstance(info, dict) else None
-    if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
-            and 0 <= offs[0] <= offs[1]):
-        raise CheckpointError(f"{where}: tensor {name!r} has bad data offsets in the header")
-    return offs
+def _tensors_crc(arrays: dict) -> str:
+    """CRC-32 of the little-endian C-order bytes of every array, by name."""
+    crc = 0
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name], dtype=arrays[name].dtype.newbyteorder("<"), order="C")
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8), crc)
+    return f"{crc:08x}"
+
+
+def _data_section_crc(path) -> str:
+    """CRC-32 of everything after the header, read in blocks."""
+    crc = 0
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        f.seek(8 + n)
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
