@@ -183,3 +183,37 @@ def test_version_comes_from_one_source(capsys):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"timelayers {timelayers.__version__}"
     assert importlib.metadata.version("timelayers") == timelayers.__version__
+
+
+def _has_gpu():
+    from timelayers.backend import cupy_available
+
+    return cupy_available()
+
+
+@pytest.mark.skipif(_has_gpu(), reason="checks the error of a machine without CuPy or a GPU")
+def test_device_gpu_without_cupy_is_a_one_line_error(tmp_path, corpus_file, capsys, monkeypatch):
+    out_dir = tmp_path / "lm"
+    code, out, err = run(capsys, "train", "rnnlm", "--data", corpus_file, "--epochs", 1,
+                         "--hidden", 4, "--wordvec", 4, "--batch-size", 2, "--time-size", 5,
+                         "--out", out_dir, "--device", "gpu")
+    assert code == 2 and "CuPy" in err and len(err.strip().split("\n")) == 1
+    assert not out_dir.exists()  # checked before anything is written
+    assert run(capsys, "train", "rnnlm", "--data", corpus_file, "--epochs", 1, "--hidden", 4,
+               "--wordvec", 4, "--batch-size", 2, "--time-size", 5, "--no-eval",
+               "--out", out_dir, "--device", "cpu")[0] == 0
+    monkeypatch.setenv("TIMELAYERS_DEVICE", "gpu")
+    for argv in (["eval", out_dir], ["generate", out_dir, "--start", "the"],
+                 ["similar", out_dir, "the"], ["analogy", out_dir, "a", "b", "c"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and "CuPy" in err and len(err.strip().split("\n")) == 1, argv
+    code, out, err = run(capsys, "eval", out_dir, "--device", "cpu")  # the flag wins
+    assert code == 0 and out.startswith("perplexity"), err
+
+
+def test_device_must_be_cpu_or_gpu(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TIMELAYERS_DEVICE", "tpu")
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "TIMELAYERS_DEVICE" in capsys.readouterr().err

@@ -7,12 +7,16 @@
     timelayers similar RUN_DIR WORD
     timelayers analogy RUN_DIR A B C
     timelayers import-book-weights MODEL FILE.pkl OUT.safetensors
+
+train, eval, generate, similar and analogy take ``--device cpu|gpu`` (default: the
+``TIMELAYERS_DEVICE`` environment variable, else cpu).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,25 +116,25 @@ def _cmd_train(args) -> int:
     if args.resume and args.data is not None:
         raise CliError("--resume continues with the run's own data; drop --data")
     result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
-                           resume=args.resume, progress=True)
+                           resume=args.resume, progress=True, device=args.device)
     for key, value in result.metrics.items():
         print(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
     print(f"run folder: {out}")
     return 0
 
 
-def _load_run(run_dir):
+def _load_run(args):
     from . import recipes
 
-    if not Path(run_dir).is_dir():
-        raise CliError(f"run folder {run_dir!r} does not exist")
-    return recipes.load_run(run_dir)
+    if not Path(args.run_dir).is_dir():
+        raise CliError(f"run folder {args.run_dir!r} does not exist")
+    return recipes.load_run(args.run_dir, device=args.device)
 
 
 def _cmd_eval(args) -> int:
     from . import recipes
 
-    run = _load_run(args.run_dir)
+    run = _load_run(args)
     if args.data is not None and not Path(args.data).is_file():
         raise CliError(f"data file {args.data!r} does not exist")
     for key, value in recipes.evaluate(run, data=args.data).items():
@@ -141,7 +145,7 @@ def _cmd_eval(args) -> int:
 def _cmd_generate(args) -> int:
     from . import recipes
 
-    run = _load_run(args.run_dir)
+    run = _load_run(args)
     if isinstance(run.recipe.task, recipes.Seq2seqTask):
         if not args.inputs:
             raise CliError("give the questions to answer, e.g. timelayers generate RUN '16+75'")
@@ -160,13 +164,13 @@ def _cmd_generate(args) -> int:
 def _cmd_similar(args) -> int:
     from . import recipes
 
-    return _print_ranked(recipes.similar(_load_run(args.run_dir), args.word, top=args.top))
+    return _print_ranked(recipes.similar(_load_run(args), args.word, top=args.top))
 
 
 def _cmd_analogy(args) -> int:
     from . import recipes
 
-    run = _load_run(args.run_dir)
+    run = _load_run(args)
     return _print_ranked(recipes.analogy(run, args.a, args.b, args.c, top=args.top))
 
 
@@ -191,6 +195,22 @@ def _cmd_import(args) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
+_DEVICE_ENV = "TIMELAYERS_DEVICE"
+
+
+def _device(text: str) -> str:
+    if text not in ("cpu", "gpu"):
+        raise argparse.ArgumentTypeError(f"expected cpu or gpu (default: ${_DEVICE_ENV} or cpu), "
+                                         f"got {text!r}")
+    return text
+
+
+def _add_device(p) -> None:
+    p.add_argument("--device", type=_device, default=os.environ.get(_DEVICE_ENV) or "cpu",
+                   help=f"cpu or gpu (needs CuPy and a GPU; default: ${_DEVICE_ENV} or cpu); "
+                        f"run folders are the same on both")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .recipes import RECIPES
 
@@ -244,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the validation perplexity after each epoch (language models)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0)
+    _add_device(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test metric of a run",
@@ -252,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of --data FILE.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data", help="another file of the same format")
+    _add_device(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("generate", help="sample text, or answer questions",
@@ -265,12 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int)
+    _add_device(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("similar", help="nearest words", description="Nearest words by cosine.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("word", metavar="WORD")
     p.add_argument("--top", type=int, default=5)
+    _add_device(p)
     p.set_defaults(func=_cmd_similar)
 
     p = sub.add_parser("analogy", help="A : B = C : ?", description="Solve A : B = C : ?")
@@ -279,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="B")
     p.add_argument("c", metavar="C")
     p.add_argument("--top", type=int, default=5)
+    _add_device(p)
     p.set_defaults(func=_cmd_analogy)
 
     p = sub.add_parser("import-book-weights", help="convert the book's pickled weights safely",

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .backend import get_array_module, to_cpu
 from .errors import DataError, OptionError
 from .serialization import atomic_write
 
@@ -180,7 +181,7 @@ class WordVectorTask(_CorpusTask):
         model.ns_loss.sampler.rng = np.random.default_rng(0)
         losses = [model.forward(contexts[i:i + 1000], target[i:i + 1000])
                   for i in range(0, len(target), 1000)]
-        return {"loss": float(np.mean(losses))}
+        return {"loss": float(np.mean([float(loss) for loss in losses]))}
 
 
 class Seq2seqTask(Task):
@@ -349,6 +350,40 @@ class _StopAtAccuracy:
             trainer.stop_training = True
 
 
+DEVICES = ("cpu", "gpu")
+
+
+def check_device(device) -> None:
+    """Raise :class:`OptionError` unless ``device`` is ``"cpu"``, or ``"gpu"`` with CuPy
+    installed and a GPU visible."""
+    if device not in DEVICES:
+        raise OptionError(f"argument 'device' expected one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "gpu":
+        from .backend import cupy_available
+
+        if not cupy_available():
+            try:
+                import cupy  # noqa: F401
+            except ImportError:
+                raise OptionError("device 'gpu' needs CuPy, which is not installed (install the "
+                                  "CuPy package built for your CUDA version, e.g. "
+                                  "cupy-cuda12x)") from None
+            raise OptionError("device 'gpu': CuPy is installed but sees no GPU") from None
+
+
+def _on_device(data: TaskData, device) -> TaskData:
+    """``data`` with its id arrays on ``device`` (the trainers and metrics follow
+    their inputs' array module)."""
+    if device == "cpu":
+        return data
+    from .backend import to_gpu
+
+    def move(split):
+        return tuple(to_gpu(a) for a in split) if isinstance(split, tuple) else to_gpu(split)
+
+    return TaskData(move(data.train), move(data.valid), move(data.test), data.vocab)
+
+
 @dataclass
 class RunResult:
     """What :func:`train` returns."""
@@ -361,7 +396,7 @@ class RunResult:
 
 
 def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resume=False,
-          progress=True, target_accuracy=None, callbacks=()) -> RunResult:
+          progress=True, target_accuracy=None, callbacks=(), device="cpu") -> RunResult:
     """Train ``recipe_name`` into the run folder ``out_dir``.
 
     Parameters
@@ -381,7 +416,11 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     progress : bool or {"tqdm", "log"}
     target_accuracy : float, optional
         Seq2seq: stop after the first epoch whose test accuracy reaches it.
+    device : {"cpu", "gpu"}
+        Where the model and the data live while training; the run folder is the
+        same either way (saved from NumPy copies, loadable on a CPU).
     """
+    check_device(device)
     out = Path(out_dir)
     recipe = get_recipe(recipe_name)
     ckpt = out / "checkpoint.safetensors"
@@ -408,10 +447,11 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
         cbs.append(_StopAtAccuracy(target_accuracy))
     if resume:
         trainer = trainer_cls.resume(ckpt, progress=progress, callbacks=cbs)
-        model = trainer.model
+        model = _to_device(trainer.model, device)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        model = build_model(recipe, options, task_data, np.random.default_rng(seed))
+        model = _to_device(build_model(recipe, options, task_data, np.random.default_rng(seed)),
+                           device)
         optimizer = _optimizer(options)
         schedule = None
         if options.get("plateau_factor"):
@@ -426,17 +466,23 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
                 "options": options, "seed": seed, "version": __version__,
                 **recipe.task.run_info(task_data)}
         _write_json(out / "run.json", info)
+    task_data = _on_device(task_data, device)
     (x, t), extra = recipe.task.fit_inputs(options, task_data)
     trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
                 eval_fn=recipe.task.validation(options, task_data), checkpoint=ckpt, **extra)
     model.save(out / "model.safetensors")
     trainer.save_history(out / "history.json")
-    metrics = evaluate(Run(out, recipe, options, model, data, seed), task_data=task_data)
+    metrics = evaluate(Run(out, recipe, options, model, data, seed, device=device),
+                       task_data=task_data)
     metrics["epochs"] = trainer.epoch
     _write_json(out / "metrics.json", metrics)
     _plots(out, recipe, options, model, trainer.history, task_data)
     stopped = trainer.epoch < options["epochs"]
     return RunResult(out, model, trainer.history, metrics, stopped)
+
+
+def _to_device(model, device):
+    return model.to_gpu() if device == "gpu" else model
 
 
 def _data_name(recipe, data):
@@ -452,7 +498,7 @@ def _plots(out, recipe, options, model, history, data):
         if recipe.model == "AttentionSeq2seq":
             x, t = data.test
             ids, weights = model.attention_map(x[:1], int(t[0, 0]), t.shape[1] - 1)
-            question, weights = x[0], weights[0]  # (Tq,), (Ta, Tq)
+            ids, question, weights = to_cpu(ids), to_cpu(x[0]), to_cpu(weights[0])  # (Tq,), (Ta, Tq)
             if options.get("reverse"):  # show the question in reading order
                 question, weights = question[::-1], weights[:, ::-1]
             plot_attention(weights, data.vocab.decode(question), data.vocab.decode(ids[0]),
@@ -488,10 +534,13 @@ class Run:
     data: object
     seed: int
     shape: tuple = None
+    device: str = "cpu"
 
 
-def load_run(run_dir) -> Run:
-    """Load ``run_dir/model.safetensors`` and ``run.json``."""
+def load_run(run_dir, device="cpu") -> Run:
+    """Load ``run_dir/model.safetensors`` and ``run.json``; the model is put on
+    ``device`` (``"cpu"`` or ``"gpu"``)."""
+    check_device(device)
     from .models import Model
 
     info = _read_run_json(run_dir)
@@ -499,9 +548,9 @@ def load_run(run_dir) -> Run:
     path = Path(run_dir) / "model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"run {str(run_dir)!r} has no model.safetensors (did training finish?)")
-    model = Model.load(path)
+    model = _to_device(Model.load(path), device)
     return Run(Path(run_dir), recipe, info["options"], model, info["data"], info["seed"],
-               tuple(info["shape"]) if info.get("shape") else None)
+               tuple(info["shape"]) if info.get("shape") else None, device)
 
 
 def evaluate(run: Run, data=None, task_data=None) -> dict:
@@ -517,7 +566,7 @@ def evaluate(run: Run, data=None, task_data=None) -> dict:
                                         training=False)
             if len(task_data.vocab) != len(run.model.vocab):
                 raise DataError(f"data file {str(data)!r} has symbols the run's vocabulary lacks")
-    return run.recipe.task.test_metrics(run.model, run.options, task_data)
+    return run.recipe.task.test_metrics(run.model, run.options, _on_device(task_data, run.device))
 
 
 def generate_text(run: Run, start: str = "you", length: int = 100, *, temperature=1.0, top_k=None,
@@ -561,17 +610,18 @@ def answer(run: Run, questions, beam=1) -> list:
     x = np.stack(rows)
     if run.options.get("reverse"):
         x = x[:, ::-1].copy()
+    x = get_array_module(*model.params).asarray(x)
     start_id = vocab.word_to_id["_"]
     ids = (greedy_decode(model, x, start_id, length) if beam <= 1
            else beam_search(model, x, start_id, length, beam_size=beam))
-    return ["".join(vocab.decode(row)).strip() for row in ids]
+    return ["".join(vocab.decode(row)).strip() for row in to_cpu(ids)]
 
 
 def _word_vectors(run):
     if not isinstance(run.recipe.task, WordVectorTask):
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not word "
                          f"vectors")
-    return run.model.word_vecs
+    return to_cpu(run.model.word_vecs)
 
 
 def similar(run: Run, word: str, top=5):
