@@ -19,6 +19,8 @@ from .layers import (GRU, LSTM, RNN, Affine, Attention, AttentionWeight, Dropout
                      SigmoidWithLoss, Softmax, SoftmaxWithLoss, TimeAffine, TimeAttention,
                      TimeBiLSTM, TimeDropout, TimeEmbedding, TimeGRU, TimeLSTM, TimeRNN,
                      TimeSigmoidWithLoss, TimeSoftmaxWithLoss, UnigramSampler, WeightSum)
+from .layers import (GELU, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention,
+                     PositionalEncoding, TransformerBlock)
 from .metrics import perplexity, sequence_accuracy
 from .models import Model
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, clip_grads
@@ -45,6 +47,8 @@ __all__ = [
     "RNN", "LSTM", "GRU", "TimeRNN", "TimeLSTM", "TimeGRU", "TimeBiLSTM",
     "WeightSum", "AttentionWeight", "Attention", "TimeAttention",
     "UnigramSampler", "NegativeSamplingLoss",
+    "LayerNorm", "GELU", "MultiHeadAttention", "PositionalEncoding", "LearnedPositionalEmbedding",
+    "TransformerBlock",
     # training
     "Model", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "clip_grads",
     "StepDecay", "ReduceOnPlateau", "Trainer", "RnnlmTrainer", "perplexity", "sequence_accuracy",
