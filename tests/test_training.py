@@ -14,8 +14,7 @@ from timelayers.layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from timelayers.models.base import Model
 from timelayers.optim import SGD, Adam, global_norm
 from timelayers.schedules import ReduceOnPlateau, StepDecay
-from timelayers.training import (RnnlmTrainer, SaveBest, Trainer, get_recurrent_state,
-                                 load_history, set_recurrent_state)
+from timelayers.training import RnnlmTrainer, SaveBest, Trainer, load_history
 from tiny_models import TinyLM
 
 
@@ -36,6 +35,12 @@ class Recorder:
 
     def reset_state(self):
         self.resets += 1
+
+    def get_state(self):
+        return {}
+
+    def set_state(self, state):
+        pass
 
 
 def copy_data(rng, n=24, T=3, V=8):
@@ -326,18 +331,21 @@ def test_rnnlm_state_carries_across_epochs_despite_eval(rng):
     assert starts == [None, None]
 
 
-def test_recurrent_state_helpers():
+def test_model_recurrent_state():
     model = TinyLM(stateful=True)
-    assert get_recurrent_state(model) == {}
+    assert model.get_state() == {}
     model.forward(np.zeros((2, 3), dtype=int), np.zeros((2, 3), dtype=int))
-    state = get_recurrent_state(model)
+    state = model.get_state()
     assert list(state) == ["layers.0.h"] and state["layers.0.h"].shape == (2, 5)
+    assert state["layers.0.h"] is not model.layers[0].h
     model.reset_state()
-    set_recurrent_state(model, state)
+    model.set_state(state)
     np.testing.assert_array_equal(model.layers[0].h, state["layers.0.h"])
     assert model.layers[0].h is not state["layers.0.h"]
-    set_recurrent_state(model, {})
+    model.set_state({})
     assert model.layers[0].h is None
+    with pytest.raises(KeyError, match=r"no stateful layer for \['lstm.h'\]"):
+        model.set_state({"lstm.h": state["layers.0.h"]})
 
 
 def test_rnnlm_skip_resets_state(rng):

@@ -61,8 +61,7 @@ from .optim import clip_grads, optimizer_from_state
 from .schedules import schedule_from_state
 from .serialization import atomic_write, load_tensors
 
-__all__ = ["Trainer", "RnnlmTrainer", "SaveBest", "save_history", "load_history",
-           "get_recurrent_state", "set_recurrent_state"]
+__all__ = ["Trainer", "RnnlmTrainer", "SaveBest", "save_history", "load_history"]
 
 logger = logging.getLogger("timelayers")
 
@@ -116,53 +115,6 @@ def _mean_exp(mean):
         return math.exp(mean)
     except OverflowError:
         return math.inf
-
-
-def _recurrent_layers(model):
-    named = getattr(model, "named_layers", None)
-    if not callable(named):
-        return []
-    return [(name, layer) for name, layer in named()
-            if getattr(layer, "stateful", False) is True
-            and callable(getattr(layer, "reset_state", None))]
-
-
-def get_recurrent_state(model) -> dict:
-    """Copies of the hidden state of every stateful layer: ``{"lstm.h": array,
-    "lstm.c": array}`` (layers whose state is empty are left out).
-
-    Stateful layers are those with ``stateful = True`` and ``reset_state()``; their
-    state is read from the attributes ``h`` and ``c`` and restored with
-    ``set_state(h, c)`` (the library's recurrent layers).
-    """
-    state = {}
-    for name, layer in _recurrent_layers(model):
-        for attr in ("h", "c"):
-            value = getattr(layer, attr, None)
-            if value is not None and hasattr(value, "shape"):
-                state[f"{name}.{attr}"] = value.copy()
-    return state
-
-
-def set_recurrent_state(model, state: dict) -> None:
-    """Restore what :func:`get_recurrent_state` returned (arrays are copied, to the
-    array module of the model's params); layers absent from ``state`` are reset."""
-    params = getattr(model, "params", None) or []
-    xp = get_array_module(params[0]) if params else np
-    for name, layer in _recurrent_layers(model):
-        h, c = state.get(f"{name}.h"), state.get(f"{name}.c")
-        layer.reset_state()
-        if h is None and c is None:
-            continue
-        h = None if h is None else xp.array(h)
-        c = None if c is None else xp.array(c)
-        setter = getattr(layer, "set_state", None)
-        if callable(setter) and h is not None:
-            setter(h) if c is None else setter(h, c)
-        else:
-            layer.h = h
-            if c is not None:
-                layer.c = c
 
 
 def _generators(trainer):
@@ -758,10 +710,10 @@ class RnnlmTrainer(Trainer):
                 or self._state_batch_size != self._batch_size):
             self.model.reset_state()
         else:
-            set_recurrent_state(self.model, self._train_state)
+            self.model.set_state(self._train_state)
 
     def _end_epoch(self):
-        self._train_state = get_recurrent_state(self.model)
+        self._train_state = self.model.get_state()
         self._state_batch_size = self._batch_size
 
     def _after_skip(self):

@@ -9,7 +9,8 @@ class then gives:
 - weight tying as one explicit statement, ``self.tie("affine.W", "embed.W",
   transpose=True)``: the tied param is left out of ``params`` and its gradient is
   added to the source's gradient at the end of ``backward``;
-- ``train()`` / ``eval()``, ``reset_state()``;
+- ``train()`` / ``eval()``; the recurrent state: ``reset_state()``, ``get_state()``
+  (a dict of copies) and ``set_state(state)``;
 - ``to_gpu()`` / ``to_cpu()``: every array of the model moved to CuPy or NumPy
   in place (ties and shared arrays kept);
 - ``state_dict()`` / ``load_state_dict()`` and ``save(path)`` / ``Model.load(path)``
@@ -170,6 +171,45 @@ class Model:
         for _, layer in self.named_layers():
             if hasattr(layer, "reset_state"):
                 layer.reset_state()
+
+    def get_state(self) -> dict:
+        """Copies of the recurrent state that the stateful layers carry from one
+        forward to the next: ``{"rnn.h": (N, H), "rnn.c": (N, H)}`` (dotted layer
+        name, then ``h``, and ``c`` for an LSTM). Layers without a state yet (after
+        :meth:`reset_state`) are left out, so a fresh model gives ``{}``.
+
+        A stateful layer is one with ``stateful = True`` and ``set_state(h, c=None)``
+        (the library's recurrent layers); its state is its ``h`` and ``c``.
+        """
+        state = {}
+        for name, layer in self._stateful_layers():
+            for key in ("h", "c"):
+                value = getattr(layer, key, None)
+                if value is not None:
+                    state[f"{name}.{key}"] = value.copy()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned: each array is copied to the
+        array module of the model's params; a stateful layer absent from ``state``
+        is reset."""
+        names = [name for name, _ in self._stateful_layers()]
+        unknown = sorted(set(state) - {f"{n}.{k}" for n in names for k in ("h", "c")})
+        if unknown:
+            raise KeyError(f"{type(self).__name__}.set_state: no stateful layer for {unknown} "
+                           f"(the stateful layers are {names})")
+        xp = get_array_module(*self.params[:1])
+        for name, layer in self._stateful_layers():
+            h, c = state.get(f"{name}.h"), state.get(f"{name}.c")
+            layer.reset_state()
+            if h is not None:
+                layer.set_state(xp.array(h), None if c is None else xp.array(c))
+
+    def _stateful_layers(self):
+        """(dotted name, layer) for every layer with ``stateful = True`` and ``set_state``."""
+        return [(name, layer) for name, layer in self.named_layers()
+                if getattr(layer, "stateful", False) is True
+                and callable(getattr(layer, "set_state", None))]
 
     # -- devices -----------------------------------------------------------------
     def to_gpu(self):

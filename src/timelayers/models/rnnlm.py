@@ -18,27 +18,12 @@ from .base import Model
 __all__ = ["SimpleRnnlm", "Rnnlm", "BetterRnnlm", "RnnlmConfig", "BetterRnnlmConfig"]
 
 class _LanguageModel(Model):
-    """Shared behaviour: loss over ``predict``, state get/set for generation."""
+    """Shared behaviour: the loss over ``predict``. The recurrent state
+    (``get_state`` / ``set_state``, e.g. for generation) is :class:`Model`'s."""
 
     def forward(self, xs, ts):
         """Mean cross entropy of ``predict(xs) (N, T, V)`` against ``ts (N, T)``."""
         return self.loss_layer.forward(self.predict(xs), ts)
-
-    def _recurrent_layers(self):
-        return [layer for _, layer in self.named_layers() if hasattr(layer, "set_state")]
-
-    def get_state(self):
-        """The recurrent state: a list with ``(h, c)`` per recurrent layer
-        (``c`` is None for RNN and GRU)."""
-        return [(layer.h, getattr(layer, "c", None)) for layer in self._recurrent_layers()]
-
-    def set_state(self, state):
-        """Restore a state returned by :meth:`get_state`."""
-        for layer, (h, c) in zip(self._recurrent_layers(), state):
-            if hasattr(layer, "c"):
-                layer.set_state(h, c)
-            else:
-                layer.set_state(h)
 
 
 @dataclass
