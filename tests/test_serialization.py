@@ -237,7 +237,7 @@ def test_model_round_trip_with_metadata(tmp_path):
 def test_model_vocab_is_saved(tmp_path):
     vocab_mod = pytest.importorskip("timelayers.vocab")
     m = SerTiny(rng=1)
-    m.vocab = vocab_mod.Vocabulary(["a", "b", "c"])
+    m.vocab = vocab_mod.Vocabulary(["a", "b", "c", "d", "e", "f"])  # one word per row
     m.save(tmp_path / "m")
     loaded = SerTiny.load(tmp_path / "m")
     assert loaded.vocab == m.vocab

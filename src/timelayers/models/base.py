@@ -320,28 +320,86 @@ class Model:
 
     @classmethod
     def _load_full(cls, path):
+        """Read a checkpoint and rebuild its model. Every part of the file is
+        checked before the model is built (see :func:`read_metadata`): the
+        config's sizes against the tensors' real shapes, the weights' finiteness,
+        the vocabulary's size against the config's ``vocab_size``; the tensors'
+        names, shapes and dtypes are then checked against the model.
+
+        Returns
+        -------
+        model, extra tensors (name -> array, those that are not params), metadata
+        """
+        where = f"checkpoint {str(path)!r}"
         tensors, raw = load_tensors(path)
         meta = read_metadata(raw, path)
-        target = MODEL_REGISTRY.get(meta.get("model"))
+        target = MODEL_REGISTRY.get(meta["model"])
         if target is None:
-            raise CheckpointError(f"checkpoint {str(path)!r} holds unknown model "
-                                  f"{meta.get('model')!r}")
+            raise CheckpointError(f"{where} holds unknown model {meta['model']!r}")
         if cls is not Model and not issubclass(target, cls):
-            raise CheckpointError(f"checkpoint {str(path)!r} holds a {target.__name__}, "
-                                  f"not a {cls.__name__}")
-        try:
-            model = target(**meta.get("config", {}))
-        except TypeError as exc:
-            raise CheckpointError(f"checkpoint {str(path)!r} has a config that {target.__name__} "
-                                  f"does not accept: {exc}") from None
+            raise CheckpointError(f"{where} holds a {target.__name__}, not a {cls.__name__}")
+        config = meta.get("config", {})
+        _check_config_sizes(config, tensors, where)
+        _check_finite(tensors, where)
+        vocab = None
         if "vocab" in meta:
+            from ..errors import DataError
             from ..vocab import Vocabulary
 
-            model.vocab = Vocabulary.from_dict(meta["vocab"])
-        own = set(model.state_dict())
-        model.load_state_dict({k: v for k, v in tensors.items() if k in own})
+            try:
+                vocab = Vocabulary.from_dict(meta["vocab"])
+            except DataError as exc:
+                raise CheckpointError(f"{where}: {exc}") from None
+            check_vocab_fits(vocab, config, where, target.__name__)
+        try:
+            model = target(**config)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CheckpointError(f"{where} has a config that {target.__name__} does not "
+                                  f"accept: {exc}") from None
+        if vocab is not None:
+            model.vocab = vocab
+        own = model.state_dict()
+        try:
+            model.load_state_dict({k: v for k, v in tensors.items() if k in own})
+        except CheckpointError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
         extra = {k: v for k, v in tensors.items() if k not in own}
         return model, extra, meta
+
+
+def check_vocab_fits(vocab, config: dict, where: str, model_name: str) -> None:
+    """Raise :class:`CheckpointError` unless ``vocab`` has one word per row of the
+    embedding of the model ``config`` describes (its ``vocab_size``; a config
+    without one passes)."""
+    size = config.get("vocab_size")
+    if isinstance(size, int) and len(vocab) != size:
+        raise CheckpointError(f"{where}: the vocabulary has {len(vocab)} words, the "
+                              f"{model_name} has {size} (vocab_size)")
+
+
+def _check_config_sizes(config: dict, tensors: dict, where: str) -> None:
+    """Refuse, before a model is built from ``config``, a negative integer in it or
+    one larger than every dimension of the file's tensors: a model that large
+    cannot be the one whose weights the file holds (``vocab_size=20000000`` beside
+    a 10000-row embedding would allocate gigabytes before the shapes are
+    compared)."""
+    largest = max((d for t in tensors.values() for d in t.shape), default=0)
+    for key, value in config.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if value < 0:
+            raise CheckpointError(f"{where}: config {key}={value} is negative")
+        if value > largest:
+            raise CheckpointError(f"{where}: config {key}={value} is larger than every "
+                                  f"dimension of its tensors (the largest is {largest}); the "
+                                  f"config does not match the weights")
+
+
+def _check_finite(tensors: dict, where: str) -> None:
+    """Refuse NaN or infinite values in any float tensor (params or optimizer state)."""
+    for name, t in tensors.items():
+        if np.issubdtype(t.dtype, np.floating) and not np.isfinite(t).all():
+            raise CheckpointError(f"{where}: tensor {name!r} has NaN or infinite values")
 
 
 def config_dict(model) -> dict:
@@ -355,14 +413,88 @@ def config_dict(model) -> dict:
 
 
 def read_metadata(raw: dict, path) -> dict:
-    """Parse the JSON metadata that :meth:`Model.save` writes."""
+    """Parse the JSON metadata that :meth:`Model.save` writes, and check the type
+    of every field it has (``model``, ``config``, ``vocab``, ``version`` and, in a
+    training checkpoint, ``training`` with its counters, history, optimizer and
+    trainer config), so that a malformed file is refused here with a one-line
+    :class:`CheckpointError` naming the file and the field."""
+    where = f"checkpoint {str(path)!r}"
     try:
         meta = json.loads(raw["timelayers"])
     except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"checkpoint {str(path)!r} has no timelayers metadata") from None
+        raise CheckpointError(f"{where} has no timelayers metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != "timelayers":
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a timelayers checkpoint")
+        raise CheckpointError(f"{where} is not a timelayers checkpoint")
+    _check_fields(meta, {"model": str, "config": dict, "vocab": dict, "version": str,
+                         "training": dict}, where, required=("model",))
+    training = meta.get("training")
+    if training is not None:
+        _check_training_fields(training, where)
     return meta
+
+
+_NONNEGATIVE_INT = "a non-negative integer"
+
+
+def _check_fields(record: dict, types: dict, where: str, required=(), prefix="") -> None:
+    """Raise CheckpointError for a missing ``required`` key or a value of ``record``
+    whose type is not ``types[key]`` (a type, a tuple of types, or
+    ``_NONNEGATIVE_INT``)."""
+    for key in required:
+        if key not in record:
+            raise CheckpointError(f"{where}: metadata lacks {prefix}{key!r}")
+    for key, want in types.items():
+        if key not in record:
+            continue
+        value = record[key]
+        if want is _NONNEGATIVE_INT:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            expected = want
+        else:
+            ok = isinstance(value, want)
+            names = [t.__name__ for t in (want if isinstance(want, tuple) else (want,))]
+            expected = "a " + " or ".join(_JSON_NAMES.get(n, n) for n in names)
+        if not ok:
+            raise CheckpointError(f"{where}: {prefix}{key!r} should be {expected}, got "
+                                  f"{json.dumps(value)[:60]}")
+
+
+_JSON_NAMES = {"dict": "JSON object", "list": "JSON list", "str": "string", "NoneType": "null"}
+
+
+def _check_training_fields(training: dict, where: str) -> None:
+    _check_fields(training, {"trainer": str, "epoch": _NONNEGATIVE_INT,
+                             "iteration": _NONNEGATIVE_INT, "history": dict,
+                             "trainer_config": dict, "optimizer": dict,
+                             "schedule": (dict, type(None)), "rng_state": dict,
+                             "model_rng_state": (dict, type(None)),
+                             "layer_rng_states": dict}, where, prefix="training ")
+    for key, values in training.get("history", {}).items():
+        if not isinstance(values, list):
+            raise CheckpointError(f"{where}: training history {key!r} should be a JSON list, "
+                                  f"got {json.dumps(values)[:60]}")
+    if "optimizer" in training:
+        _check_fields(training["optimizer"], {"type": str, "hyper": dict}, where,
+                      required=("type", "hyper"), prefix="training optimizer ")
+    known = _trainer_config_keys(training.get("trainer"))
+    unknown = sorted(set(training.get("trainer_config", {})) - known) if known is not None else []
+    if unknown:
+        raise CheckpointError(f"{where}: training trainer_config has unknown keys {unknown} "
+                              f"(a {training.get('trainer')} takes {sorted(known)})")
+
+
+def _trainer_config_keys(name) -> set | None:
+    """The ``trainer_config`` keys of the trainer class called ``name`` (None when
+    there is no such class)."""
+    from ..training import Trainer
+
+    classes = [Trainer]
+    while classes:
+        cls = classes.pop()
+        if cls.__name__ == name:
+            return set(cls._trainer_config)
+        classes += cls.__subclasses__()
+    return None
 
 
 def _keeping_order(convert):
