@@ -11,7 +11,7 @@ once; from N = 2 on, OpenBLAS's matrix product first copies the whole weight
 into its packed layout, at every call. The time at N = 2 to 8 is then mostly
 that copy, the rest grows with N at the product's rate. Also times a
 transposed copy of ``Wh (H, 4H)`` as NumPy makes it and through rows padded by
-64 bytes (``timelayers.layers.recurrent._transposed_copy``), which matters when
+64 bytes (``timelayers.layers.plans.lstm_fast.transposed_copy``), which matters when
 a row is a multiple of 1 KiB. Medians over ``--repeats`` calls.
 """
 
@@ -32,7 +32,7 @@ if __name__ == "__main__" and "--threads" in sys.argv[:-1]:
 import timelayers  # noqa: E402,F401  (before NumPy: OpenBLAS's spin, see timelayers/__init__.py)
 import numpy as np  # noqa: E402
 
-from timelayers.layers.recurrent import _transposed_copy  # noqa: E402
+from timelayers.layers.plans.lstm_fast import transposed_copy  # noqa: E402
 
 
 def median_us(fn, repeats):
@@ -66,7 +66,7 @@ def main(argv=None):
         print(f"{N:4d} {us:8.0f} {2 * 4 * H * H * N / us / 1e3:8.1f}")
     Wh = np.ascontiguousarray(W_T.T)  # (H, 4H)
     plain = median_us(lambda: np.ascontiguousarray(Wh.T), max(20, args.repeats // 10))
-    padded = median_us(lambda: _transposed_copy(Wh), max(20, args.repeats // 10))
+    padded = median_us(lambda: transposed_copy(Wh), max(20, args.repeats // 10))
     print(f"transposed copy of Wh ({H}, {4 * H}), rows of {Wh.strides[0]} bytes: "
           f"numpy {plain:.0f} us, through padded rows {padded:.0f} us")
 

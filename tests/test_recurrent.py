@@ -25,15 +25,15 @@ def make_params(xp, rng, kind, D=D, H=H, dtype=np.float64, scale=0.5):
     return [p.astype(dtype) for p in params]
 
 
-def make_time(kind, params, stateful=False):
+def make_time(kind, params, stateful=False, plan=None):
     if kind == "rnn":
-        return TimeRNN(*params, stateful=stateful)
+        return TimeRNN(*params, stateful=stateful, plan=plan)
     if kind == "lstm":
-        return TimeLSTM(*params, stateful=stateful)
+        return TimeLSTM(*params, stateful=stateful, plan=plan)
     if kind == "gru":
-        return TimeGRU(*params, stateful=stateful)
+        return TimeGRU(*params, stateful=stateful, plan=plan)
     Wx, Wh, b, bh = params
-    return TimeGRU(Wx, Wh, b, stateful=stateful, reset_after=True, bh=bh)
+    return TimeGRU(Wx, Wh, b, stateful=stateful, reset_after=True, bh=bh, plan=plan)
 
 
 def make_cell(kind, params):
@@ -92,13 +92,16 @@ def states(xp, rng, kind, N, dtype=np.float64):
 
 # ----------------------------------------------------------------------------- forward
 
+@pytest.mark.parametrize("plan", [None, "reference"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("N,T", NT)
-def test_time_forward_matches_reference(xp, rng, kind, N, T):
+def test_time_forward_matches_reference(xp, rng, kind, N, T, plan):
+    """The chosen plan and the package's reference plan both give this test's
+    own plain NumPy loop of the book's equations."""
     params = make_params(xp, rng, kind)
     xs = randn(xp, rng, N, T, D)
     h0, c0 = states(xp, rng, kind, N)
-    layer = make_time(kind, params)
+    layer = make_time(kind, params, plan=plan)
     layer.set_state(h0, c0)
     hs = layer.forward(xs)
     ref_hs, ref_h, ref_c = reference_forward(kind, params, xs, h0, c0)

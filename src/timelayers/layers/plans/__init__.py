@@ -1,0 +1,72 @@
+"""Plans: the code that runs a recurrent time layer's math, behind one seam.
+
+==================  =========================================================
+plan                what it runs
+==================  =========================================================
+``ReferencePlan``   the book's equations, one step function call per step
+                    (:mod:`timelayers.layers.recurrent_reference`)
+``BatchedRNN``,     the input products batched over all steps, time-major
+``BatchedGRU``      buffers, no per-step allocations (:mod:`.batched`)
+``FastLSTM``        the LSTM's CPU speed work: one ``exp`` for four gates,
+                    weights prepared once per call, fused or transposed
+                    per-step products (:mod:`.lstm_fast`)
+``RowBlocks``       another plan on slices of the batch's rows, in parallel
+                    threads (:mod:`.row_blocks`)
+==================  =========================================================
+
+:func:`choose_plan` is the one place that picks a plan; a time layer calls it
+at every forward unless it was built with ``plan=...``. The seam's contract is
+:class:`~.base.Plan`'s.
+"""
+
+from __future__ import annotations
+
+from ...backend import get_array_module
+from .base import Plan
+from .batched import BatchedGRU, BatchedRNN
+from .lstm_fast import FastLSTM
+from .reference import ReferencePlan
+from .row_blocks import RowBlocks, row_blocks
+
+__all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "RowBlocks",
+           "choose_plan", "every_plan", "CELLS"]
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def choose_plan(cell, params, xs_shape):
+    """The plan for ``cell`` ("rnn", "lstm" or "gru") with ``params`` (``Wx (D,
+    G*H)`` first, ``Wh (H, G*H)`` second) on inputs of shape ``(N, T, D)``.
+
+    NumPy: the batched plans (the LSTM's flags from the shapes of one row
+    block), on row blocks when the batch is large enough. CuPy: the same
+    plans on the whole batch.
+    """
+    N, T, D = xs_shape
+    H = params[1].shape[0]
+    on_numpy = get_array_module(params[0]).__name__ == "numpy"
+    blocks = row_blocks(N, H) if on_numpy else [slice(0, N)]
+    rows = max(s.stop - s.start for s in blocks)
+    if cell == "lstm":
+        inner = FastLSTM.for_shape(rows, T, D, H)
+    elif cell == "gru":
+        inner = BatchedGRU()
+    elif cell == "rnn":
+        inner = BatchedRNN()
+    else:
+        raise ValueError(f"choose_plan: argument 'cell' expected one of {CELLS}, got {cell!r}")
+    return inner if len(blocks) == 1 else RowBlocks(inner, blocks)
+
+
+def every_plan(cell, N, blocks=2):
+    """Every plan that :func:`choose_plan` can give for ``cell`` on a batch of
+    ``N`` rows, each also on ``blocks`` row blocks, and the reference (for
+    the tests, which run each against the reference)."""
+    from .row_blocks import even_blocks
+
+    inner = {"lstm": FastLSTM.every_variant(), "gru": [BatchedGRU()],
+             "rnn": [BatchedRNN()]}[cell]
+    plans = [ReferencePlan(cell)] + inner
+    if N >= blocks > 1:
+        plans += [RowBlocks(p, even_blocks(N, blocks)) for p in inner]
+    return plans

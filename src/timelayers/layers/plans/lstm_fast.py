@@ -1,0 +1,340 @@
+"""The LSTM over a whole sequence, fast on a CPU (NumPy; CuPy runs it too).
+
+Layout: ``XH (T, N, D+1+H)`` holds ``[x_t, 1, h_{t-1}]`` for every step (each
+step writes its ``h_t`` into the next step's row), so that the bias rides in the
+products and backward gets ``[dWx; db; dWh]`` from one product ``XH^T dA``.
+
+All four gates come from one ``exp`` per element: ``sigmoid(a) = 1 / (1 +
+exp(-a))`` and ``tanh(a) = 2 / (1 + exp(-2a)) - 1`` (NumPy's float32 ``exp`` is
+about twice as fast as its ``tanh``); the factors -1 (f, i, o) and -2 (g) are
+the gate scales.
+
+:class:`FastLSTM`'s flags are the choices; :meth:`FastLSTM.for_shape` makes
+them from the shapes, for the reasons given beside each flag. Measurements:
+docs/RESULTS.md (issue 9) and ``benchmarks/bench_thin_products.py``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+from ...backend import get_array_module
+from .base import Plan, batch_major, ignore_overflow, with_initial
+
+__all__ = ["FastLSTM"]
+
+# Up to this many rows the per-step products are computed transposed,
+# ``W^T @ XH[t]^T``: OpenBLAS splits the long side of a product between its
+# threads, and packs the weights faster in this orientation (about 25% faster for
+# (20, 650) @ (650, 2600)); measured faster for N = 20 and 32, slower for 64.
+TRANSPOSED_STEP_MAX_ROWS = 32
+
+# From this many elements per (N, H) block on, the backward computes the local
+# derivatives step by step inside the loop, where each step's (N, 4H) block is
+# still in the cache; below it, for all steps in a few full-width passes (fewer
+# NumPy calls; for large blocks those passes over (T, N, 4H) wait on memory).
+STEPWISE_BACKWARD_MIN = 16384
+
+# A row of 1024 bytes or a multiple of it maps every row of a column onto the same
+# few cache sets (a 4 KiB stride onto one set): reading such a matrix down its
+# columns, as a transposed copy does, then misses the cache at every element,
+# about 5x slower for Wh (256, 1024) float32. Rows padded by 64 bytes avoid it.
+_ALIASING_ROW_BYTES = 1024
+_ROW_PAD_BYTES = 64
+
+
+class FastLSTM(Plan):
+    """The fast LSTM's choices.
+
+    prescaled : the gate scales are folded into a copy of the weights, stacked
+        with the bias; worth the copy when there are more rows ``T*N`` than
+        weight rows ``D+1+H`` (training-sized calls). Otherwise (generation,
+        one step at a time) ``x @ Wx + b`` and the pre-activations are scaled.
+    fused : (prescaled only) one product per step, ``XH[t] @ [Wx; b; Wh]``,
+        written straight into the step's pre-activations: for small inputs
+        (``4 (D+1) <= H``, the seq2seq models' character embeddings) the
+        ``D+1`` extra rows cost less than a separate ``(T*N, D)`` product whose
+        output goes to memory and comes back. Otherwise ``[x, 1] @ [Wx; b]``
+        runs for all steps at once and ``h @ Wh`` per step.
+    transposed : the forward's per-step products computed transposed (few
+        rows, see ``TRANSPOSED_STEP_MAX_ROWS``); the transposed weights are a
+        copy per call, so not for a step or two of an unscaled call.
+    transposed_backward : the backward's ``dA_t @ Wh^T`` computed as
+        ``(Wh @ dA_t^T)^T`` (few rows), else with a copy of ``Wh^T``.
+    stepwise_backward : see ``STEPWISE_BACKWARD_MIN``.
+    """
+
+    def __init__(self, prescaled, fused, transposed, transposed_backward, stepwise_backward):
+        if fused and not prescaled:
+            raise ValueError("FastLSTM: fused products need prescaled weights")
+        self.prescaled = bool(prescaled)
+        self.fused = bool(fused)
+        self.transposed = bool(transposed)
+        self.transposed_backward = bool(transposed_backward)
+        self.stepwise_backward = bool(stepwise_backward)
+
+    @classmethod
+    def for_shape(cls, N, T, D, H):
+        """The choices for blocks of ``N`` rows, ``T`` steps, ``D`` inputs, ``H`` units."""
+        prescaled = D + 1 + H < T * N
+        few_rows = N <= TRANSPOSED_STEP_MAX_ROWS
+        return cls(prescaled=prescaled,
+                   fused=prescaled and 4 * (D + 1) <= H,
+                   transposed=few_rows and (prescaled or T >= 4),
+                   transposed_backward=few_rows,
+                   stepwise_backward=N * H >= STEPWISE_BACKWARD_MIN)
+
+    @classmethod
+    def every_variant(cls):
+        """Every valid combination of the flags (for the tests)."""
+        flags = [(p, f, t, tb, s) for p in (False, True) for f in (False, True)
+                 for t in (False, True) for tb in (False, True) for s in (False, True)]
+        return [cls(*fl) for fl in flags if fl[0] or not fl[1]]
+
+    # -- forward ---------------------------------------------------------------------
+    def prepare_forward(self, params):
+        Wx, Wh, b = params
+        xp = get_array_module(Wx)
+        D, H = Wx.shape[0], Wh.shape[0]
+        dt = Wx.dtype
+        scale = _gate_scales(H, dt, xp)
+        W = None
+        if self.prescaled:
+            W = padded_empty((D + 1 + H if self.fused else D + 1, 4 * H), dt, xp)
+            W[:D] = Wx
+            W[D] = b
+            if self.fused:
+                W[D + 1:] = Wh
+            W *= scale
+        if self.fused:
+            step = W
+        elif self.prescaled:
+            step = xp.multiply(Wh, scale, out=padded_empty(Wh.shape, dt, xp))
+        else:
+            step = Wh
+        if self.transposed:
+            step = transposed_copy(step)
+        return StepWeights(scale, W, step)
+
+    def forward(self, params, xs, states, prepared=None):
+        Wx, Wh, b = params
+        h0, c0 = states
+        xp = get_array_module(Wx)
+        N, T, D = xs.shape
+        H = Wh.shape[0]
+        dt = Wx.dtype
+        K = D + 1 + H
+        prescaled, fused, transposed = self.prescaled, self.fused, self.transposed
+        scale, W, step = prepared if prepared is not None else self.prepare_forward(params)
+        XH = xp.empty((T, N, K), dtype=dt)                # [x_t, 1, h_{t-1}]
+        XH[:, :, :D] = xs.transpose(1, 0, 2)
+        XH[:, :, D] = 1
+        XH[0, :, D + 1:] = h0
+        A = xp.empty((T, N, 4 * H), dtype=dt)            # pre-activations, then gates in place
+        if prescaled and not fused:
+            xp.matmul(XH.reshape(T * N, K)[:, :D + 1], W, out=A.reshape(T * N, 4 * H))
+        elif not prescaled:
+            xp.matmul(XH.reshape(T * N, K)[:, :D], Wx, out=A.reshape(T * N, 4 * H))
+            A += b
+        if transposed:
+            work_T = xp.empty((4 * H, N), dtype=dt)
+        work = None if fused or transposed else xp.empty((N, 4 * H), dtype=dt)
+        Cs = with_initial(c0, T)                          # (T+1, N, H)
+        TC = xp.empty((T, N, H), dtype=dt)                # tanh(c_t)
+        h_last = xp.empty((N, H), dtype=dt)
+        gi = xp.empty((N, H), dtype=dt)
+        with ignore_overflow(xp):                         # exp(-a) = inf for a << 0: gate 0
+            for t in range(T):
+                a = A[t]                                  # (N, 4H)
+                if transposed:
+                    xp.matmul(step, XH[t].T if fused else XH[t, :, D + 1:].T, out=work_T)
+                    if fused:
+                        a[...] = work_T.T
+                    else:
+                        a += work_T.T
+                elif fused:
+                    xp.matmul(XH[t], step, out=a)
+                else:
+                    xp.matmul(XH[t, :, D + 1:], step, out=work)
+                    a += work
+                if not prescaled:
+                    a *= scale
+                xp.exp(a, out=a)
+                a += 1
+                xp.reciprocal(a, out=a)                   # f, (g + 1) / 2, i, o
+                f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+                g *= 2
+                g -= 1                                    # g = tanh(.)
+                c = Cs[t + 1]
+                xp.multiply(f, Cs[t], out=c)
+                xp.multiply(g, i, out=gi)
+                c += gi                                   # c_t = f * c_{t-1} + g * i
+                xp.tanh(c, out=TC[t])
+                h = XH[t + 1, :, D + 1:] if t + 1 < T else h_last
+                xp.multiply(o, TC[t], out=h)              # h_t = o * tanh(c_t)
+        hs = xp.empty((N, T, H), dtype=dt)
+        hs[:, :T - 1] = XH[1:, :, D + 1:].transpose(1, 0, 2)
+        hs[:, T - 1] = h_last
+        return hs, (h_last, Cs[T].copy()), LSTMCache(XH, A, Cs, TC)
+
+    # -- backward --------------------------------------------------------------------
+    def prepare_backward(self, params):
+        """``Wh (H, 4H)`` itself for transposed products, else a copy of ``Wh^T (4H, H)``."""
+        Wh = params[1]
+        return Wh if self.transposed_backward else transposed_copy(Wh)
+
+    def backward(self, params, grads, dhs, cache, prepared=None):
+        Wx, Wh = params[:2]
+        xp = get_array_module(Wx)
+        XH, A, Cs, TC = cache
+        T, N, H = TC.shape
+        D = XH.shape[2] - 1 - H
+        dt = Wx.dtype
+        dh = xp.zeros((N, H), dtype=dt)
+        dc = xp.zeros((N, H), dtype=dt)
+        dhs = dhs.transpose(1, 0, 2)                      # (T, N, H) view
+        hidden_weights = prepared if prepared is not None else self.prepare_backward(params)
+        if self.transposed_backward:
+            hidden = partial(_times_transposed, hidden_weights, xp.empty((H, N), dtype=dt))
+        else:
+            def hidden(d, out):
+                xp.matmul(d, hidden_weights, out=out)
+        local = _backward_steps if self.stepwise_backward else _backward_passes
+        dA = local(dhs, dh, dc, A, Cs, TC, hidden)
+        dA2 = dA.reshape(T * N, 4 * H)
+        dW = xp.matmul(XH.reshape(T * N, D + 1 + H).T, dA2)  # (D+1+H, 4H): [dWx; db; dWh]
+        grads[0][...] = dW[:D]
+        grads[2][...] = dW[D]
+        grads[1][...] = dW[D + 1:]
+        return batch_major(xp.matmul(dA2, Wx.T), N, T), (dh, dc)
+
+
+class StepWeights(NamedTuple):
+    """The forward's weights, prepared once per call."""
+
+    scale: object   # (4H,) gate factors
+    W: object       # [Wx; b] * scale (D+1, 4H), [Wx; b; Wh] * scale (D+1+H, 4H), or None
+    step: object    # per-step weights: Wh (* scale) (H, 4H), W, or their transposes
+
+
+class LSTMCache(NamedTuple):
+    XH: object      # (T, N, D+1+H) [x_t, 1, h_{t-1}]
+    A: object       # (T, N, 4H) the gates f, g, i, o
+    Cs: object      # (T+1, N, H) the cell states, the initial one first
+    TC: object      # (T, N, H) tanh(c_t)
+
+
+def _gate_scales(H, dt, xp):
+    """``(4H,)`` column factors ``-1`` on the sigmoid slices f, i, o and ``-2`` on
+    the tanh slice g: with ``u = exp(scale * a)``, ``1 / (1 + u)`` is
+    ``sigmoid(a)`` on f, i, o and ``(tanh(a) + 1) / 2`` on g."""
+    scale = xp.full(4 * H, -1.0, dtype=dt)
+    scale[H:2 * H] = -2.0
+    return scale
+
+
+def _times_transposed(Wh, work_T, d, out):
+    """``out = d @ Wh^T`` computed as ``(Wh @ d^T)^T``; ``work_T (H, N)``."""
+    get_array_module(Wh).matmul(Wh, d.T, out=work_T)
+    out[...] = work_T.T
+
+
+# With dh the total gradient of h_t and ds = dc_next + dh * o * (1 - tanh(c_t)^2)
+# that of c_t, the pre-activation gradients are df = ds * c_{t-1} * f(1-f),
+# dg = ds * i * (1-g^2), di = ds * g * i(1-i), do = dh * tanh(c_t) * o(1-o), and
+# dc_{t-1} = ds * f. Both versions return dA (T, N, 4H) and leave dh_{-1}, dc_{-1}
+# (the gradients of the initial state) in dh and dc. hidden(d, out=dh) computes
+# dh = d @ Wh^T.
+
+def _backward_steps(dhs, dh, dc, A, Cs, TC, hidden):
+    """The local derivatives step by step, on blocks that stay in cache."""
+    xp = get_array_module(A)
+    T, N, H = TC.shape
+    dA = xp.empty_like(A)                             # (T, N, 4H)
+    dh_t = xp.empty((N, H), dtype=A.dtype)
+    ds = xp.empty((N, H), dtype=A.dtype)
+    for t in range(T - 1, -1, -1):
+        a, d, tc = A[t], dA[t], TC[t]
+        f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        df, dg, di, do = d[:, :H], d[:, H:2 * H], d[:, 2 * H:3 * H], d[:, 3 * H:]
+        xp.add(dhs[t], dh, out=dh_t)
+        xp.subtract(1, a, out=d)
+        d *= a                                        # s(1-s); the g slice is overwritten
+        xp.multiply(tc, tc, out=ds)
+        xp.subtract(1, ds, out=ds)
+        ds *= o
+        ds *= dh_t
+        ds += dc
+        xp.multiply(ds, f, out=dc)                    # dc_{t-1}
+        df *= Cs[t]
+        xp.multiply(g, g, out=dg)
+        xp.subtract(1, dg, out=dg)
+        dg *= i
+        di *= g
+        d.reshape(N, 4, H)[:, :3] *= ds[:, None, :]   # df, dg, di
+        do *= tc
+        do *= dh_t
+        hidden(d, out=dh)                             # dh_{t-1}
+    return dA
+
+
+def _backward_passes(dhs, dh, dc, A, Cs, TC, hidden):
+    """The factors that do not depend on dh for all steps in full-width passes,
+    then a short loop: fewer NumPy calls for small blocks."""
+    xp = get_array_module(A)
+    T, N, H = TC.shape
+    f, g, i, o = A[..., :H], A[..., H:2 * H], A[..., 2 * H:3 * H], A[..., 3 * H:]
+    dA = xp.subtract(1, A)                            # (T, N, 4H)
+    dA *= A                                           # sigmoid'(.) = s(1-s) for f, i, o
+    dA[..., :H] *= Cs[:-1]
+    dg = dA[..., H:2 * H]
+    xp.multiply(g, g, out=dg)
+    xp.subtract(1, dg, out=dg)
+    dg *= i                                           # i * (1 - g^2)
+    dA[..., 2 * H:3 * H] *= g
+    dA[..., 3 * H:] *= TC
+    o_dtanh = TC * TC                                 # (T, N, H)
+    xp.subtract(1, o_dtanh, out=o_dtanh)
+    o_dtanh *= o
+    dA4 = dA.reshape(T, N, 4, H)
+    dh_t = xp.empty((N, H), dtype=A.dtype)
+    ds = xp.empty((N, H), dtype=A.dtype)
+    for t in range(T - 1, -1, -1):
+        xp.add(dhs[t], dh, out=dh_t)
+        xp.multiply(dh_t, o_dtanh[t], out=ds)
+        ds += dc
+        dA4[t, :, :3] *= ds[:, None, :]               # df, dg, di
+        dA[t, :, 3 * H:] *= dh_t                      # do
+        xp.multiply(ds, f[t], out=dc)                 # dc_{t-1}
+        hidden(dA[t], out=dh)                         # dh_{t-1}
+    return dA
+
+
+# --------------------------------------------------------------------------- copies
+
+def padded_empty(shape, dtype, xp):
+    """An uninitialised 2-D ``shape`` array whose rows are padded when their length
+    in bytes is a multiple of ``_ALIASING_ROW_BYTES`` (a view into a wider
+    buffer; NumPy only)."""
+    rows, cols = shape
+    if xp.__name__ != "numpy":
+        return xp.empty(shape, dtype=dtype)
+    itemsize = xp.dtype(dtype).itemsize
+    if rows < 2 or (cols * itemsize) % _ALIASING_ROW_BYTES:
+        return xp.empty(shape, dtype=dtype)
+    return xp.empty((rows, cols + _ROW_PAD_BYTES // itemsize), dtype=dtype)[:, :cols]
+
+
+
+def transposed_copy(a):
+    """C-contiguous copy of ``a.T`` for a 2-D ``a (R, C)``: ``(C, R)``, going
+    through a padded copy when ``a``'s rows would alias in the cache."""
+    xp = get_array_module(a)
+    stride = a.strides[0]
+    if xp.__name__ == "numpy" and a.shape[0] > 1 and stride % _ALIASING_ROW_BYTES == 0:
+        padded = padded_empty(a.shape, a.dtype, xp)
+        if padded.strides[0] != stride:
+            padded[...] = a
+            a = padded
+    return xp.ascontiguousarray(a.T)

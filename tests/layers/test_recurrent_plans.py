@@ -1,0 +1,266 @@
+"""The recurrent plans behind one seam (timelayers.layers.plans): every plan
+against the book's equations (the reference plan), the reference against
+central differences, and the choices choose_plan makes.
+
+- every plan gives the reference's outputs, last states, input and initial-state
+  gradients and param gradients, for every cell, on shapes that reach each of
+  the fast LSTM's layouts (fused, input product, unscaled, padded rows);
+- the reference plan and the chosen plans pass float64 gradient checks;
+- a time layer with a plan runs the same stateful sequence as the reference;
+- choose_plan: the documented choices for the models' shapes, row blocks only
+  where they pay, the whole batch on one thread;
+- row blocks prepare the LSTM's weights once per call and keep their buffers;
+- the fast LSTM gives no overflow warnings for large pre-activations;
+- the transposed copies pad rows that would alias in the cache.
+"""
+
+import numpy as np
+import pytest
+
+from helpers import assert_close, assert_gradcheck, randn
+from timelayers.layers import TimeGRU, TimeLSTM, TimeRNN
+from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, ReferencePlan, RowBlocks,
+                                     choose_plan, every_plan)
+from timelayers.layers.plans import lstm_fast
+from timelayers.parallel import get_num_threads, set_num_threads
+
+KINDS = {"rnn": ("rnn", 1), "lstm": ("lstm", 4), "gru": ("gru", 3), "gru_ra": ("gru", 3)}
+
+# (N, T, D, H) reaching the fast LSTM's layouts when chosen by shape: gate
+# scales folded into the weights (D + 1 + H < T N) with one fused product per
+# step (4 (D+1) <= H) or the input product for all steps; few rows (scaled
+# pre-activations); 4H = 128 float64 columns (1024-byte rows, padded before
+# their transposed copy).
+SHAPES = {
+    "scaled, fused": (4, 5, 1, 8),
+    "scaled, input product": (3, 5, 4, 6),
+    "few rows, small input": (2, 3, 1, 8),
+    "one row, two steps": (1, 2, 3, 4),
+    "one step": (3, 1, 2, 5),
+    "padded rows": (6, 6, 1, 32),
+}
+
+
+def make_case(xp, rng, kind, N, T, D, H, scale=0.5, dtype=np.float64):
+    cell, gates = KINDS[kind]
+    params = [randn(xp, rng, D, gates * H) * scale, randn(xp, rng, H, gates * H) * scale,
+              randn(xp, rng, gates * H) * scale]
+    if kind == "gru_ra":
+        params.append(randn(xp, rng, gates * H) * scale)
+    states = [randn(xp, rng, N, H) * 0.5 for _ in range(2 if cell == "lstm" else 1)]
+    xs = randn(xp, rng, N, T, D)
+    return ([p.astype(dtype) for p in params], xs.astype(dtype),
+            tuple(s.astype(dtype) for s in states))
+
+
+def run_plan(plan, params, xs, states, dhs):
+    """Forward and backward of ``plan``; everything it returns, as a flat list."""
+    xp = np if isinstance(xs, np.ndarray) else __import__("cupy")
+    hs, last, cache = plan.forward(params, xs, states)
+    grads = [xp.full_like(p, np.nan) for p in params]        # every element must be written
+    dxs, dstates = plan.backward(params, grads, dhs, cache)
+    return [hs, *last, dxs, *dstates, *grads]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_plan_equals_the_reference(xp, rng, kind, shape):
+    N, T, D, H = SHAPES[shape]
+    params, xs, states = make_case(xp, rng, kind, N, T, D, H)
+    dhs = randn(xp, rng, N, T, H)
+    cell = KINDS[kind][0]
+    expected = run_plan(ReferencePlan(cell), params, xs, states, dhs)
+    for plan in every_plan(cell, N)[1:]:
+        got = run_plan(plan, params, xs, states, dhs)
+        assert len(got) == len(expected)
+        for name, a, b in zip(("hs", "last", "dxs", "dstates", "grads"), got, expected):
+            assert a.shape == b.shape, (plan, name)
+            assert_close(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_every_plan_counts():
+    """24 fast-LSTM variants (fused only with prescaled weights), each also on row
+    blocks, and the reference."""
+    assert len(every_plan("lstm", 5)) == 1 + 24 + 24
+    assert len(every_plan("lstm", 1)) == 1 + 24
+    assert [type(p) for p in every_plan("gru", 4)] == [ReferencePlan, BatchedGRU, RowBlocks]
+    assert [type(p) for p in every_plan("rnn", 4)] == [ReferencePlan, BatchedRNN, RowBlocks]
+    with pytest.raises(ValueError, match="fused"):
+        FastLSTM(prescaled=False, fused=True, transposed=False, transposed_backward=False,
+                 stepwise_backward=False)
+
+
+LAYERS = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU,
+          "gru_ra": lambda *p, **kw: TimeGRU(*p[:3], reset_after=True, bh=p[3], **kw)}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("plan", ["reference", "chosen"])
+def test_layer_gradcheck(xp, rng, kind, plan):
+    N, T, D, H = 3, 4, 2, 3
+    params, xs, states = make_case(xp, rng, kind, N, T, D, H)
+    layer = LAYERS[kind](*params, plan="reference" if plan == "reference" else None)
+    layer.set_state(*states)
+    assert_gradcheck(layer, xs, dout=randn(xp, rng, N, T, H))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_stateful_layer_with_each_plan_follows_the_reference(xp, rng, kind):
+    """Two stateful forwards (truncated BPTT) give the reference layer's outputs,
+    states and gradients with every plan."""
+    N, T, D, H = 4, 3, 2, 5
+    params, xs, _ = make_case(xp, rng, kind, N, T, D, H)
+    xs2 = randn(xp, rng, N, T, D)
+    dhs = [randn(xp, rng, N, T, H) for _ in range(2)]
+
+    def run(plan):
+        layer = LAYERS[kind](*params, stateful=True, plan=plan)
+        out = []
+        for x, d in zip((xs, xs2), dhs):
+            out += [layer.forward(x), layer.h, layer.backward(d), layer.dh]
+            out += [g.copy() for g in layer.grads]
+            if kind == "lstm":
+                out += [layer.c, layer.dc]
+        return out
+
+    cell = KINDS[kind][0]
+    expected = run("reference")
+    for plan in every_plan(cell, N)[1:] + [None]:
+        for a, b in zip(run(plan), expected):
+            assert_close(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_plan_argument_is_checked(rng):
+    params, _, _ = make_case(np, rng, "lstm", 2, 2, 2, 3)
+    with pytest.raises(ValueError, match="TimeLSTM: argument 'plan' expected None, 'reference'"):
+        TimeLSTM(*params, plan="fast")
+    assert TimeLSTM(*params, plan="reference").plan == ReferencePlan("lstm")
+
+
+# ----------------------------------------------------------------------------- choices
+
+@pytest.fixture
+def threads():
+    """Run with a given thread count, restoring the previous one afterwards."""
+    before = get_num_threads()
+    yield set_num_threads
+    set_num_threads(before)
+
+
+def params_for(gates, D, H, dtype=np.float32):
+    return [np.zeros((D, gates * H), dtype), np.zeros((H, gates * H), dtype),
+            np.zeros(gates * H, dtype)]
+
+
+def test_choices_for_the_models_shapes(threads):
+    """BetterRnnlm's training batches (20 x 35, D = H = 650): fewer rows (700)
+    than weight rows (1301), so unscaled, with transposed products (few rows);
+    at 64 rows prescaled, plain products, backward step by step; its generation
+    (one row, one step): nothing prepared. The seq2seq encoders' character
+    embeddings (D 16, H 256): fused products."""
+    threads(1)
+    better = choose_plan("lstm", params_for(4, 650, 650), (20, 35, 650))
+    assert better == FastLSTM(prescaled=False, fused=False, transposed=True,
+                              transposed_backward=True, stepwise_backward=False)
+    better_large = choose_plan("lstm", params_for(4, 650, 650), (64, 35, 650))
+    assert better_large == FastLSTM(prescaled=True, fused=False, transposed=False,
+                                    transposed_backward=False, stepwise_backward=True)
+    generate = choose_plan("lstm", params_for(4, 650, 650), (1, 1, 650))
+    assert generate == FastLSTM(prescaled=False, fused=False, transposed=False,
+                                transposed_backward=True, stepwise_backward=False)
+    seq2seq = choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16))
+    assert seq2seq.fused and seq2seq.prescaled and not seq2seq.transposed
+    assert choose_plan("gru", params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU()
+    assert choose_plan("rnn", params_for(1, 5, 7), (4, 3, 5)) == BatchedRNN()
+    with pytest.raises(ValueError, match="argument 'cell'"):
+        choose_plan("elman", params_for(1, 5, 7), (4, 3, 5))
+
+
+def test_row_blocks_only_where_they_pay(threads):
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    seq2seq = choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16))
+    assert isinstance(seq2seq, RowBlocks)
+    assert [(s.start, s.stop) for s in seq2seq.blocks] == [(0, 64), (64, 128)]
+    assert seq2seq.inner == FastLSTM.for_shape(64, 29, 16, 256)   # chosen for one block
+    assert not isinstance(choose_plan("lstm", params_for(4, 650, 650), (20, 35, 650)),
+                          RowBlocks)                                # 10 rows a block
+    threads(1)
+    assert not isinstance(choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16)),
+                          RowBlocks)
+
+
+def test_row_blocks_prepare_once_and_keep_buffers(rng, threads):
+    """The inner plan's weights are prepared once per call and shared by the
+    blocks (here 3 rows and 2); a layer keeps an equal plan, and its buffers."""
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    calls = []
+
+    class Spy(FastLSTM):
+        def prepare_forward(self, params):
+            calls.append("forward")
+            return super().prepare_forward(params)
+
+        def prepare_backward(self, params):
+            calls.append("backward")
+            return super().prepare_backward(params)
+
+    params, xs, _ = make_case(np, rng, "lstm", 5, 4, 3, 6)
+    plan = RowBlocks(Spy(True, False, True, False, True), 2)
+    layer = TimeLSTM(*params, plan=plan)
+    layer.forward(xs)
+    layer.backward(randn(np, rng, 5, 4, 6))
+    assert calls == ["forward", "backward"]
+    buffers = plan._block_grads
+    assert len(buffers) == 1 and [b.shape for b in buffers[0]] == [p.shape for p in params]
+    layer.forward(xs)
+    layer.backward(randn(np, rng, 5, 4, 6))
+    assert plan._block_grads is buffers
+
+
+def test_layer_keeps_an_equal_chosen_plan(rng, threads):
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    params, _, _ = make_case(np, rng, "lstm", 64, 2, 3, 256, dtype=np.float32)
+    layer = TimeLSTM(*params)
+    xs = np.zeros((64, 2, 3), np.float32)
+    layer.forward(xs)
+    first = layer._plan
+    assert isinstance(first, RowBlocks)
+    layer.backward(np.ones((64, 2, 256), np.float32))
+    layer.forward(xs)
+    assert layer._plan is first
+
+
+# ----------------------------------------------------------------------------- numerics
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s != "padded rows"])
+def test_fast_lstm_large_preactivations_no_warnings(rng, shape):
+    """|a| up to hundreds: exp overflows to inf inside the gates, which is right
+    (the gate is 0) and must not warn."""
+    N, T, D, H = SHAPES[shape]
+    params, xs, states = make_case(np, rng, "lstm", N, T, D, H, scale=60.0, dtype=np.float32)
+    expected = ReferencePlan("lstm").forward([p.astype(np.float64) for p in params],
+                                             xs.astype(np.float64),
+                                             tuple(s.astype(np.float64) for s in states))[0]
+    for plan in FastLSTM.every_variant():
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            hs, last, cache = plan.forward(params, xs, states)
+            grads = [np.empty_like(p) for p in params]
+            dxs, _ = plan.backward(params, grads, np.ones_like(hs), cache)
+        assert np.isfinite(hs).all() and np.isfinite(dxs).all()
+        np.testing.assert_allclose(hs, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 128), (64, 256), (3, 256), (5, 7), (1, 256)])
+def test_transposed_copy_pads_aliasing_rows(rng, dtype, shape):
+    a = rng.standard_normal(shape).astype(dtype)
+    t = lstm_fast.transposed_copy(a)
+    assert t.flags.c_contiguous and np.array_equal(t, a.T)
+    assert np.array_equal(lstm_fast.transposed_copy(t), a)
+    buf = lstm_fast.padded_empty(shape, dtype, np)
+    assert buf.shape == shape and buf.dtype == dtype
+    aliasing = shape[0] > 1 and (shape[1] * np.dtype(dtype).itemsize) % 1024 == 0
+    assert (buf.strides[0] != shape[1] * np.dtype(dtype).itemsize) == aliasing
