@@ -23,8 +23,8 @@ from .layers import (GELU, LayerNorm, LearnedPositionalEmbedding, MultiHeadAtten
                      PositionalEncoding, TransformerBlock)
 from .metrics import perplexity, sequence_accuracy
 from .models import Model
-from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, clip_grads
-from .schedules import ReduceOnPlateau, StepDecay
+from .optim import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSprop, clip_grads
+from .schedules import ReduceOnPlateau, StepDecay, WarmupCosine
 from .training import RnnlmTrainer, Trainer
 from .vocab import UnknownWordError, Vocabulary
 
@@ -50,7 +50,7 @@ __all__ = [
     "LayerNorm", "GELU", "MultiHeadAttention", "PositionalEncoding", "LearnedPositionalEmbedding",
     "TransformerBlock",
     # training
-    "Model", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "clip_grads",
-    "StepDecay", "ReduceOnPlateau", "Trainer", "RnnlmTrainer", "perplexity", "sequence_accuracy",
+    "Model", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "clip_grads",
+    "StepDecay", "ReduceOnPlateau", "WarmupCosine", "Trainer", "RnnlmTrainer", "perplexity", "sequence_accuracy",
     "Vocabulary",
 ]

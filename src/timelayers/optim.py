@@ -39,6 +39,8 @@ RMSprop   ``h = rho h + (1 - rho) g^2;                        ``RMSprop(alpha=rh
 Adam      ``m += (1 - b1)(g - m);  v += (1 - b2)(g^2 - v);    ``Adam``: eps differs, see
           p -= lr_t m / (sqrt(v) + eps)``,                    :class:`Adam`
           ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``
+AdamW     ``p -= lr wd p``, then Adam's step                  ``AdamW``: eps as for Adam
+          (Loshchilov and Hutter 2019)
 ========  ==================================================  ==========================
 
 ``eps`` defaults to the book's ``1e-7`` everywhere.
@@ -62,7 +64,7 @@ from .errors import CheckpointError
 from .parallel import parallel_rows
 
 __all__ = [
-    "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
+    "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
     "clip_grads", "global_norm", "OPTIMIZERS", "optimizer_from_state",
 ]
 
@@ -471,22 +473,68 @@ class Adam(Optimizer):
         p -= tmp
 
 
-def global_norm(grads) -> float:
-    """``sqrt(sum of squares)`` over every array in ``grads`` (no temporaries)."""
-    total = 0.0
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter, "Decoupled Weight
+    Decay Regularization", ICLR 2019, arXiv:1711.05101).
+
+    At step ``t``, before :class:`Adam`'s update (same ``lr_t``, ``m``, ``v``)::
+
+        p -= lr * weight_decay * p
+
+    The decay shrinks the weights directly instead of being added to the gradient
+    (which Adam's per-parameter scaling would then distort), and it follows
+    ``lr`` when a schedule changes it. Every param in the list is decayed, biases
+    and layer-norm scales included, as with one ``torch.optim.AdamW`` param group.
+
+    Equal to ``torch.optim.AdamW(lr, betas=(beta1, beta2), eps, weight_decay)``
+    with the difference in where eps enters described for :class:`Adam` (none
+    with ``eps=0``).
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1 : float, default 0.9
+    beta2 : float, default 0.999
+    eps : float, default 1e-7
+    weight_decay : float, default 0.01
+        PyTorch's default.
+    """
+
+    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps)
+        self.weight_decay = float(weight_decay)
+
+    def _step(self, p, g, tmp, m, v):
+        p *= 1.0 - self.lr * self.weight_decay
+        super()._step(p, g, tmp, m, v)
+
+def global_norm(grads):
+    """``sqrt(sum of squares)`` over every array in ``grads``, without temporaries.
+
+    Returns a 0-d float64 array on the grads' device (``float()`` reads it): each
+    array's sum of squares is one ``vdot`` in its own dtype, and the sums are
+    added in float64 in the order of ``grads``, so nothing waits for the device.
+    """
+    xp = get_array_module(*grads)
+    total = xp.zeros((), np.float64)
     for g in grads:
-        xp = get_array_module(g)
         flat = g.reshape(-1)
-        total += float(xp.vdot(flat, flat))
-    return math.sqrt(total)
+        total = total + xp.vdot(flat, flat)
+    return xp.sqrt(total)
 
 
-def clip_grads(grads, max_norm) -> float:
+def clip_grads(grads, max_norm):
     """Scale ``grads`` in place so that their global norm is at most ``max_norm``.
 
-    When the norm exceeds ``max_norm`` every gradient is multiplied by
-    ``max_norm / (norm + 1e-6)`` (the book's rate). A non-finite norm is returned
-    without touching the gradients (the trainers treat it like a non-finite loss).
+    Every gradient is multiplied by ``min(1, max_norm / (norm + 1e-6))`` (the
+    book's rate), cast to the gradient's dtype. The factor is computed on the
+    grads' device and applied there, with no value read to the host, so on a GPU
+    clipping does not make the step wait (the price: a pass over the gradients
+    even when the factor is 1). A non-finite norm gives the factor 1: the
+    gradients keep their values (the trainers treat it like a non-finite loss).
 
     Parameters
     ----------
@@ -495,12 +543,22 @@ def clip_grads(grads, max_norm) -> float:
 
     Returns
     -------
-    float
+    0-d float64 array, on the grads' device
         The global norm before clipping.
     """
-    total_norm = global_norm(grads)
-    if not math.isfinite(total_norm):
-        return total_norm
+    norm = global_norm(grads)
+    xp = get_array_module(*grads)
+    factor = xp.where(xp.isfinite(norm), xp.minimum(max_norm / (norm + 1e-6), 1.0), 1.0)
+    in_dtype = {}
+    for g in grads:
+        if g.dtype not in in_dtype:
+            in_dtype[g.dtype] = factor.astype(g.dtype)
+
+        def scale(block, f=in_dtype[g.dtype]):
+            block *= f
+
+        _blockwise(scale, [g])
+    return norm
     rate = max_norm / (total_norm + 1e-6)
     if rate < 1:
         def scale(g):

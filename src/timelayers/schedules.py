@@ -8,6 +8,9 @@ epoch's record (``{"loss": ..., "val_perplexity": ..., ...}``).
 - :class:`ReduceOnPlateau`: ``lr /= factor`` when the monitored validation score
   did not improve, the recipe of the book's better language model (divide the
   learning rate by 4 whenever the validation perplexity does not go down).
+- :class:`WarmupCosine`: a linear warm-up then a cosine decay, the usual
+  Transformer schedule; counted in epochs, or in iterations with the
+  :func:`step_each_iteration` callback.
 
 Both save and restore their state with ``state_dict`` / ``load_state_dict`` (the
 trainers put it in the training checkpoint).
@@ -19,7 +22,8 @@ import math
 
 from .errors import CheckpointError
 
-__all__ = ["Schedule", "StepDecay", "ReduceOnPlateau", "SCHEDULES", "schedule_from_state"]
+__all__ = ["Schedule", "StepDecay", "ReduceOnPlateau", "WarmupCosine", "step_each_iteration",
+           "SCHEDULES", "schedule_from_state"]
 
 SCHEDULES: dict = {}
 
@@ -189,3 +193,89 @@ class ReduceOnPlateau(Schedule):
                 self.reductions += 1
                 self.bad_epochs = 0
         return self.optimizer.lr
+
+
+class WarmupCosine(Schedule):
+    """Linear warm-up to ``peak_lr``, then half a cosine down to ``min_lr``.
+
+    Step ``k`` (``k = 1, 2, ...``; ``W = warmup_steps``, ``K = total_steps``) runs
+    with::
+
+        lr_k = peak_lr * k / W                                             k <= W
+        lr_k = min_lr + (peak_lr - min_lr) * (1 + cos(pi (k - W) / (K - W))) / 2   W < k <= K
+        lr_k = min_lr                                                       k > K
+
+    so the rate peaks at step ``W`` and reaches ``min_lr`` at step ``K``. The
+    constructor sets ``optimizer.lr`` to ``lr_1``; each :meth:`advance` moves to
+    the next step's rate.
+
+    A step is an epoch by default: the trainers call :meth:`step` after each
+    epoch. With ``per="iteration"`` a step is one training iteration: put
+    :func:`step_each_iteration` among the trainer's callbacks (also when
+    resuming, ``Trainer.resume(path, callbacks=[step_each_iteration])``), and the
+    trainers' :meth:`step` at the end of an epoch changes nothing.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    warmup_steps : int >= 0
+    total_steps : int >= max(warmup_steps, 1)
+    min_lr : float, default 0.0
+    per : {"epoch", "iteration"}, default "epoch"
+    peak_lr : float, optional
+        Defaults to ``optimizer.lr`` at construction.
+    """
+
+    _args = ("warmup_steps", "total_steps", "min_lr", "per", "peak_lr")
+    _state = ("steps",)
+
+    def __init__(self, optimizer, warmup_steps, total_steps, min_lr=0.0, per="epoch",
+                 peak_lr=None):
+        super().__init__(optimizer)
+        if int(warmup_steps) < 0 or int(total_steps) < max(int(warmup_steps), 1):
+            raise ValueError(f"WarmupCosine: arguments 'warmup_steps' and 'total_steps' expected "
+                             f"0 <= warmup_steps <= total_steps and total_steps >= 1, got "
+                             f"{warmup_steps!r} and {total_steps!r}")
+        if per not in ("epoch", "iteration"):
+            raise ValueError(f"WarmupCosine: argument 'per' expected 'epoch' or 'iteration', "
+                             f"got {per!r}")
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.min_lr = float(min_lr)
+        self.per = per
+        self.peak_lr = float(optimizer.lr if peak_lr is None else peak_lr)
+        self.steps = 0  # steps completed
+        self.optimizer.lr = self.lr_at(1)
+
+    def lr_at(self, k):
+        """The learning rate of step ``k`` (counting from 1)."""
+        W, K = self.warmup_steps, self.total_steps
+        if k <= W:
+            return self.peak_lr * k / W
+        if k > K:
+            return self.min_lr
+        return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (
+            1.0 + math.cos(math.pi * (k - W) / (K - W)))
+
+    def advance(self):
+        """End a step: set ``optimizer.lr`` to the next step's rate and return it."""
+        self.steps += 1
+        self.optimizer.lr = self.lr_at(self.steps + 1)
+        return self.optimizer.lr
+
+    def step(self, metrics=None):
+        if self.per == "epoch":
+            return self.advance()
+        return self.optimizer.lr
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.optimizer.lr = self.lr_at(self.steps + 1)
+
+
+def step_each_iteration(trainer, event, info):
+    """Trainer callback: advance the trainer's schedule after every iteration when
+    it counts iterations (``WarmupCosine(..., per="iteration")``)."""
+    schedule = trainer.schedule
+    if event == "iteration_end" and getattr(schedule, "per", None) == "iteration":
+        schedule.advance()
