@@ -10,6 +10,7 @@ from timelayers.errors import CheckpointError
 from timelayers.optim import (OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop,
                               clip_grads, global_norm, optimizer_from_state)
 from timelayers.schedules import ReduceOnPlateau, StepDecay, schedule_from_state
+from helpers import DeviceArrayDouble
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 
@@ -250,6 +251,42 @@ def test_clip_grads_float32_non_contiguous(rng):
     assert clip_grads([view], 0.5) == pytest.approx(before, rel=1e-6)
     assert global_norm([view]) == pytest.approx(0.5, rel=1e-5)
     assert g.dtype == np.float32
+
+
+def clip_on_the_host(grads, max_norm):
+    """The formula clip_grads had before it moved to the device: one float per
+    array summed on the host, a Python branch on the rate."""
+    total = 0.0
+    for g in grads:
+        total += float(np.vdot(g.reshape(-1), g.reshape(-1)))
+    norm = math.sqrt(total)
+    if math.isfinite(norm) and max_norm / (norm + 1e-6) < 1:
+        for g in grads:
+            g *= max_norm / (norm + 1e-6)
+    return norm
+
+
+@pytest.mark.parametrize("max_norm", [0.3, 1e6])
+def test_clip_grads_equals_the_host_formula_to_the_bit(rng, max_norm):
+    dtypes = [np.float32, np.float64, np.float32, np.float32]
+    shapes = [(40, 30), (30,), (7, 5, 3), (300, 300)]  # the last one goes by blocks
+    grads = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+    want = [g.copy() for g in grads]
+    want_norm = clip_on_the_host(want, max_norm)
+    assert float(clip_grads(grads, max_norm)) == want_norm
+    for g, w in zip(grads, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
+def test_clip_grads_reads_nothing_to_the_host(rng):
+    grads = [rng.standard_normal(s).astype(np.float32) for s in ((6, 4), (4,))]
+    on_device = [DeviceArrayDouble(g.copy()) for g in grads]
+    norm = clip_grads(on_device, 0.5)  # any host read raises HostReadError
+    want = clip_grads(grads, 0.5)
+    assert isinstance(norm, DeviceArrayDouble) and norm.array == want
+    for d, g in zip(on_device, grads):
+        np.testing.assert_array_equal(d.array, g)
 
 
 # -- schedules ----------------------------------------------------------------------------
