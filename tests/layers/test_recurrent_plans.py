@@ -19,8 +19,8 @@ import pytest
 
 from helpers import assert_close, assert_gradcheck, randn
 from timelayers.layers import TimeGRU, TimeLSTM, TimeRNN
-from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, ReferencePlan, RowBlocks,
-                                     choose_plan, every_plan)
+from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedLSTM, ReferencePlan,
+                                     RowBlocks, choose_plan, every_plan)
 from timelayers.layers.plans import lstm_fast
 from timelayers.parallel import get_num_threads, set_num_threads
 
@@ -70,7 +70,7 @@ def test_every_plan_equals_the_reference(xp, rng, kind, shape):
     dhs = randn(xp, rng, N, T, H)
     cell = KINDS[kind][0]
     expected = run_plan(ReferencePlan(cell), params, xs, states, dhs)
-    for plan in every_plan(cell, N)[1:]:
+    for plan in every_plan(cell, N, xp)[1:]:
         got = run_plan(plan, params, xs, states, dhs)
         assert len(got) == len(expected)
         for name, a, b in zip(("hs", "last", "dxs", "dstates", "grads"), got, expected):
@@ -125,7 +125,7 @@ def test_stateful_layer_with_each_plan_follows_the_reference(xp, rng, kind):
 
     cell = KINDS[kind][0]
     expected = run("reference")
-    for plan in every_plan(cell, N)[1:] + [None]:
+    for plan in every_plan(cell, N, xp)[1:] + [None]:
         for a, b in zip(run(plan), expected):
             assert_close(a, b, rtol=1e-11, atol=1e-12)
 
@@ -171,6 +171,7 @@ def test_choices_for_the_models_shapes(threads):
     seq2seq = choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16))
     assert seq2seq.fused and seq2seq.prescaled and not seq2seq.transposed
     assert choose_plan("gru", params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU()
+    assert FusedLSTM() not in every_plan("lstm", 4)           # CuPy only
     assert choose_plan("rnn", params_for(1, 5, 7), (4, 3, 5)) == BatchedRNN()
     with pytest.raises(ValueError, match="argument 'cell'"):
         choose_plan("elman", params_for(1, 5, 7), (4, 3, 5))

@@ -12,6 +12,8 @@ plan                what it runs
                     per-step products (:mod:`.lstm_fast`)
 ``RowBlocks``       another plan on slices of the batch's rows, in parallel
                     threads (:mod:`.row_blocks`)
+``FusedLSTM``       the LSTM on a GPU: one fused CUDA kernel per step forward
+                    and one backward (:mod:`.cuda`, CuPy only)
 ==================  =========================================================
 
 :func:`choose_plan` is the one place that picks a plan; a time layer calls it
@@ -24,11 +26,12 @@ from __future__ import annotations
 from ...backend import get_array_module
 from .base import Plan
 from .batched import BatchedGRU, BatchedRNN
+from .cuda import FusedLSTM
 from .lstm_fast import FastLSTM
 from .reference import ReferencePlan
 from .row_blocks import RowBlocks, row_blocks
 
-__all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "RowBlocks",
+__all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "FusedLSTM", "RowBlocks",
            "choose_plan", "every_plan", "CELLS"]
 
 CELLS = ("rnn", "lstm", "gru")
@@ -39,15 +42,17 @@ def choose_plan(cell, params, xs_shape):
     G*H)`` first, ``Wh (H, G*H)`` second) on inputs of shape ``(N, T, D)``.
 
     NumPy: the batched plans (the LSTM's flags from the shapes of one row
-    block), on row blocks when the batch is large enough. CuPy: the same
-    plans on the whole batch.
+    block), on row blocks when the batch is large enough. CuPy: the fused
+    LSTM, the batched RNN and GRU, on the whole batch.
     """
     N, T, D = xs_shape
     H = params[1].shape[0]
     on_numpy = get_array_module(params[0]).__name__ == "numpy"
     blocks = row_blocks(N, H) if on_numpy else [slice(0, N)]
     rows = max(s.stop - s.start for s in blocks)
-    if cell == "lstm":
+    if cell == "lstm" and not on_numpy:
+        inner = FusedLSTM()
+    elif cell == "lstm":
         inner = FastLSTM.for_shape(rows, T, D, H)
     elif cell == "gru":
         inner = BatchedGRU()
@@ -58,14 +63,17 @@ def choose_plan(cell, params, xs_shape):
     return inner if len(blocks) == 1 else RowBlocks(inner, blocks)
 
 
-def every_plan(cell, N, blocks=2):
-    """Every plan that :func:`choose_plan` can give for ``cell`` on a batch of
-    ``N`` rows, each also on ``blocks`` row blocks, and the reference (for
-    the tests, which run each against the reference)."""
+def every_plan(cell, N, xp=None, blocks=2):
+    """The reference first, then every plan that :func:`choose_plan` can give
+    for ``cell`` on a batch of ``N`` rows of array module ``xp`` (NumPy when
+    None), each also on ``blocks`` row blocks (for the tests, which run each
+    against the reference)."""
     from .row_blocks import even_blocks
 
     inner = {"lstm": FastLSTM.every_variant(), "gru": [BatchedGRU()],
              "rnn": [BatchedRNN()]}[cell]
+    if cell == "lstm" and xp is not None and xp.__name__ != "numpy":
+        inner = inner + [FusedLSTM()]
     plans = [ReferencePlan(cell)] + inner
     if N >= blocks > 1:
         plans += [RowBlocks(p, even_blocks(N, blocks)) for p in inner]
