@@ -3,6 +3,7 @@ naming the file, and the memory used to refuse it stays within about twice its
 size, whatever sizes it declares."""
 
 import json
+import pickle
 import struct
 import subprocess
 import sys
@@ -176,3 +177,113 @@ def test_crafted_headers_are_refused_in_bounded_memory(tmp_path):
     assert len(refused) == len(crafted_headers()) and all(l.endswith(" 0") for l in refused)
     grown = int(next(line for line in out if line.startswith("grown_kib")).split()[1])
     assert grown < 16 * 1024
+
+
+# -- the book's weights pickles -----------------------------------------------------------------
+class Reduces:
+    """Pickles as ``call(*args)`` (then ``state``, if given, set on the result)."""
+
+    def __init__(self, call, args, state=None):
+        self.reduce = (call, args) if state is None else (call, args, state)
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def _book_rnnlm_arrays(V=12, D=4, H=5):
+    rng = np.random.default_rng(0)
+    shapes = [(V, D), (D, 4 * H), (H, 4 * H), (4 * H,), (H, V), (V,)]
+    return [rng.standard_normal(s).astype(np.float16) for s in shapes]
+
+
+_reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's, wherever it lives
+_F2 = np.dtype("f2")
+
+
+def _flagged_dtype():
+    dtype = np.dtype("f8")
+    state = list(dtype.__reduce__()[2])
+    state[7] = 0x1F  # NPY_ITEM_HASOBJECT and friends: float bytes read as object pointers
+    return Reduces(np.dtype, ("f8", False, True), tuple(state))
+
+
+CRAFTED_PICKLES = {
+    # a 10**5 x 10**5 view of two bytes: gigabytes once copied
+    "zero_stride": [Reduces(np.ndarray, ((10**5, 10**5), _F2, b"\0\0", 0, (0, 0)))],
+    "declared_shape": [Reduces(_reconstruct, (np.ndarray, (10**6, 10**6), b"b"))],
+    "state_shape_1e30": [Reduces(_reconstruct, (np.ndarray, (0,), b"b"),
+                                 (1, (10**30,), _F2, False, b"\0\0"))],
+    "state_shape_no_data": [Reduces(_reconstruct, (np.ndarray, (0,), b"b"),
+                                    (1, (10**4, 10**4), _F2, False, b"\0\0"))],
+    "subarray_dtype": [Reduces(np.dtype, ("f4", False, True),
+                               (3, "|", (np.dtype("f4"), (10**5, 10**5)), None, None, 4, 4, 0))],
+    "flagged_dtype": [_flagged_dtype()],
+    "object_array": [np.array([1, "a"], dtype=object)],
+    "frombuffer_shape": [Reduces(np.frombuffer, (b"\0" * 4,))],  # numpy.frombuffer: not allowed
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED_PICKLES))
+def test_crafted_pickles_are_refused_in_bounded_memory(tmp_path, name):
+    from timelayers.book_weights import UnsafePickleError, import_book_weights
+
+    pkl = tmp_path / f"{name}.pkl"
+    pkl.write_bytes(pickle.dumps(CRAFTED_PICKLES[name], protocol=2))
+    assert pkl.stat().st_size < 400
+    err = refused_within(lambda: import_book_weights("rnnlm", pkl, tmp_path / "out.safetensors"),
+                         UnsafePickleError, "refusing", 2 * pkl.stat().st_size + 64 * 1024)
+    assert str(pkl) in str(err)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_buffer_that_does_not_hold_its_shape(tmp_path):
+    from timelayers.book_weights import UnsafePickleError, load_book_pickle
+
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # how protocol 5 rebuilds arrays
+    pkl = tmp_path / "buffer.pkl"
+    pkl.write_bytes(pickle.dumps([Reduces(frombuffer, (b"\0" * 4, _F2, (10**6,), "C"))],
+                                 protocol=5))
+    with pytest.raises(UnsafePickleError, match="does not hold an array of shape"):
+        load_book_pickle(pkl)
+
+
+def test_empty_arrays_that_declare_a_large_model(tmp_path):
+    """An empty (20000, 0) array where the LSTM's Wh goes would make the hidden
+    size 20000 (a 6 GB model) if the model were built before the shapes are
+    compared."""
+    from timelayers.book_weights import import_book_weights
+
+    arrays = _book_rnnlm_arrays()
+    arrays[2] = np.zeros((20000, 0), np.float16)
+    pkl = tmp_path / "empty.pkl"
+    pkl.write_bytes(pickle.dumps(arrays))
+    refused_within(lambda: import_book_weights("rnnlm", pkl, tmp_path / "o.safetensors"),
+                   CheckpointError, r"array 1 has shape \(4, 20\), the book's rnnlm .* has "
+                   r"\(4, 80000\)", 2 * pkl.stat().st_size + 64 * 1024)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_weights_are_not_imported(tmp_path, value):
+    from timelayers.book_weights import import_book_weights
+
+    arrays = _book_rnnlm_arrays()
+    arrays[3][5] = value
+    pkl = tmp_path / "nan.pkl"
+    pkl.write_bytes(pickle.dumps(arrays))
+    with pytest.raises(CheckpointError, match=r"nan.pkl': array for 'rnn.b' has NaN or infinite"):
+        import_book_weights("rnnlm", pkl, tmp_path / "o.safetensors")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_a_vocabulary_of_another_size_is_not_attached(tmp_path):
+    from timelayers.book_weights import import_book_weights
+
+    pkl = tmp_path / "w.pkl"
+    pkl.write_bytes(pickle.dumps(_book_rnnlm_arrays(V=12)))
+    vocab = Vocabulary(f"w{i}" for i in range(10000))
+    with pytest.raises(CheckpointError, match="the vocabulary has 10000 words, the Rnnlm has 12"):
+        import_book_weights("rnnlm", pkl, tmp_path / "o.safetensors", vocab=vocab)
+    assert not (tmp_path / "o.safetensors").exists()
+    model = import_book_weights("rnnlm", pkl, tmp_path / "o.safetensors",
+                                vocab=Vocabulary(f"w{i}" for i in range(12)))
+    assert len(Model.load(tmp_path / "o.safetensors").vocab) == 12 == len(model.vocab)
