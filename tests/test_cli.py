@@ -217,3 +217,149 @@ def test_device_must_be_cpu_or_gpu(capsys, monkeypatch, tmp_path):
         main(["eval", str(tmp_path)])
     assert exc.value.code == 2
     assert "TIMELAYERS_DEVICE" in capsys.readouterr().err
+
+
+# -- run folders: never two runs mixed, the saved vocabulary and data, options checked --------
+TINY_LM = ["--epochs", 1, "--hidden", 4, "--wordvec", 4, "--batch-size", 2, "--time-size", 5,
+           "--no-eval"]
+
+
+@pytest.fixture
+def lm_run(tmp_path, corpus_file, capsys):
+    out_dir = tmp_path / "lm"
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
+    assert code == 0, err
+    return out_dir
+
+
+def test_training_into_a_run_needs_resume_or_force(lm_run, corpus_file, capsys):
+    before = {p.name: p.read_bytes() for p in lm_run.iterdir()}
+    (lm_run / "notes.txt").write_text("mine")
+    code, out, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM,
+                         "--hidden", 6, "--out", lm_run)
+    assert code == 2 and "already holds a run" in err and "--force" in err
+    assert {p.name: p.read_bytes() for p in lm_run.iterdir() if p.name != "notes.txt"} == before
+    code, out, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM,
+                         "--hidden", 6, "--out", lm_run, "--force")
+    assert code == 0, err
+    assert json.loads((lm_run / "run.json").read_text())["options"]["hidden_size"] == 6
+    assert (lm_run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+
+
+def test_force_keeps_the_old_run_when_the_new_one_cannot_start(lm_run, corpus_file, capsys):
+    before = (lm_run / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM,
+                       "--batch-size", 500, "--out", lm_run, "--force")
+    assert code == 2 and "fewer than" in err
+    assert (lm_run / "model.safetensors").read_bytes() == before
+
+
+def test_a_new_run_stopped_half_way_is_never_paired_with_the_old_model(lm_run, corpus_file,
+                                                                        capsys):
+    from timelayers import recipes
+
+    def stop(trainer, event, info):
+        if event == "iteration_end":
+            raise KeyboardInterrupt  # a kill in the first epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        recipes.train("rnnlm", lm_run, data=corpus_file, force=True, progress=False,
+                      callbacks=[stop], overrides=dict(epochs=1, hidden_size=6, wordvec_size=4,
+                                                       batch_size=2, time_size=5))
+    assert json.loads((lm_run / "run.json").read_text())["options"]["hidden_size"] == 6
+    code, _, err = run(capsys, "eval", lm_run)
+    assert code == 2 and "did training finish" in err
+
+
+def test_eval_and_resume_refuse_a_changed_data_file(lm_run, corpus_file, capsys):
+    corpus_file.write_text(corpus_file.read_text() + "a unicorn\n")
+    code, _, err = run(capsys, "eval", lm_run)
+    assert code == 2 and "has changed" in err and "tiny.txt" in err and "--data" in err
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--out", lm_run)
+    assert code == 2 and "has changed" in err
+    code, _, err = run(capsys, "eval", lm_run, "--data", corpus_file)
+    assert code == 2 and "1 words (1 distinct: 'unicorn')" in err and "vocabulary of" in err
+    assert len(err.strip().split("\n")) == 1
+
+
+def test_eval_on_new_data_uses_the_saved_vocabulary(lm_run, tmp_path, corpus_file, capsys):
+    own = float(run(capsys, "eval", lm_run)[1].split()[1])
+    other = tmp_path / "other.txt"  # words first met in another order: other ids if rebuilt
+    other.write_text("log dog mat cat on sat and a the\n" + corpus_file.read_text())
+    code, out, err = run(capsys, "eval", lm_run, "--data", other)
+    assert code == 0, err
+    assert abs(float(out.split()[1]) - own) < 0.2 * own
+
+
+def test_resume_applies_lr_and_epochs_and_refuses_other_changes(lm_run, capsys):
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--hidden", 16,
+                       "--out", lm_run)
+    assert code == 2 and "hidden_size=16" in err and "start a new run" in err
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--lr", 5,
+                       "--out", lm_run)
+    assert code == 0, err
+    info = json.loads((lm_run / "run.json").read_text())
+    assert info["options"]["lr"] == 5 and info["options"]["epochs"] == 2
+    assert info["resumed"] == [{"after_epoch": 1, "changed": {"epochs": [1, 2], "lr": [20.0, 5]}}]
+    assert json.loads((lm_run / "history.json").read_text())["lr"] == [20.0, 5]
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--lr", "-1"], "--lr"), (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"),
+    (["--max-grad", "-0.25"], "--max-grad"), (["--max-grad", "0"], "--max-grad"),
+    (["--hidden", "0"], "--hidden"), (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"), (["--time-size", "0"], "--time-size"),
+    (["--dropout", "1"], "--dropout"), (["--seed", "-1"], "--seed"),
+])
+def test_train_options_out_of_range_are_refused(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "better-rnnlm", *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"argument {flag}: expected a" in err
+
+
+@pytest.mark.parametrize("argv", [["generate", "RUN", "--beam", "0"],
+                                  ["generate", "RUN", "--length", "-5"],
+                                  ["generate", "RUN", "--temperature", "inf"],
+                                  ["similar", "RUN", "cat", "--top", "0"]])
+def test_use_options_out_of_range_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "expected a" in capsys.readouterr().err
+
+
+def test_python_api_checks_options_too(tmp_path, corpus_file):
+    from timelayers import recipes
+    from timelayers.errors import OptionError
+
+    for bad in (dict(lr=-1.0), dict(max_grad=0.0), dict(hidden_size=0), dict(epochs=1.5)):
+        with pytest.raises(OptionError):
+            recipes.train("rnnlm", tmp_path / "x", data=corpus_file, overrides=bad)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_words_name_the_word_and_the_vocabulary(lm_run, tmp_path, corpus_file, capsys):
+    code, _, err = run(capsys, "generate", lm_run, "--start", "xyzzy")
+    assert code == 2 and "word 'xyzzy' is not in the run's vocabulary of 10 words" in err
+    out_dir = tmp_path / "cbow"
+    assert run(capsys, "train", "cbow", "--data", corpus_file, "--epochs", 1, "--hidden", 4,
+               "--window", 1, "--batch-size", 16, "--out", out_dir)[0] == 0
+    code, _, err = run(capsys, "analogy", out_dir, "cat", "dog", "qqqq")
+    assert code == 2 and "word 'qqqq' is not in the run's vocabulary of 10 words" in err
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda info: [info], "expected a JSON object, got a list"),
+    (lambda info: {**info, "options": {**info["options"], "time_size": "5"}}, "'time_size'"),
+    (lambda info: {**info, "seed": -3}, "'seed'"),
+    (lambda info: {k: v for k, v in info.items() if k != "options"}, "'options' is missing"),
+    (lambda info: {**info, "recipe": "transformer"}, "'transformer'"),
+    (lambda info: {**info, "recipe": "cbow"}, "recipe 'cbow' has no option(s)"),
+    (lambda info: {**info, "recipe": "better-rnnlm"}, "needs a BetterRnnlm"),
+])
+def test_a_bad_run_json_is_a_one_line_error(lm_run, capsys, edit, message):
+    path = lm_run / "run.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    for argv in (["eval", lm_run], ["generate", lm_run]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and len(err.strip().split("\n")) == 1, err

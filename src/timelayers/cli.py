@@ -62,7 +62,7 @@ def _cmd_demo(args) -> int:
           f"(stops at {args.target:.0%} test accuracy, at most {args.epochs} epochs)...")
     t0 = time.perf_counter()
     result = recipes.train("attention", args.out, seed=args.seed, progress=True,
-                           target_accuracy=args.target,
+                           target_accuracy=args.target, force=True,
                            overrides=dict(epochs=args.epochs, hidden_size=args.hidden,
                                           examples=args.examples, lr=args.lr))
     seconds = time.perf_counter() - t0
@@ -110,13 +110,16 @@ def _cmd_train(args) -> int:
         overrides["cell"] = args.cell
     if args.no_eval:
         overrides["eval_valid"] = False
+    if args.resume and args.data is not None:
+        raise CliError("--resume continues with the run's own data; drop --data")
+    if args.resume and args.force:
+        raise CliError("--resume continues the run in --out, --force replaces it: give one")
     if args.data is not None and not Path(args.data).is_file():
         raise CliError(f"data file {args.data!r} does not exist")
     out = args.out or f"runs/{args.model}"
-    if args.resume and args.data is not None:
-        raise CliError("--resume continues with the run's own data; drop --data")
     result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
-                           resume=args.resume, progress=True, device=args.device)
+                           resume=args.resume, force=args.force, progress=True,
+                           device=args.device)
     for key, value in result.metrics.items():
         print(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
     print(f"run folder: {out}")
@@ -195,6 +198,31 @@ def _cmd_import(args) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
+def _typed(kind: str, parse=int):
+    """An argparse type: ``parse`` the text, then check it is a ``kind`` (one of
+    :data:`timelayers.options.KINDS`)."""
+    from .options import KINDS
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not KINDS[kind](value):
+            raise argparse.ArgumentTypeError(f"expected a {kind}, got {text!r}")
+        return value
+
+    return convert
+
+
+def _option_type(key: str):
+    """The argparse type of the flag that sets the recipe option ``key``."""
+    from .options import OPTION_KINDS
+
+    kind = OPTION_KINDS[key]
+    return _typed(kind, int if kind.endswith("int") else float)
+
+
 _DEVICE_ENV = "TIMELAYERS_DEVICE"
 
 
@@ -228,14 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "folder with a checkpoint, history, learning curve and "
                                    "attention map.")
     p.add_argument("--seed-check-only", action="store_true", help="only replay the seed's check")
-    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
-    p.add_argument("--epochs", type=int, default=3, help="at most this many epochs (default: 3)")
-    p.add_argument("--hidden", type=int, default=128, help="LSTM size (default: 128)")
-    p.add_argument("--examples", type=int, default=50000, help="generated dates (default: 50000)")
-    p.add_argument("--lr", type=float, default=0.003,
+    p.add_argument("--out", default="runs/demo",
+                   help="run folder, replaced if it holds a run (default: runs/demo)")
+    p.add_argument("--epochs", type=_option_type("epochs"), default=3,
+                   help="at most this many epochs (default: 3)")
+    p.add_argument("--hidden", type=_option_type("hidden_size"), default=128,
+                   help="LSTM size (default: 128)")
+    p.add_argument("--examples", type=_option_type("examples"), default=50000,
+                   help="generated dates (default: 50000)")
+    p.add_argument("--lr", type=_option_type("lr"), default=0.003,
                    help="Adam learning rate (default: 0.003; the book's 0.001 needs more epochs)")
-    p.add_argument("--target", type=float, default=0.99, help="stop at this test accuracy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target", type=_typed("number in [0, 1]", float), default=0.99,
+                   help="stop at this test accuracy")
+    p.add_argument("--seed", type=_typed("non-negative int"), default=0)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train a model with the book's recipe",
@@ -247,23 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
                                   "file in the book's sequence format (seq2seq); default: PTB or "
                                   "generated data")
     p.add_argument("--out", help="run folder (default: runs/MODEL)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--hidden", type=int, help="hidden size")
-    p.add_argument("--wordvec", type=int, help="word vector size")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--time-size", type=int, help="truncated BPTT length (language models)")
-    p.add_argument("--max-grad", type=float, help="gradient clipping norm")
-    p.add_argument("--window", type=int, help="context window (word vectors)")
-    p.add_argument("--dropout", type=float, help="dropout ratio (better-rnnlm)")
+    for flag, help_text in [("epochs", None), ("batch_size", None), ("hidden", "hidden size"),
+                            ("wordvec", "word vector size"), ("lr", "learning rate"),
+                            ("time_size", "truncated BPTT length (language models)"),
+                            ("max_grad", "gradient clipping norm"),
+                            ("window", "context window (word vectors)"),
+                            ("dropout", "dropout ratio (better-rnnlm)")]:
+        p.add_argument(f"--{flag.replace('_', '-')}", type=_option_type(_OVERRIDES[flag]),
+                       help=help_text)
     p.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (language models)")
     p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
                    help="reverse the questions (seq2seq)")
     p.add_argument("--no-reverse", dest="reverse", action="store_false")
     p.add_argument("--no-eval", action="store_true",
                    help="skip the validation perplexity after each epoch (language models)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (only --epochs and --lr may change)")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--seed", type=_typed("non-negative int"), help="default: 0")
     _add_device(p)
     p.set_defaults(func=_cmd_train)
 
@@ -281,19 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the questions given as arguments.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("inputs", nargs="*", metavar="QUESTION")
-    p.add_argument("--beam", type=int, default=1, help="beam width (seq2seq, default 1: greedy)")
+    p.add_argument("--beam", type=_typed("positive int"), default=1,
+                   help="beam width (seq2seq, default 1: greedy)")
     p.add_argument("--start", default="you", help="first word (language models)")
-    p.add_argument("--length", type=int, default=100, help="words to sample")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--length", type=_typed("positive int"), default=100, help="words to sample")
+    p.add_argument("--temperature", type=_typed("non-negative finite number", float), default=1.0)
+    p.add_argument("--top-k", type=_typed("positive int"))
+    p.add_argument("--seed", type=_typed("non-negative int"))
     _add_device(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("similar", help="nearest words", description="Nearest words by cosine.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("word", metavar="WORD")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_typed("positive int"), default=5)
     _add_device(p)
     p.set_defaults(func=_cmd_similar)
 
@@ -302,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("c", metavar="C")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_typed("positive int"), default=5)
     _add_device(p)
     p.set_defaults(func=_cmd_analogy)
 

@@ -4,7 +4,7 @@ A *recipe* names a model, its task (``"lm"``, ``"word2vec"``, ``"seq2seq"``), it
 default data and the book's hyperparameters. :func:`train` runs one into a *run
 folder*::
 
-    run.json                 recipe, options, data source, seed
+    run.json                 recipe, options, data source and its SHA-256, seed, resumes
     model.safetensors        the trained model (with its vocabulary)
     checkpoint.safetensors   the training checkpoint, written after every epoch
     history.json             losses, metrics, learning rate, seconds per epoch
@@ -13,13 +13,15 @@ folder*::
     attention.png            attention models: the map of one test example
 
 :func:`load_run`, :func:`evaluate`, :func:`generate_text`, :func:`answer`,
-:func:`similar` and :func:`analogy` use a finished run. The command line
-(:mod:`timelayers.cli`) is a thin layer over this module.
+:func:`similar` and :func:`analogy` use a finished run, with the vocabulary saved
+in its model; they, and a resumed training, refuse a data file whose SHA-256 is not
+the one the run was trained on. A new run never mixes with an old one in the same
+folder (:mod:`timelayers.run_folder`). The command line (:mod:`timelayers.cli`) is
+a thin layer over this module.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +30,15 @@ import numpy as np
 from ._version import __version__
 from .backend import get_array_module, to_cpu
 from .errors import DataError, OptionError
-from .serialization import atomic_write
+from .options import check_options, check_value
+from .run_folder import read_run_json, sha256_of, start_new_run, write_json
+from .vocab import UnknownWordError
 
-__all__ = ["Recipe", "RECIPES", "Task", "TASKS", "LanguageModelTask", "WordVectorTask",
-           "Seq2seqTask", "GENERATED_DATA_SEED", "TaskData", "RunResult", "Run", "train", "load_run", "load_data",
-           "evaluate", "generate_text", "answer", "similar", "analogy", "read_text_corpus"]
+__all__ = ["Recipe", "RECIPES", "COMMON_OPTIONS", "RESUME_CHANGES", "Task", "TASKS",
+           "LanguageModelTask", "WordVectorTask", "Seq2seqTask", "GENERATED_DATA_SEED",
+           "TaskData", "RunResult", "Run", "DEVICES", "check_device", "train", "load_run",
+           "load_data", "evaluate", "generate_text", "answer", "similar", "analogy",
+           "read_text_corpus", "unknown_options"]
 
 
 GENERATED_DATA_SEED = 1984
@@ -106,10 +112,10 @@ class _CorpusTask(Task):
         if source is None:
             from .datasets import load_ptb
 
-            train, vocab = load_ptb("train")
+            train, ptb_vocab = load_ptb("train")
             valid, _ = load_ptb("valid")
             test, _ = load_ptb("test")
-            return TaskData(train, valid, test, vocab)
+            return TaskData(train, valid, test, _same_vocabulary(vocab, ptb_vocab, "PTB"))
         ids, vocab = read_text_corpus(source, vocab, grow=vocab is None)
         cut = max(1, int(len(ids) * 0.9))
         return TaskData(ids[:cut], ids[cut:], ids[cut:], vocab)
@@ -195,8 +201,9 @@ class Seq2seqTask(Task):
 
         if source is None:
             generate = load_addition if recipe.data == "addition" else load_dates
-            (x_tr, t_tr), (x_te, t_te), vocab = generate(n=options.get("examples", 50000),
-                                                         seed=GENERATED_DATA_SEED)
+            (x_tr, t_tr), (x_te, t_te), made = generate(n=options.get("examples", 50000),
+                                                        seed=GENERATED_DATA_SEED)
+            vocab = _same_vocabulary(vocab, made, f"the generated {recipe.data} data")
         else:
             (x_tr, t_tr), (x_te, t_te), vocab = load_sequence(source, seed=seed, vocab=vocab)
         if options.get("reverse"):
@@ -224,6 +231,15 @@ class Seq2seqTask(Task):
 
         x, t = data.test
         return {"accuracy": sequence_accuracy(model, x, t)}
+
+
+def _same_vocabulary(saved, made, what):
+    """``made``, the vocabulary a data source builds itself; raise :class:`DataError`
+    when a run's ``saved`` one (if given) differs from it."""
+    if saved is not None and saved != made:
+        raise DataError(f"{what} does not match the run's vocabulary ({len(made)} symbols "
+                        f"now, {len(saved)} saved with the model)")
+    return made
 
 
 TASKS = {task.name: task for task in [LanguageModelTask(), WordVectorTask(), Seq2seqTask()]}
@@ -267,6 +283,17 @@ RECIPES = {r.name: r for r in [
 ]}
 
 
+COMMON_OPTIONS = {"eval_valid": True}
+"""Options of every recipe besides its own arguments, with their defaults
+(``eval_valid``: measure the validation split after each epoch)."""
+
+
+def unknown_options(recipe: Recipe, options) -> list:
+    """The names in ``options`` that ``recipe`` does not take, sorted."""
+    return sorted(set(options) - set(recipe.model_args) - set(recipe.train_args)
+                  - set(COMMON_OPTIONS))
+
+
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise OptionError(f"argument 'model' expected one of {', '.join(RECIPES)}, got {name!r}")
@@ -277,8 +304,9 @@ def get_recipe(name: str) -> Recipe:
 def read_text_corpus(path, vocab=None, *, grow=True):
     """Word ids of a text file, each newline a ``<eos>`` token (the PTB convention).
 
-    Words missing from a given ``vocab`` map to ``<unk>`` when it has one, else
-    raise :class:`DataError` naming the word (or are added when ``grow``).
+    Words missing from a given ``vocab`` are added when ``grow``; else they map to
+    ``<unk>`` when it has one, or raise :class:`DataError` counting them and naming
+    the first few.
     """
     from .vocab import Vocabulary
 
@@ -294,16 +322,21 @@ def read_text_corpus(path, vocab=None, *, grow=True):
         raise DataError(f"data file {str(path)!r} holds no words")
     if vocab is None:
         vocab = Vocabulary()
-    ids = np.empty(len(words), dtype=np.int32)
-    for i, w in enumerate(words):
-        if w not in vocab:
-            if grow:
+    if grow:
+        for w in words:
+            if w not in vocab:
                 vocab.add(w)
-            elif "<unk>" in vocab:
-                w = "<unk>"
-            else:
-                raise DataError(f"data file {str(path)!r}: word {w!r} is not in the run's vocabulary")
-        ids[i] = vocab.word_to_id[w]
+    elif "<unk>" in vocab:
+        words = [w if w in vocab else "<unk>" for w in words]
+    else:
+        unknown = [w for w in words if w not in vocab]
+        if unknown:
+            distinct = list(dict.fromkeys(unknown))
+            raise DataError(f"data file {str(path)!r}: {len(unknown)} words ({len(distinct)} "
+                            f"distinct: {', '.join(map(repr, distinct[:5]))}"
+                            f"{', ...' if len(distinct) > 5 else ''}) are not in the run's "
+                            f"vocabulary of {len(vocab)} words")
+    ids = np.fromiter((vocab.word_to_id[w] for w in words), dtype=np.int32, count=len(words))
     return ids, vocab
 
 
@@ -395,8 +428,14 @@ class RunResult:
     stopped_early: bool = False
 
 
-def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resume=False,
-          progress=True, target_accuracy=None, callbacks=(), device="cpu") -> RunResult:
+RESUME_CHANGES = ("epochs", "lr")
+"""The options a resumed run may change (recorded in its ``run.json``); changing
+any other would not continue the same run."""
+
+
+def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, resume=False,
+          force=False, progress=True, target_accuracy=None, callbacks=(),
+          device="cpu") -> RunResult:
     """Train ``recipe_name`` into the run folder ``out_dir``.
 
     Parameters
@@ -407,12 +446,17 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
         A data file instead of the recipe's default data.
     overrides : dict, optional
         Hyperparameters replacing the recipe's (``epochs``, ``batch_size``, ``lr``,
-        ``hidden_size``, ``wordvec_size``, ``time_size``, ``reverse``, ...).
-    seed : int
-        Seeds initialisation, shuffling, dropout and sampling.
+        ``hidden_size``, ``wordvec_size``, ``time_size``, ``reverse``, ...), checked
+        against :data:`timelayers.options.OPTION_KINDS`.
+    seed : int, optional
+        Seeds initialisation, shuffling, dropout and sampling (default 0).
     resume : bool
         Continue from ``out_dir/checkpoint.safetensors`` with the run's saved
-        options (``overrides`` may raise ``epochs``).
+        options, vocabulary and data (which must be unchanged: its SHA-256 is
+        checked). ``overrides`` may change :data:`RESUME_CHANGES` only (recorded
+        under ``"resumed"`` in ``run.json``); any other option must equal the run's.
+    force : bool
+        Replace a run already in ``out_dir`` (by default that is refused).
     progress : bool or {"tqdm", "log"}
     target_accuracy : float, optional
         Seq2seq: stop after the first epoch whose test accuracy reaches it.
@@ -423,62 +467,124 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=0, resum
     check_device(device)
     out = Path(out_dir)
     recipe = get_recipe(recipe_name)
-    ckpt = out / "checkpoint.safetensors"
-    if resume:
-        run_info = _read_run_json(out)
-        if run_info["recipe"] != recipe_name:
-            raise OptionError(f"run {str(out)!r} trained {run_info['recipe']!r}, not {recipe_name!r}")
-        if not ckpt.exists():
-            raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
-        options = dict(run_info["options"])
-        options.update({k: v for k, v in (overrides or {}).items() if k == "epochs"})
-        data, seed = run_info["data"], run_info["seed"]
-    else:
-        options = {**recipe.model_args, **recipe.train_args, **(overrides or {})}
-        data = str(Path(data).resolve()) if data is not None else None
-    unknown = set(options) - set(recipe.model_args) - set(recipe.train_args) - {"eval_valid"}
-    if unknown:
-        raise OptionError(f"recipe {recipe_name!r} has no option(s) {sorted(unknown)}")
-    task_data = load_data(recipe, data, options, seed)
-    recipe.task.check_sizes(options, task_data, _data_name(recipe, data))
-    trainer_cls = recipe.task.trainer_class()
-    cbs = list(callbacks)
+    overrides = dict(overrides or {})
+    check_options(overrides, f"recipe {recipe_name!r}")
+    if unknown_options(recipe, overrides):
+        raise OptionError(f"recipe {recipe_name!r} has no option(s) "
+                          f"{unknown_options(recipe, overrides)}")
+    if seed is not None:
+        check_value("non-negative int", seed, "argument 'seed'")
+    callbacks = list(callbacks)
     if target_accuracy is not None:
-        cbs.append(_StopAtAccuracy(target_accuracy))
+        callbacks.append(_StopAtAccuracy(target_accuracy))
     if resume:
-        trainer = trainer_cls.resume(ckpt, progress=progress, callbacks=cbs)
-        model = _to_device(trainer.model, device)
+        if data is not None or force:
+            raise OptionError("a resumed run keeps its own data and folder: drop data/force")
+        trainer, options, data, seed, task_data = _resume(recipe, out, overrides, seed,
+                                                          progress, callbacks)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        model = _to_device(build_model(recipe, options, task_data, np.random.default_rng(seed)),
-                           device)
-        optimizer = _optimizer(options)
-        schedule = None
-        if options.get("plateau_factor"):
-            from .schedules import ReduceOnPlateau
-
-            schedule = ReduceOnPlateau(optimizer, factor=options["plateau_factor"],
-                                       monitor="val_perplexity")
-        trainer = trainer_cls(model, optimizer, max_grad=options["max_grad"],
-                              rng=np.random.default_rng(seed + 1), schedule=schedule,
-                              callbacks=cbs, progress=progress)
-        info = {"recipe": recipe_name, "task": recipe.task.name, "data": data,
-                "options": options, "seed": seed, "version": __version__,
-                **recipe.task.run_info(task_data)}
-        _write_json(out / "run.json", info)
+        trainer, options, data, seed, task_data = _start(recipe, out, overrides, data, seed,
+                                                         force, progress, callbacks, device)
+    model = _to_device(trainer.model, device)
     task_data = _on_device(task_data, device)
     (x, t), extra = recipe.task.fit_inputs(options, task_data)
     trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
-                eval_fn=recipe.task.validation(options, task_data), checkpoint=ckpt, **extra)
+                eval_fn=recipe.task.validation(options, task_data),
+                checkpoint=out / "checkpoint.safetensors", **extra)
     model.save(out / "model.safetensors")
     trainer.save_history(out / "history.json")
     metrics = evaluate(Run(out, recipe, options, model, data, seed, device=device),
                        task_data=task_data)
     metrics["epochs"] = trainer.epoch
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     _plots(out, recipe, options, model, trainer.history, task_data)
     stopped = trainer.epoch < options["epochs"]
     return RunResult(out, model, trainer.history, metrics, stopped)
+
+
+def _start(recipe, out, overrides, data, seed, force, progress, callbacks, device):
+    """A new run: data loaded and checked, then the folder made ready (see
+    :func:`timelayers.run_folder.start_new_run`), the model built and ``run.json``
+    written. Returns ``(trainer, options, data source, seed, task data)``."""
+    seed = 0 if seed is None else seed
+    options = {**recipe.model_args, **recipe.train_args, **COMMON_OPTIONS, **overrides}
+    source = str(Path(data).resolve()) if data is not None else None
+    digest = sha256_of(source) if source is not None else None
+    task_data = load_data(recipe, source, options, seed)
+    recipe.task.check_sizes(options, task_data, _data_name(recipe, source))
+    start_new_run(out, force=force)
+    model = _to_device(build_model(recipe, options, task_data, np.random.default_rng(seed)),
+                       device)
+    optimizer = _optimizer(options)
+    schedule = None
+    if options.get("plateau_factor"):
+        from .schedules import ReduceOnPlateau
+
+        schedule = ReduceOnPlateau(optimizer, factor=options["plateau_factor"],
+                                   monitor="val_perplexity")
+    trainer = recipe.task.trainer_class()(model, optimizer, max_grad=options["max_grad"],
+                                          rng=np.random.default_rng(seed + 1),
+                                          schedule=schedule, callbacks=callbacks,
+                                          progress=progress)
+    write_json(out / "run.json", {"recipe": recipe.name, "task": recipe.task.name, "data": source,
+                                  "data_sha256": digest, "options": options, "seed": seed,
+                                  "version": __version__, **recipe.task.run_info(task_data)})
+    return trainer, options, source, seed, task_data
+
+
+def _resume(recipe, out, overrides, seed, progress, callbacks):
+    """The run in ``out`` continued from its checkpoint with its saved options,
+    vocabulary and (unchanged) data; :data:`RESUME_CHANGES` applied and recorded.
+    Returns ``(trainer, options, data source, seed, task data)``."""
+    info = read_run_json(out)
+    if info["recipe"] != recipe.name:
+        raise OptionError(f"run {str(out)!r} trained {info['recipe']!r}, not {recipe.name!r}")
+    if seed is not None and seed != info["seed"]:
+        raise OptionError(f"run {str(out)!r} was trained with seed {info['seed']}; a resumed run "
+                          f"keeps its seed (got {seed})")
+    options = {**COMMON_OPTIONS, **info["options"]}
+    refused = {k: v for k, v in overrides.items() if k not in RESUME_CHANGES and options[k] != v}
+    if refused:
+        key, value = next(iter(refused.items()))
+        raise OptionError(f"run {str(out)!r} cannot resume with {key}={value!r} (it was trained "
+                          f"with {options[key]!r}); only {', '.join(RESUME_CHANGES)} can "
+                          f"change when resuming: start a new run for the others")
+    ckpt = out / "checkpoint.safetensors"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
+    _check_data_unchanged(info["data"], info.get("data_sha256"), out)
+    trainer = recipe.task.trainer_class().resume(ckpt, progress=progress, callbacks=callbacks)
+    task_data = load_data(recipe, info["data"], options, info["seed"],
+                          vocab=getattr(trainer.model, "vocab", None))
+    changes = {k: [options[k], v] for k, v in overrides.items()
+               if k in RESUME_CHANGES and options[k] != v}
+    options.update({k: new for k, (_, new) in changes.items()})
+    recipe.task.check_sizes(options, task_data, _data_name(recipe, info["data"]))
+    if options["epochs"] < trainer.epoch:
+        raise OptionError(f"run {str(out)!r} has already trained {trainer.epoch} epochs; "
+                          f"epochs={options['epochs']} would train none")
+    if "lr" in changes:
+        trainer.optimizer.lr = options["lr"]
+    if changes:
+        info["options"] = options
+        info.setdefault("resumed", []).append({"after_epoch": trainer.epoch, "changed": changes})
+        write_json(out / "run.json", info)
+    return trainer, options, info["data"], info["seed"], task_data
+
+
+def _check_data_unchanged(source, recorded, run_dir, hint="") -> None:
+    """Raise :class:`DataError` when the run's data file ``source`` is gone or its
+    SHA-256 is not the ``recorded`` one (None: not recorded; ``hint`` ends the message)."""
+    if source is None or recorded is None:  # the recipe's own data, or a run from before
+        return
+    if not Path(source).is_file():
+        raise DataError(f"run {str(run_dir)!r} was trained on data file {source!r}, which no "
+                        f"longer exists{hint}")
+    now = sha256_of(source)
+    if now != recorded:
+        raise DataError(f"data file {source!r} has changed since run {str(run_dir)!r} was "
+                        f"trained on it (SHA-256 {recorded[:12]}... then, {now[:12]}... now); "
+                        f"its word ids would not match the model's{hint}")
 
 
 def _to_device(model, device):
@@ -508,20 +614,6 @@ def _plots(out, recipe, options, model, history, data):
         pass
 
 
-def _write_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode("utf-8")))
-
-
-def _read_run_json(run_dir):
-    path = Path(run_dir) / "run.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no run.json)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{str(path)!r} is corrupt: {exc}") from None
-
-
 # -- using a finished run -----------------------------------------------------------------
 @dataclass
 class Run:
@@ -535,6 +627,7 @@ class Run:
     seed: int
     shape: tuple = None
     device: str = "cpu"
+    data_sha256: str = None
 
 
 def load_run(run_dir, device="cpu") -> Run:
@@ -543,14 +636,28 @@ def load_run(run_dir, device="cpu") -> Run:
     check_device(device)
     from .models import Model
 
-    info = _read_run_json(run_dir)
-    recipe = get_recipe(info["recipe"])
+    info = read_run_json(run_dir)
+    where = f"{str(Path(run_dir) / 'run.json')!r}"
+    if info["recipe"] not in RECIPES:
+        raise DataError(f"{where} names recipe {info['recipe']!r}, expected one of "
+                        f"{', '.join(RECIPES)}")
+    recipe = RECIPES[info["recipe"]]
+    if unknown_options(recipe, info["options"]):
+        raise DataError(f"{where}: recipe {recipe.name!r} has no option(s) "
+                        f"{unknown_options(recipe, info['options'])}")
     path = Path(run_dir) / "model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"run {str(run_dir)!r} has no model.safetensors (did training finish?)")
-    model = _to_device(Model.load(path), device)
+    model = Model.load(path)
+    if type(model).__name__ != recipe.model or getattr(model, "vocab", None) is None:
+        raise DataError(f"{str(path)!r} holds a {type(model).__name__}"
+                        f"{'' if getattr(model, 'vocab', None) is not None else ' without a vocabulary'}"
+                        f"; recipe {recipe.name!r} of {where} needs a {recipe.model} with its "
+                        f"vocabulary")
+    model = _to_device(model, device)
     return Run(Path(run_dir), recipe, info["options"], model, info["data"], info["seed"],
-               tuple(info["shape"]) if info.get("shape") else None, device)
+               tuple(info["shape"]) if info.get("shape") else None, device,
+               info.get("data_sha256"))
 
 
 def evaluate(run: Run, data=None, task_data=None) -> dict:
@@ -559,13 +666,13 @@ def evaluate(run: Run, data=None, task_data=None) -> dict:
     seed) for word2vec; on the run's own test split or on the file ``data``."""
     if task_data is None:
         if data is None:
-            task_data = load_data(run.recipe, run.data, run.options, run.seed)
-        else:
-            task_data = load_data(run.recipe, data, run.options, run.seed, vocab=run.model.vocab)
-            run.recipe.task.check_sizes(run.options, task_data, _data_name(run.recipe, data),
-                                        training=False)
-            if len(task_data.vocab) != len(run.model.vocab):
-                raise DataError(f"data file {str(data)!r} has symbols the run's vocabulary lacks")
+            _check_data_unchanged(run.data, run.data_sha256, run.run_dir,
+                                  hint="; to evaluate on it as it is now, give it as new data "
+                                       "(eval --data FILE)")
+            data = run.data
+        task_data = load_data(run.recipe, data, run.options, run.seed, vocab=run.model.vocab)
+        run.recipe.task.check_sizes(run.options, task_data, _data_name(run.recipe, data),
+                                    training=False)
     return run.recipe.task.test_metrics(run.model, run.options, _on_device(task_data, run.device))
 
 
@@ -578,7 +685,8 @@ def generate_text(run: Run, start: str = "you", length: int = 100, *, temperatur
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not a "
                          f"language model")
     vocab = run.model.vocab
-    start_id = vocab.encode([start])[0]
+    _check_words(run, start)
+    start_id = vocab.word_to_id[start]
     skip_ids = [vocab.word_to_id[w] for w in skip if w in vocab]
     run.model.reset_state()
     ids = generate_ids(run.model, start_id, length, temperature=temperature, top_k=top_k,
@@ -617,6 +725,20 @@ def answer(run: Run, questions, beam=1) -> list:
     return ["".join(vocab.decode(row)).strip() for row in to_cpu(ids)]
 
 
+class _NotInRunVocabulary(UnknownWordError):
+    def __str__(self) -> str:
+        return f"word {self.word!r} is not in the run's vocabulary of {self.size} words"
+
+
+def _check_words(run, *words) -> None:
+    """Raise :class:`~timelayers.vocab.UnknownWordError` naming the first of ``words``
+    that the run's vocabulary lacks, and the vocabulary's size."""
+    vocab = run.model.vocab
+    for word in words:
+        if word not in vocab:
+            raise _NotInRunVocabulary(word, len(vocab))
+
+
 def _word_vectors(run):
     if not isinstance(run.recipe.task, WordVectorTask):
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not word "
@@ -628,12 +750,16 @@ def similar(run: Run, word: str, top=5):
     """Nearest words to ``word`` by cosine similarity of the run's word vectors."""
     from .text import most_similar
 
-    return most_similar(word, run.model.vocab, _word_vectors(run), top=top)
+    vectors = _word_vectors(run)
+    _check_words(run, word)
+    return most_similar(word, run.model.vocab, vectors, top=top)
 
 
 def analogy(run: Run, a: str, b: str, c: str, top=5):
     """Answers to ``a : b = c : ?`` from the run's word vectors."""
     from .text import analogy as _analogy
 
-    return _analogy(a, b, c, run.model.vocab, _word_vectors(run), top=top)
+    vectors = _word_vectors(run)
+    _check_words(run, a, b, c)
+    return _analogy(a, b, c, run.model.vocab, vectors, top=top)
 

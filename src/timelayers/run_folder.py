@@ -1,0 +1,112 @@
+"""A run folder on disk: the files a run owns, starting a new run without mixing it
+with an old one, and ``run.json`` read back with every field checked.
+
+A run folder never pairs files of two runs: a new run starts only in a folder that
+holds none of :data:`RUN_FILES` (or, when forced, after they are removed, ``run.json``
+first, so that a kill half-way leaves no folder that reads as a run); then
+``run.json`` is written, the checkpoint after every epoch and the model at the end,
+each file atomically. A kill at any moment leaves the old run, or a new run that
+holds its own ``run.json`` (and a checkpoint to resume from, after one epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .errors import DataError, OptionError
+from .options import KINDS, check_options
+from .serialization import atomic_write
+
+__all__ = ["RUN_FILES", "run_files_in", "start_new_run", "sha256_of", "write_json",
+           "read_run_json"]
+
+RUN_FILES = ("run.json", "model.safetensors", "checkpoint.safetensors", "history.json",
+             "metrics.json", "learning_curve.png", "attention.png")
+"""The files a run writes, ``run.json`` (what makes a folder a run) first."""
+
+
+def run_files_in(folder) -> list:
+    """Names of the :data:`RUN_FILES` present in ``folder``."""
+    folder = Path(folder)
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def start_new_run(folder, force=False) -> None:
+    """Make ``folder`` ready for a new run: create it, or raise
+    :class:`FileExistsError` when it holds a run, unless ``force``, which removes the
+    old run's files (and their leftover temp files; other files are kept)."""
+    folder = Path(folder)
+    existing = run_files_in(folder)
+    if existing and not force:
+        raise FileExistsError(f"run folder {str(folder)!r} already holds a run "
+                              f"({', '.join(existing)}): continue it with --resume, replace it "
+                              f"with --force, or train into another --out")
+    for name in existing:
+        (folder / name).unlink()
+    for name in RUN_FILES:
+        for temp in folder.glob(f".{name}.*.tmp"):
+            temp.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def sha256_of(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode("utf-8")))
+
+
+_FIELDS = {  # field: (kind, required); a kind from timelayers.options.KINDS
+    "recipe": ("str", True), "options": (dict, True), "seed": ("non-negative int", True),
+    "data": ("str", True), "task": ("str", False), "version": ("str", False),
+    "data_sha256": ("str", False), "shape": (list, False), "resumed": (list, False),
+}
+_MAY_BE_NULL = {"data", "data_sha256"}
+
+
+def read_run_json(run_dir) -> dict:
+    """``run_dir/run.json`` with its fields checked: a one-line error naming the file
+    and the field (:class:`DataError`), or :class:`FileNotFoundError` when the
+    folder holds no run."""
+    path = Path(run_dir) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no run.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{str(path)!r} is corrupt: {exc}") from None
+
+    def bad(what):
+        return DataError(f"{str(path)!r} is not a valid run.json: {what}")
+
+    if not isinstance(info, dict):
+        raise bad(f"expected a JSON object, got a {type(info).__name__}")
+    for field, (kind, required) in _FIELDS.items():
+        if field not in info:
+            if required:
+                raise bad(f"field {field!r} is missing")
+            continue
+        value = info[field]
+        if value is None and field in _MAY_BE_NULL:
+            continue
+        ok = isinstance(value, kind) if isinstance(kind, type) else KINDS[kind](value)
+        if not ok:
+            expected = kind.__name__ if isinstance(kind, type) else kind
+            raise bad(f"field {field!r} expected a {expected}, got {value!r}")
+    shape = info.get("shape")
+    if shape is not None and (len(shape) != 2 or not all(KINDS["positive int"](n) for n in shape)):
+        raise bad(f"field 'shape' expected [question width, answer length], got {shape!r}")
+    try:
+        check_options(info["options"], "field 'options'")
+    except OptionError as exc:
+        raise bad(str(exc)) from None
+    return info
