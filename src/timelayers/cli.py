@@ -147,15 +147,16 @@ def _cmd_eval(args) -> int:
 
 def _cmd_generate(args) -> int:
     from . import recipes
+    from .tasks import LanguageModelTask, Seq2seqTask
 
     run = _load_run(args)
-    if isinstance(run.recipe.task, recipes.Seq2seqTask):
+    if isinstance(run.recipe.task, Seq2seqTask):
         if not args.inputs:
             raise CliError("give the questions to answer, e.g. timelayers generate RUN '16+75'")
         for q, a in zip(args.inputs, recipes.answer(run, args.inputs, beam=args.beam)):
             print(f"{q}\t{a}")
         return 0
-    if not isinstance(run.recipe.task, recipes.LanguageModelTask):
+    if not isinstance(run.recipe.task, LanguageModelTask):
         raise CliError(f"run {args.run_dir!r} holds word vectors; use `similar` or `analogy`")
     if args.inputs:
         raise CliError("a language model takes --start WORD, not positional inputs")
