@@ -1,7 +1,11 @@
-"""load_ptb on small fake corpora (downloaded over file:// URLs) and on the real files."""
+"""load_ptb on small fake corpora (downloaded from a local HTTP server) and on the
+real files."""
 
+import functools
 import hashlib
 import os
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -34,29 +38,46 @@ def _find_real_ptb():
 
 
 REAL_PTB = _find_real_ptb()  # located before the fixtures below clear the environment
+KNOWN_SHA256 = dict(ptb.PTB_SHA256)  # before the fixtures below replace it by the fakes'
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No network, no user cache, no TIMELAYERS_DATA: every test sets up its own files."""
+    """No network, no user cache, no TIMELAYERS_DATA, the fake files' digests:
+    every test sets up its own files."""
     monkeypatch.delenv("TIMELAYERS_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(ptb, "PTB_URL", (tmp_path / "nowhere").as_uri())
+    monkeypatch.setattr(ptb, "PTB_URL", "http://127.0.0.1:9/nowhere")  # the discard port
+    monkeypatch.setattr(ptb, "PTB_SHA256", {n: _sha256(t) for n, t in FAKE.items()})
+    monkeypatch.setattr(ptb, "DOWNLOAD_RETRIES", 0)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture
 def remote(tmp_path, monkeypatch):
-    """A folder of fake PTB files, served as PTB_URL with their digests and sizes."""
+    """A folder of fake PTB files, served over HTTP on 127.0.0.1 as PTB_URL."""
     folder = tmp_path / "remote"
     folder.mkdir()
     for name, text in FAKE.items():
         (folder / name).write_text(text)
-    monkeypatch.setattr(ptb, "PTB_URL", folder.as_uri())
-    monkeypatch.setattr(
-        ptb, "PTB_SHA256", {n: hashlib.sha256(t.encode()).hexdigest() for n, t in FAKE.items()}
-    )
-    monkeypatch.setattr(ptb, "PTB_SIZES", {n: len(t.encode()) for n, t in FAKE.items()})
-    return folder
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(ptb, "PTB_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield folder
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
 
 
 def _expected(name):
@@ -83,7 +104,8 @@ def test_downloads_into_the_cache_dir(remote, tmp_path):
     assert vocab.words == expected_words and vocab["<eos>"] == 5
     assert vocab.decode(ids[:7]) == ["the", "cat", "sat", "on", "the", "mat", "<eos>"]
     assert {"ptb.train.npy", "ptb.vocab.json"} <= {p.name for p in cache.iterdir()}
-    assert not any(p.name.endswith(".part") for p in cache.iterdir())
+    assert sorted(p.name for p in cache.iterdir()) == ["ptb.train.npy", "ptb.train.txt",
+                                                       "ptb.vocab.json"]  # no partial file
 
 
 @pytest.mark.parametrize("split", ["valid", "val", "test"])
@@ -151,6 +173,25 @@ def test_checksum_mismatch_leaves_no_file(remote, tmp_path, monkeypatch):
     assert list((tmp_path / "data").iterdir()) == []
 
 
+def test_a_download_that_fails_is_retried(remote, tmp_path, monkeypatch):
+    monkeypatch.setattr(ptb, "DOWNLOAD_RETRIES", 1)
+    (remote / "ptb.valid.txt").unlink()  # 404
+    with pytest.raises(DownloadError, match="ptb.valid.txt.*404"):
+        load_ptb("valid", data_dir=tmp_path / "data", progress=False)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["ptb.train.txt"]
+
+
+def test_a_changed_local_file_is_refused(tmp_path):
+    data = tmp_path / "data"
+    _write_fake(data)
+    (data / "ptb.train.txt").write_text(" the new cat sat on the mat \n" + FAKE["ptb.train.txt"])
+    with pytest.raises(DataError) as info:
+        load_ptb("test", data_dir=data)
+    message = str(info.value)
+    assert str(data / "ptb.train.txt") in message and "\n" not in message
+    assert ptb.PTB_SHA256["ptb.train.txt"] in message and "Delete it" in message
+
+
 def test_caches_are_reused_while_newer_than_the_text(tmp_path):
     data = tmp_path / "data"
     _write_fake(data)
@@ -204,10 +245,11 @@ def test_failing_cache_writes_are_ignored(tmp_path, monkeypatch):
     assert ids.tolist() == _expected("ptb.train.txt")[0]
 
 
-def test_word_outside_the_train_vocabulary(tmp_path):
+def test_word_outside_the_train_vocabulary(tmp_path, monkeypatch):
     data = tmp_path / "data"
     _write_fake(data)
     (data / "ptb.test.txt").write_text(" the zebra \n")
+    monkeypatch.setitem(ptb.PTB_SHA256, "ptb.test.txt", _sha256(" the zebra \n"))
     with pytest.raises(DataError, match="ptb.test.txt.*'zebra'"):
         load_ptb("test", data_dir=data)
 
@@ -226,6 +268,12 @@ def real():
     yield splits
     if not REAL_PTB.stat().st_mode & 0o222:  # a read-only folder stays untouched
         assert sorted(p.name for p in REAL_PTB.iterdir()) == before
+
+
+@needs_real_ptb
+def test_real_files_have_the_known_digests():
+    for name, digest in KNOWN_SHA256.items():
+        assert hashlib.sha256((REAL_PTB / name).read_bytes()).hexdigest() == digest
 
 
 @needs_real_ptb

@@ -355,3 +355,14 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     assert info.value.errno == 28 and str(target) in str(info.value)
     monkeypatch.undo()
     assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_write_takes_bytes_or_a_writer(tmp_path):
+    path = tmp_path / "out.bin"
+    atomic_write(path, b"first")
+    atomic_write(path, lambda f: f.write(b"second"))
+    assert path.read_bytes() == b"second"
+    with pytest.raises(TypeError):
+        atomic_write(path, "not bytes")
+    assert path.read_bytes() == b"second"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]

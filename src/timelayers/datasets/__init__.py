@@ -1,10 +1,10 @@
 """Data sets of the book: Penn Treebank, the seq2seq toy tasks, the spiral.
 
 Nothing is downloaded at import time; :func:`load_ptb` fetches the Penn
-Treebank on first use (see :mod:`timelayers.datasets.ptb` for where files go).
+Treebank on first use, through ``pooch`` (see :mod:`timelayers.datasets.ptb`
+for where files go and how they are checked).
 """
 
-from timelayers.datasets.download import download, sha256_file
 from timelayers.datasets.ptb import fetch_ptb, load_ptb
 from timelayers.datasets.sequence import (
     load_addition,
@@ -28,6 +28,4 @@ __all__ = [
     "write_sequence",
     "reverse_questions",
     "load_spiral",
-    "download",
-    "sha256_file",
 ]

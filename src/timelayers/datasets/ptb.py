@@ -3,8 +3,11 @@
 Files are looked for, in order, in ``data_dir``, in ``$TIMELAYERS_DATA`` and in
 the user cache directory (``$XDG_CACHE_HOME/timelayers/ptb`` or
 ``~/.cache/timelayers/ptb``); each place may hold the files directly or in a
-``ptb/`` subfolder. Missing files are downloaded into ``data_dir`` (when given)
-or the cache directory and checked against :data:`PTB_SHA256`.
+``ptb/`` subfolder. Missing files are downloaded with ``pooch`` (progress bar,
+retries, the SHA-256 checked before the file is moved into place) into
+``data_dir`` (when given) or the cache directory. Files found locally are
+checked against :data:`PTB_SHA256` too: a changed ``ptb.train.txt`` would shift
+every word id, so it is refused.
 
 Token ids are cached next to the text as ``ptb.<split>.npy`` and the vocabulary
 as ``ptb.vocab.json``; caches are reused while they are newer than the text and
@@ -15,16 +18,18 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
+import pooch
+
 from timelayers.serialization import atomic_write
-from timelayers.datasets.download import download as _download
 from timelayers.errors import DataError, DownloadError
 from timelayers.vocab import UnknownWordError, Vocabulary
 
-__all__ = ["load_ptb", "fetch_ptb", "cache_dir", "PTB_URL", "PTB_FILES", "PTB_SHA256", "PTB_SIZES"]
+__all__ = ["load_ptb", "fetch_ptb", "cache_dir", "PTB_URL", "PTB_FILES", "PTB_SHA256"]
 
 #: Where the three text files are downloaded from (``PTB_URL + "/" + name``).
 PTB_URL = "https://raw.githubusercontent.com/tomsercu/lstm/master/data"
@@ -32,15 +37,16 @@ PTB_URL = "https://raw.githubusercontent.com/tomsercu/lstm/master/data"
 #: File name of each split.
 PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
 
-#: Expected SHA-256 of each downloaded file.
+#: Expected SHA-256 of each file (downloaded or found locally).
 PTB_SHA256 = {
     "ptb.train.txt": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
     "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
     "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
 }
 
-#: Expected size in bytes of each downloaded file.
-PTB_SIZES = {"ptb.train.txt": 5_101_618, "ptb.valid.txt": 399_782, "ptb.test.txt": 449_945}
+#: Further attempts after a failed download, and the socket timeout in seconds.
+DOWNLOAD_RETRIES = 2
+DOWNLOAD_TIMEOUT = 30
 
 ENV_VAR = "TIMELAYERS_DATA"
 VOCAB_FILE = "ptb.vocab.json"
@@ -91,8 +97,9 @@ def load_ptb(
     ValueError
         For an unknown ``split``.
     DataError
-        When a file is missing and ``download`` is false, or a split holds a word
-        that is not in the training vocabulary.
+        When a file is missing and ``download`` is false, a file found locally is
+        not the corpus's (its SHA-256 differs), or a split holds a word that is
+        not in the training vocabulary.
     DownloadError
         When a missing file cannot be downloaded (the message says where to put
         the files by hand).
@@ -162,19 +169,43 @@ def _search_dirs(data_dir) -> list[Path]:
 def _locate_or_fetch(name: str, data_dir, download: bool, progress: bool) -> Path:
     for d in _search_dirs(data_dir):
         if (d / name).is_file():
-            return d / name
+            return _verified(d / name)
     if not download:
         raise DataError(f"Penn Treebank file {name} was not found. {_where_to_put(data_dir)}")
-    target = (Path(data_dir) if data_dir is not None else cache_dir() / "ptb") / name
+    target = Path(data_dir) if data_dir is not None else cache_dir() / "ptb"
     url = f"{PTB_URL.rstrip('/')}/{name}"
+    fetcher = pooch.create(path=target, base_url=f"{PTB_URL.rstrip('/')}/",
+                           registry={name: f"sha256:{PTB_SHA256[name]}"},
+                           retry_if_failed=DOWNLOAD_RETRIES)
+    downloader = pooch.HTTPDownloader(progressbar=progress and _stderr_is_tty(),
+                                      timeout=DOWNLOAD_TIMEOUT)
     try:
-        return _download(url, target, PTB_SHA256[name], size=PTB_SIZES.get(name), progress=progress)
-    except DownloadError as e:
-        raise DownloadError(f"{e}. {_where_to_put(data_dir)}") from e
-    except OSError as e:  # the target directory cannot be created or written
-        raise DownloadError(
-            f"could not download {name} into {target.parent}: {e}. {_where_to_put(data_dir)}"
-        ) from e
+        return Path(fetcher.fetch(name, downloader=downloader))
+    except ValueError as e:  # pooch's hash mismatch, or a URL it cannot fetch
+        raise DownloadError(f"could not download {name} from {url}: {e}. "
+                            f"{_where_to_put(data_dir)}") from e
+    except OSError as e:  # requests' errors, and a target folder that cannot be written
+        raise DownloadError(f"could not download {name} from {url} into {target}: {e}. "
+                            f"{_where_to_put(data_dir)}") from e
+
+
+def _verified(path: Path) -> Path:
+    """``path`` if its SHA-256 is the Penn Treebank's; DataError otherwise."""
+    want = PTB_SHA256[path.name]
+    got = pooch.file_hash(str(path), alg="sha256")
+    if got != want:
+        raise DataError(f"{path}: SHA-256 {got} is not the Penn Treebank's {want}; the file is "
+                        f"damaged or another text (its word ids would not be the corpus's). "
+                        f"Delete it to download it again, or copy the original from "
+                        f"{PTB_URL.rstrip('/')}/{path.name}")
+    return path
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def _where_to_put(data_dir) -> str:
