@@ -172,3 +172,23 @@ def test_gpu_training_step_matches_cpu(name):
     assert one_step(gpu, batches[0], opt_gpu) == pytest.approx(one_step(cpu, batches[0], opt_cpu),
                                                                rel=1e-9)
     assert isinstance(to_cpu(gpu.params[0]), np.ndarray)
+
+
+@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+def test_device_id_checks_wait_for_the_flush():
+    """On the GPU a forward with an out-of-range id does not wait for the device;
+    the id is reported at the next flush, which the trainers and perplexity call
+    where they read the loss."""
+    import cupy
+
+    from timelayers._checks import flush_device_checks
+    from timelayers.errors import ShapeError
+    from timelayers.layers import TimeEmbedding
+
+    layer = TimeEmbedding(cupy.zeros((5, 3), dtype=cupy.float32))
+    flush_device_checks()
+    layer.forward(cupy.array([[1, 2]]))
+    layer.forward(cupy.array([[1, 7]]))               # bad, not read yet
+    with pytest.raises(ShapeError, match=r"expected ids in \[0, 5\), got 7"):
+        flush_device_checks()
+    flush_device_checks()                             # nothing pending any more

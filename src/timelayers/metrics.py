@@ -102,12 +102,12 @@ def perplexity(model, corpus, batch_size=10, time_size=35) -> float:
             model.reset_state()
         try:
             for xs, ts in bptt_batches(corpus, batch_size, time_size):
-                total += float(model.forward(xs, ts))
+                total = total + model.forward(xs, ts)  # stays on the device until the end
                 count += 1
         finally:
             if hasattr(model, "reset_state"):
                 model.reset_state()
-    mean = total / count
+    mean = float(total) / count
     try:
         return math.exp(mean)
     except OverflowError:

@@ -1,6 +1,8 @@
 """Loss layers: softmax and sigmoid cross entropy, for single steps and sequences.
 
-Each loss's ``forward(x, t)`` returns a Python float and ``backward(dout=1)``
+Each loss's ``forward(x, t)`` returns the mean loss -- a Python float for NumPy
+arrays, a 0-d array on the device for CuPy arrays, so that a training step never
+waits for the GPU (``float(loss)`` reads it) -- and ``backward(dout=1)``
 returns the gradient with respect to the scores ``x``. ``backward`` does not
 mutate the cache, so it may be called again with the same result.
 """
@@ -78,7 +80,7 @@ class _SoftmaxCrossEntropy(Layer):
         mask = None
         if self.ignore_label is not None:
             mask = t1d != self.ignore_label
-            count = int(mask.sum())
+            count = int(mask.sum()) if xp is np else mask.sum()  # no host read on a device
             t1d = xp.where(mask, t1d, 0)
         else:
             count = M
@@ -90,7 +92,7 @@ class _SoftmaxCrossEntropy(Layer):
         def block(a, b):
             xb, eb = x2d[a:b], e[a:b]
             xmax = xb.max(axis=1, keepdims=True)  # (b - a, 1)
-            if -_NO_SHIFT <= float(xmax.min()) and float(xmax.max()) <= _NO_SHIFT:
+            if xp is np and -_NO_SHIFT <= float(xmax.min()) and float(xmax.max()) <= _NO_SHIFT:
                 xp.exp(xb, out=eb)  # no overflow, and no underflow that matters
                 target[a:b] = xb[rows[:b - a], t1d[a:b]]
             else:
@@ -103,16 +105,20 @@ class _SoftmaxCrossEntropy(Layer):
         nll = xp.log(s) - target
         if mask is not None:
             nll *= mask
-        loss = float(nll.sum()) / count if count else 0.0
+        if xp is np:
+            loss = float(nll.sum()) / count if count else 0.0
+        else:  # a 0-d array, read by the caller when it needs the number
+            loss = nll.sum() / xp.maximum(count, 1)
         self.cache = (e, 1.0 / s, t1d, mask, count)
         return loss
 
     def _backward2d(self, dout):
         e, inv_s, t1d, mask, count = self.cache
         xp = get_array_module(e)
-        if count == 0:
+        if xp is np and count == 0:
             return xp.zeros_like(e)
-        scale = (dout / count) * inv_s  # (M,)
+        weight = dout / (count if xp is np else xp.maximum(count, 1))  # all-masked: mask zeroes it
+        scale = weight * inv_s  # (M,)
         if mask is not None:
             scale = scale * mask
         scale = scale.astype(e.dtype, copy=False)[:, None]
@@ -123,7 +129,8 @@ class _SoftmaxCrossEntropy(Layer):
 
         _over_row_blocks(xp, e.shape[0], e.shape[1], block)
         rows = xp.arange(e.shape[0])
-        step = xp.full(e.shape[0], dout / count, dtype=e.dtype)
+        step = xp.zeros(e.shape[0], dtype=e.dtype)
+        step += weight
         if mask is not None:
             step *= mask
         dx[rows, t1d] -= step
@@ -201,7 +208,8 @@ class SigmoidWithLoss(Layer):
         check_shape(where, "t", t, x.shape)
         self._check_extra(where, x)
         t = t.astype(x.dtype, copy=False)
-        loss = float((softplus(x) - t * x).mean())
+        loss = (softplus(x) - t * x).mean()
+        loss = float(loss) if get_array_module(x) is np else loss
         self.cache = (sigmoid(x), t)
         return loss
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
 from ..errors import CheckpointError
 from ..layers.base import Layer
+from ..layers.plans.base import Plan
 from ..serialization import load_tensors, save_tensors
 
 __all__ = ["Model", "MODEL_REGISTRY"]
@@ -517,8 +518,9 @@ def _is_array(value) -> bool:
 
 def _move_held_arrays(obj, move, seen):
     """``move`` every array in the attributes of the model or layer ``obj``,
-    recursing into layers, models, lists and tuples (not into other objects: a
-    model's config, vocabulary and generators stay as they are)."""
+    recursing into layers, models, recurrent plans, lists and tuples (named ones
+    too; not into other objects: a model's config, vocabulary and generators
+    stay as they are)."""
     if id(obj) in seen:
         return
     seen.add(id(obj))
@@ -531,12 +533,14 @@ def _move_held_arrays(obj, move, seen):
 def _moved(value, move, seen):
     if _is_array(value):
         return move(value)
-    if isinstance(value, (Layer, Model)):
+    if isinstance(value, (Layer, Model, Plan)):
         _move_held_arrays(value, move, seen)
     elif isinstance(value, list):
         value[:] = [_moved(v, move, seen) for v in value]  # the list object is kept
     elif type(value) is tuple:
         return tuple(_moved(v, move, seen) for v in value)
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple cache
+        return type(value)(*(_moved(v, move, seen) for v in value))
     return value
 
 
