@@ -179,6 +179,29 @@ def test_windows_line_endings_and_trailing_blank_lines(tmp_path):
     assert x.shape == (2, 7) and t.shape == (2, 5)
 
 
+def test_a_byte_order_mark_is_dropped(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("1+1    _2   \n2+2    _4   \n".encode("utf-8-sig"))
+    (x, t), _, vocab = load_sequence(path, seed=None, test_ratio=0)
+    assert x.shape == (2, 7) and "\ufeff" not in vocab
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9+1 _2   \n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.txt: not UTF-8 text \(byte 0xe9 at offset 3"):
+        load_sequence(path)
+
+
+@pytest.mark.parametrize("lines, where", [(["_12+3", "_45+6"], "first column, so the question"),
+                                          (["12+3_", "45+6_"], "last column, so the answer")])
+def test_a_separator_at_either_end_is_refused(tmp_path, lines, where):
+    path = tmp_path / "edge.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"edge\.txt, line 1: '_' is in the {where}"):
+        load_sequence(path)
+
+
 def test_any_separator_column():
     lines = ["ab_xyz", "cd_zzz", "ee_a_b"]  # '_' inside an answer is just a character
     (x, t), _, vocab = load_sequence(lines, seed=None, test_ratio=0)

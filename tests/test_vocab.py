@@ -108,6 +108,12 @@ def test_save_load(tmp_path):
     assert Vocabulary.load(path).words == ["x"]
 
 
+def test_load_drops_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(Vocabulary(["a", "b"]).to_json().encode("utf-8-sig"))
+    assert Vocabulary.load(path).words == ["a", "b"]
+
+
 def test_load_corrupt_file_names_it(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"words": ["a", ')

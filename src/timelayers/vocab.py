@@ -226,7 +226,7 @@ class Vocabulary:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
             return cls.from_dict(data)
         except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError and DataError too
             raise DataError(f"{path}: not a vocabulary file ({e})") from e

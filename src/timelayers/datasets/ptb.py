@@ -25,6 +25,7 @@ import numpy as np
 
 import pooch
 
+from timelayers.datasets.textfile import read_utf8
 from timelayers.serialization import atomic_write
 from timelayers.errors import DataError, DownloadError
 from timelayers.vocab import UnknownWordError, Vocabulary
@@ -225,7 +226,7 @@ def _where_to_put(data_dir) -> str:
 # -- reading and caching -------------------------------------------------------
 def _tokenize(path: Path) -> list[str]:
     """Whitespace tokens of ``path``, with ``<eos>`` for each newline."""
-    return path.read_text(encoding="utf-8").replace("\n", f" {EOS} ").split()
+    return read_utf8(path).replace("\n", f" {EOS} ").split()
 
 
 def _is_fresh(cache: Path, sources) -> bool:

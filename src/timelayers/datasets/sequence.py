@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from timelayers.datasets.textfile import read_utf8
 from timelayers.serialization import atomic_write
 from timelayers.errors import DataError, ShapeError
 from timelayers.vocab import Vocabulary
@@ -241,7 +242,7 @@ def _check_n(n) -> int:
 def _read_lines(source) -> tuple[list[str], str]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        lines = path.read_text(encoding="utf-8").split("\n")  # text mode: \r\n is \n
+        lines = read_utf8(path).split("\n")  # text mode: \r\n is \n
         while lines and lines[-1] == "":
             lines.pop()
         return lines, str(path)
@@ -260,6 +261,12 @@ def _check_format(lines: list[str], name: str) -> tuple[int, int]:
     sep = lines[0].find(SEPARATOR)
     if sep < 0:
         raise DataError(f"{name}, line 1: no {SEPARATOR!r} separator in {lines[0]!r}")
+    if sep == 0:
+        raise DataError(f"{name}, line 1: {SEPARATOR!r} is in the first column, so the question "
+                        f"before it is empty: {lines[0]!r}")
+    if sep == width - 1:
+        raise DataError(f"{name}, line 1: {SEPARATOR!r} is in the last column, so the answer "
+                        f"after it is empty: {lines[0]!r}")
     for i, line in enumerate(lines, 1):
         if len(line) != width:
             raise DataError(
