@@ -51,6 +51,7 @@ __all__ = [
     "TransformerBlock",
     # training
     "Model", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "clip_grads",
-    "StepDecay", "ReduceOnPlateau", "WarmupCosine", "Trainer", "RnnlmTrainer", "perplexity", "sequence_accuracy",
+    "StepDecay", "ReduceOnPlateau", "WarmupCosine", "Trainer", "RnnlmTrainer", "perplexity",
+    "sequence_accuracy",
     "Vocabulary",
 ]

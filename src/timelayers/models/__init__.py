@@ -9,6 +9,8 @@ from .base import MODEL_REGISTRY, Model
 from .mlp import TwoLayerNet
 from .rnnlm import BetterRnnlm, Rnnlm, SimpleRnnlm
 from .seq2seq import Decoder, Encoder, PeekyDecoder, PeekySeq2seq, Seq2seq
+from .transformer import (TransformerDecoder, TransformerEncoder, TransformerLM,
+                          TransformerSeq2seq)
 from .word2vec import CBOW, SimpleCBOW, SimpleSkipGram, SkipGram
 
 __all__ = [
@@ -18,4 +20,5 @@ __all__ = [
     "SimpleRnnlm", "Rnnlm", "BetterRnnlm",
     "Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "PeekySeq2seq",
     "AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq",
+    "TransformerLM", "TransformerEncoder", "TransformerDecoder", "TransformerSeq2seq",
 ]

@@ -1,0 +1,337 @@
+"""Transformer models built from the library's hand-written layers (beyond the
+book, which ends chapter 8 by describing the Transformer without code).
+
+- :class:`TransformerLM`: a causal (GPT-style) language model with the output
+  layer tied to the embedding, a drop-in for ``Rnnlm``: ``forward(xs, ts) ->
+  loss``, ``backward()``, ``predict(xs)``, ``reset_state()``.
+- :class:`TransformerSeq2seq`: encoder-decoder with cross-attention (Vaswani et
+  al., 2017), a drop-in for ``AttentionSeq2seq``: the same data layout and the
+  decoding protocol of :mod:`timelayers.decoding` (greedy and beam search).
+
+Every block is a pre-norm :class:`~timelayers.layers.TransformerBlock`; a final
+layer norm follows the last block. Token ids are embedded, multiplied by
+``sqrt(D)`` (the embedding is drawn with standard deviation ``1 / sqrt(D)``, so
+the product has unit scale and the tied output layer starts with logits of
+unit scale), added to the positions (sinusoidal, or a learned table drawn at
+half that scale, GPT-2's ratio) and passed through dropout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..errors import ShapeError
+from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding, TimeAffine,
+                      TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
+from ._init import make_rng, randn, zeros
+from .base import Model
+from .seq2seq import Seq2seqBase
+
+__all__ = ["TransformerLM", "TransformerLMConfig", "TransformerSeq2seq",
+           "TransformerSeq2seqConfig", "TransformerEncoder", "TransformerDecoder", "TokenInput",
+           "POSITIONAL"]
+
+POSITIONAL = ("sinusoidal", "learned")
+
+
+def _check_sizes(where, **sizes):
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"{where}: argument {name!r} expected a positive int, got {size!r}")
+
+
+class TokenInput(Model):
+    """Ids to the first block's input: ``dropout(embed(ids) * sqrt(D) + positions)``.
+
+    Shapes: ``forward(ids (N, T), offset=0) -> (N, T, D)`` (positions ``offset ..
+    offset + T - 1``); ``backward(dx (N, T, D))`` fills the embedding's (and the
+    learned positions') gradients.
+    """
+
+    def __init__(self, vocab_size, D, max_len, dropout, positional, dtype, rng):
+        if positional not in POSITIONAL:
+            raise ValueError(f"{type(self).__name__}: argument 'positional' expected one of "
+                             f"{POSITIONAL}, got {positional!r}")
+        self.embed = TimeEmbedding(randn(rng, (vocab_size, D), D ** -0.5, dtype))
+        if positional == "learned":
+            self.position = LearnedPositionalEmbedding(randn(rng, (max_len, D), 0.5, dtype))
+        else:
+            self.position = PositionalEncoding(max_len, D)
+        self.dropout = TimeDropout(dropout, rng)
+        self.scale = math.sqrt(D)
+
+    def forward(self, ids, offset=0):
+        x = self.embed.forward(ids)
+        x *= self.scale  # (a fresh array: the embedding's rows, gathered)
+        return self.dropout.forward(self.position.forward(x, offset))
+
+    def _backward(self, dx):
+        self.embed.backward(self.position.backward(self.dropout.backward(dx)) * self.scale)
+
+
+def _blocks(num_layers, D, num_heads, ff_size, dropout, activation, dtype, rng, *, causal,
+            cross_attention):
+    return [TransformerBlock(D, num_heads, ff_size, dropout, causal=causal,
+                             cross_attention=cross_attention, activation=activation, dtype=dtype,
+                             rng=rng, residual_layers=num_layers) for _ in range(num_layers)]
+
+
+# -- the language model -----------------------------------------------------------------
+@dataclass
+class TransformerLMConfig:
+    vocab_size: int = 10000
+    d_model: int = 128
+    num_heads: int = 4
+    num_layers: int = 2
+    ff_size: int = 512
+    max_len: int = 256
+    dropout: float = 0.1
+    positional: str = "sinusoidal"
+    activation: str = "gelu"
+    dtype: str = "float32"
+
+
+class TransformerLM(Model):
+    """Causal Transformer language model: ``TokenInput -> [TransformerBlock(causal)]
+    * num_layers -> LayerNorm -> affine`` with the affine's ``W`` tied to the
+    embedding (``self.tie("affine.W", "input.embed.W", transpose=True)``).
+
+    Parameters
+    ----------
+    vocab_size : int
+    d_model : int
+        Model size ``D``; a multiple of ``num_heads``.
+    num_heads, num_layers, ff_size : int
+    max_len : int
+        The longest window the model reads (the positions' table size).
+    dropout : float
+        After the input and in every block (see ``TransformerBlock``).
+    positional : {"sinusoidal", "learned"}
+    activation : {"gelu", "gelu_tanh", "relu"}
+    dtype : str
+    rng : numpy.random.Generator or int seed
+        Initialisation and dropout masks (kept as ``model.rng``).
+
+    Shapes: ``predict(xs (N, T)) -> scores (N, T, V)``, ``forward(xs, ts (N, T))
+    -> mean loss``; ``T <= max_len``.
+
+    State: in training mode every call is independent (the "stateful=False" of a
+    recurrent model: ``RnnlmTrainer``'s batches are scored without the text before
+    them). In evaluation mode the model keeps the last ``max_len`` ids it has read
+    (``context``, ``(N, <= max_len)``) and reads each new ``xs`` after them, as a
+    recurrent model carries its state: :func:`~timelayers.metrics.perplexity`
+    then scores each batch with the text before it, and
+    :func:`~timelayers.decoding.generate_ids` can feed one id at a time.
+    ``reset_state()`` forgets the context (so does a change of batch size). A
+    forward with context cannot be followed by ``backward``. The window reaches
+    positions up to ``max_len - 1``, which training only reaches with
+    ``time_size == max_len``: train so, or the positions beyond the training
+    length (untrained) make the evaluation worse, not better.
+    """
+
+    def __init__(self, vocab_size=10000, d_model=128, num_heads=4, num_layers=2, ff_size=512,
+                 max_len=256, dropout=0.1, positional="sinusoidal", activation="gelu", *,
+                 dtype="float32", rng=None):
+        _check_sizes("TransformerLM", vocab_size=vocab_size, d_model=d_model,
+                     num_layers=num_layers, max_len=max_len)
+        self.config = TransformerLMConfig(vocab_size, d_model, num_heads, num_layers, ff_size,
+                                          max_len, dropout, positional, activation, dtype)
+        self.rng = make_rng(rng)
+        D = d_model
+        self.input = TokenInput(vocab_size, D, max_len, dropout, positional, dtype, self.rng)
+        self.blocks = _blocks(num_layers, D, num_heads, ff_size, dropout, activation, dtype,
+                              self.rng, causal=True, cross_attention=False)
+        self.norm = LayerNorm(np.ones(D, dtype=dtype), zeros(D, dtype))
+        self.affine = TimeAffine(self.input.embed.params[0].T, zeros(vocab_size, dtype))
+        self.loss_layer = TimeSoftmaxWithLoss()
+        self.tie("affine.W", "input.embed.W", transpose=True)
+        self.context = None
+
+    def _scores(self, xs):
+        h = self.input.forward(xs)
+        for block in self.blocks:
+            h = block.forward(h)
+        return self.affine.forward(self.norm.forward(h))  # (N, T, V)
+
+    def predict(self, xs):
+        """Scores ``(N, T, V)`` for the word after each of ``xs (N, T)`` (after the
+        context, in evaluation mode; see the class docstring)."""
+        max_len = self.config.max_len
+        if xs.ndim != 2 or xs.shape[1] > max_len:
+            raise ShapeError(f"TransformerLM.predict: argument 'xs' expected shape (N, T) with "
+                             f"T <= max_len={max_len}, got {tuple(xs.shape)}")
+        if self.training:
+            self.context = None
+            return self._scores(xs)
+        xp = get_array_module(xs)
+        T = xs.shape[1]
+        if self.context is not None and self.context.shape[0] == xs.shape[0]:
+            xs = xp.concatenate([self.context, xs.astype(self.context.dtype, copy=False)],
+                                axis=1)[:, -max_len:]
+        self.context = xs
+        return self._scores(xs)[:, -T:]
+
+    def forward(self, xs, ts):
+        """Mean cross entropy of ``predict(xs) (N, T, V)`` against ``ts (N, T)``."""
+        return self.loss_layer.forward(self.predict(xs), ts)
+
+    def _backward(self, dout=1):
+        dh = self.norm.backward(self.affine.backward(self.loss_layer.backward(dout)))
+        for block in reversed(self.blocks):
+            dh = block.backward(dh)
+        self.input.backward(dh)
+
+    def reset_state(self):
+        """Forget the evaluation context."""
+        self.context = None
+        super().reset_state()
+
+
+# -- the encoder-decoder ----------------------------------------------------------------------
+@dataclass
+class TransformerSeq2seqConfig:
+    vocab_size: int
+    d_model: int = 64
+    num_heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    ff_size: int = 256
+    max_len: int = 64
+    dropout: float = 0.1
+    positional: str = "sinusoidal"
+    activation: str = "gelu"
+    dtype: str = "float32"
+
+
+class TransformerEncoder(Model):
+    """``TokenInput -> [TransformerBlock] * num_layers -> LayerNorm``.
+
+    Shapes: ``forward(xs (N, Tq)) -> memory (N, Tq, D)``;
+    ``backward(dmemory (N, Tq, D))``.
+    """
+
+    def __init__(self, vocab_size, d_model, num_heads, num_layers, ff_size, max_len, dropout,
+                 positional, activation, dtype, rng):
+        self.input = TokenInput(vocab_size, d_model, max_len, dropout, positional, dtype, rng)
+        self.blocks = _blocks(num_layers, d_model, num_heads, ff_size, dropout, activation, dtype,
+                              rng, causal=False, cross_attention=False)
+        self.norm = LayerNorm(np.ones(d_model, dtype=dtype), zeros(d_model, dtype))
+
+    def forward(self, xs):
+        h = self.input.forward(xs)
+        for block in self.blocks:
+            h = block.forward(h)
+        return self.norm.forward(h)
+
+    def _backward(self, dmemory):
+        dh = self.norm.backward(dmemory)
+        for block in reversed(self.blocks):
+            dh = block.backward(dh)
+        self.input.backward(dh)
+
+
+class TransformerDecoder(Model):
+    """``TokenInput -> [TransformerBlock(causal, cross_attention)] * num_layers ->
+    LayerNorm -> affine``, every block attending to the encoder's ``memory``.
+
+    Shapes: ``forward(xs (N, Ta), memory (N, Tq, D)) -> scores (N, Ta, V)``;
+    ``backward(dscores) -> dmemory (N, Tq, D)`` (the blocks' contributions summed).
+
+    Decoding (see :mod:`timelayers.decoding`): ``begin(memory)``, then ``step(ids
+    (M,)) -> scores (M, V)`` appends ``ids`` to the ids read so far (``prefix``,
+    ``(M, t)``) and runs the decoder over the whole prefix (no cached keys and
+    values: ``t`` blocks' worth of work at step ``t``, small for the short answers
+    of the seq2seq data); ``reorder(index)`` keeps rows ``index`` of ``memory``
+    and ``prefix``.
+    """
+
+    def __init__(self, vocab_size, d_model, num_heads, num_layers, ff_size, max_len, dropout,
+                 positional, activation, dtype, rng):
+        self.input = TokenInput(vocab_size, d_model, max_len, dropout, positional, dtype, rng)
+        self.blocks = _blocks(num_layers, d_model, num_heads, ff_size, dropout, activation, dtype,
+                              rng, causal=True, cross_attention=True)
+        self.norm = LayerNorm(np.ones(d_model, dtype=dtype), zeros(d_model, dtype))
+        self.affine = TimeAffine(self.input.embed.params[0].T, zeros(vocab_size, dtype))
+        self.memory = None
+        self.prefix = None
+
+    def forward(self, xs, memory):
+        h = self.input.forward(xs)
+        for block in self.blocks:
+            h = block.forward(h, memory)
+        return self.affine.forward(self.norm.forward(h))
+
+    def _backward(self, dscores):
+        dh = self.norm.backward(self.affine.backward(dscores))
+        dmemory = None
+        for block in reversed(self.blocks):
+            dh, dm = block.backward(dh)
+            dmemory = dm if dmemory is None else dmemory + dm
+        self.input.backward(dh)
+        return dmemory
+
+    # decoding protocol (see timelayers.decoding)
+    def begin(self, memory):
+        xp = get_array_module(memory)
+        self.memory = memory
+        self.prefix = xp.zeros((memory.shape[0], 0), dtype=np.int64)
+
+    def step(self, ids):
+        self.prefix = get_array_module(ids).concatenate(
+            [self.prefix, ids[:, None].astype(self.prefix.dtype, copy=False)], axis=1)
+        return self.forward(self.prefix, self.memory)[:, -1]
+
+    def reorder(self, index):
+        self.memory = self.memory[index]
+        self.prefix = self.prefix[index]
+
+
+class TransformerSeq2seq(Seq2seqBase):
+    """Encoder-decoder Transformer with a softmax loss, trained and decoded like
+    the book's seq2seq models: questions ``xs (N, Tq)``, answers ``ts (N, 1 + Ta)``
+    (start symbol first; the decoder reads ``ts[:, :-1]`` and predicts
+    ``ts[:, 1:]``), ``generate``, greedy and beam search.
+
+    One embedding serves the encoder's input, the decoder's input and the output
+    layer (question and answer share the vocabulary, as in the book's data):
+    ``decoder.input.embed.W`` and ``decoder.affine.W`` (transposed) are tied to
+    ``encoder.input.embed.W``.
+
+    Parameters
+    ----------
+    vocab_size : int
+    d_model, num_heads, encoder_layers, decoder_layers, ff_size : int
+    max_len : int
+        At least ``Tq`` and ``Ta``.
+    dropout : float
+    positional : {"sinusoidal", "learned"}
+    activation : {"gelu", "gelu_tanh", "relu"}
+    dtype : str
+    rng : numpy.random.Generator or int seed (kept as ``model.rng``)
+    """
+
+    def __init__(self, vocab_size, d_model=64, num_heads=4, encoder_layers=2, decoder_layers=2,
+                 ff_size=256, max_len=64, dropout=0.1, positional="sinusoidal",
+                 activation="gelu", *, dtype="float32", rng=None):
+        _check_sizes("TransformerSeq2seq", vocab_size=vocab_size, d_model=d_model,
+                     encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+                     max_len=max_len)
+        self.config = TransformerSeq2seqConfig(vocab_size, d_model, num_heads, encoder_layers,
+                                               decoder_layers, ff_size, max_len, dropout,
+                                               positional, activation, dtype)
+        self.rng = make_rng(rng)
+        shared = (d_model, num_heads)
+        self.encoder = TransformerEncoder(vocab_size, *shared, encoder_layers, ff_size, max_len,
+                                          dropout, positional, activation, dtype, self.rng)
+        self.decoder = TransformerDecoder(vocab_size, *shared, decoder_layers, ff_size, max_len,
+                                          dropout, positional, activation, dtype, self.rng)
+        W = self.encoder.input.embed.params[0]
+        self.decoder.input.embed.params[0] = W
+        self.decoder.affine.params[0] = W.T
+        self.loss_layer = TimeSoftmaxWithLoss()
+        self.tie("decoder.input.embed.W", "encoder.input.embed.W")
+        self.tie("decoder.affine.W", "encoder.input.embed.W", transpose=True)
