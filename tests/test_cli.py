@@ -2,6 +2,7 @@
 eval, generate, resume, word-vector queries, and the error cases."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -363,3 +364,28 @@ def test_a_bad_run_json_is_a_one_line_error(lm_run, capsys, edit, message):
     for argv in (["eval", lm_run], ["generate", lm_run]):
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and len(err.strip().split("\n")) == 1, err
+
+
+@pytest.mark.skipif(os.environ.get("TIMELAYERS_TEST_CUPY") != "1",
+                    reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+def test_device_gpu_runs_load_on_the_cpu(tmp_path, corpus_file, addition_file, capsys):
+    lm = tmp_path / "lm"
+    assert run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", lm,
+               "--device", "gpu")[0] == 0
+    gpu = run(capsys, "eval", lm, "--device", "gpu")[1]
+    cpu = run(capsys, "eval", lm, "--device", "cpu")[1]
+    assert abs(float(gpu.split()[1]) - float(cpu.split()[1])) < 1e-3 * float(cpu.split()[1])
+    code, out, err = run(capsys, "generate", lm, "--start", "the", "--length", 5, "--device", "gpu")
+    assert code == 0 and out.split()[0] == "the", err
+    assert run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--out", lm,
+               "--device", "gpu")[0] == 0
+    s2s = tmp_path / "s2s"
+    assert run(capsys, "train", "attention", "--data", addition_file, "--epochs", 1,
+               "--hidden", 16, "--batch-size", 32, "--out", s2s, "--device", "gpu")[0] == 0
+    code, out, err = run(capsys, "generate", s2s, "16+75", "--beam", 2, "--device", "gpu")
+    assert code == 0 and out.startswith("16+75\t"), err
+    cbow = tmp_path / "cbow"
+    assert run(capsys, "train", "cbow", "--data", corpus_file, "--epochs", 1, "--hidden", 4,
+               "--window", 1, "--batch-size", 16, "--out", cbow, "--device", "gpu")[0] == 0
+    code, out, err = run(capsys, "similar", cbow, "cat", "--device", "gpu")
+    assert code == 0 and len(out.strip().split("\n")) == 5, err
