@@ -2,6 +2,7 @@
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,19 @@ def test_wrong_shapes_are_refused(tmp_path):
     pkl.write_bytes(pickle.dumps(arrays))
     with pytest.raises(tl.CheckpointError):
         import_book_weights("rnnlm", pkl, tmp_path / "o.safetensors")
+
+
+_SHARED_PTB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ptb"
+
+
+@pytest.mark.skipif(not (_SHARED_PTB / "ptb.train.txt").is_file(),
+                    reason="Penn Treebank files not found in ../shared/datasets/ptb")
+def test_ptb_vocab_must_fit_the_embedding(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TIMELAYERS_DATA", str(_SHARED_PTB))
+    pkl = tmp_path / "Rnnlm.pkl"
+    pkl.write_bytes(pickle.dumps(_book_rnnlm_arrays(np.random.default_rng(0), V=10)))
+    out = tmp_path / "out.safetensors"
+    code = main(["import-book-weights", "rnnlm", str(pkl), str(out), "--ptb-vocab"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the vocabulary has 10000 words, the Rnnlm has 10" in err
+    assert str(pkl) in err and err.count("\n") == 1 and not out.exists()
