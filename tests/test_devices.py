@@ -192,3 +192,39 @@ def test_device_id_checks_wait_for_the_flush():
     with pytest.raises(ShapeError, match=r"expected ids in \[0, 5\), got 7"):
         flush_device_checks()
     flush_device_checks()                             # nothing pending any more
+
+
+def test_device_mask_reference_is_a_fair_reproducible_draw():
+    """The NumPy twin of the GPU's dropout masks: the same seed gives the same
+    mask, another seed another one, and about ``1 - ratio`` of the elements are
+    kept, scaled by ``1 / (1 - ratio)``."""
+    from timelayers.device_random import keep_mask_reference
+
+    a = keep_mask_reference(1984, (400, 250), 0.3, np.float32)
+    assert a.dtype == np.float32 and a.shape == (400, 250)
+    np.testing.assert_array_equal(a, keep_mask_reference(1984, (400, 250), 0.3, np.float32))
+    assert set(np.unique(a)) == {np.float32(0), np.float32(1 / 0.7)}
+    assert abs((a > 0).mean() - 0.7) < 0.01
+    b = keep_mask_reference(1985, (400, 250), 0.3, np.float32)
+    assert abs(((a > 0) == (b > 0)).mean() - (0.7 ** 2 + 0.3 ** 2)) < 0.01   # independent
+    neighbours = ((a[:, :-1] > 0) & (a[:, 1:] > 0)).mean()                  # next elements
+    assert abs(neighbours - 0.49) < 0.01
+
+
+@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_masks_drawn_on_the_device(dtype):
+    """On CuPy the masks come from the device kernel, equal to the NumPy twin,
+    seeded from the layer's generator (the same seed, the same masks)."""
+    import cupy
+
+    from timelayers.device_random import keep_mask_reference
+    from timelayers.layers import Dropout
+
+    x = cupy.ones((64, 33), dtype=dtype)
+    layer = Dropout(0.4, rng=np.random.default_rng(5))
+    y = layer.forward(x)
+    seed = int(np.random.default_rng(5).integers(0, 2**63))
+    np.testing.assert_array_equal(cupy.asnumpy(y), keep_mask_reference(seed, x.shape, 0.4, dtype))
+    again = Dropout(0.4, rng=np.random.default_rng(5)).forward(x)
+    np.testing.assert_array_equal(cupy.asnumpy(again), cupy.asnumpy(y))

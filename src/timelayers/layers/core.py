@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_float, check_ids, check_ndim, check_shape
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cupy_array
+from ..device_random import keep_mask
 from ..functions import sigmoid, softmax, softmax_backward
 from .base import Layer
 
@@ -165,9 +166,11 @@ class Dropout(Layer):
     ``dropout_ratio`` and scale the survivors by ``1 / (1 - dropout_ratio)``;
     in evaluation (``train_flg = False``) pass the input through unchanged.
 
-    Masks are drawn on the CPU from ``rng`` (a ``numpy.random.Generator``), so a
-    seed gives the same masks on NumPy and CuPy. Any input shape. Caches the
-    scaled mask.
+    For NumPy inputs the masks are drawn from ``rng`` (a
+    ``numpy.random.Generator``); for CuPy inputs they are drawn on the device
+    (:mod:`timelayers.device_random`) from a seed drawn from ``rng``, so a seed
+    gives the same run on the same kind of device, but not the same masks on a
+    CPU and a GPU. Any input shape. Caches the scaled mask.
 
     Parameters
     ----------
@@ -190,11 +193,14 @@ class Dropout(Layer):
         if not self.train_flg or self.dropout_ratio == 0.0:
             self.mask = None
             return x
-        xp = get_array_module(x)
+        if is_cupy_array(x):
+            seed = int(self.rng.integers(0, 2**63))
+            self.mask = keep_mask(seed, x.shape, self.dropout_ratio, x.dtype)
+            return x * self.mask
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.dropout_ratio
         mask = keep.astype(x.dtype)
         mask *= 1.0 / (1.0 - self.dropout_ratio)
-        self.mask = xp.asarray(mask)
+        self.mask = mask
         return x * self.mask
 
     def backward(self, dout):
