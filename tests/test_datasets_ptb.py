@@ -295,3 +295,13 @@ def test_real_ids_match_the_book(real):
     assert vocab.decode(ids[25:30]) == ["pierre", "<unk>", "N", "years", "old"]
     assert ids[39:41].tolist() == [27, 24]  # "nov. N <eos>"
     assert (ids == 24).sum() == 42_068  # one <eos> per line
+
+
+def test_an_ids_cache_that_declares_more_than_it_holds_is_rebuilt(tmp_path):
+    data = tmp_path / "data"
+    _write_fake(data)
+    ids, _ = load_ptb("train", data_dir=data)
+    with open(data / "ptb.train.npy", "wb") as f:  # a header alone, declaring 40 GB
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<i4", "fortran_order": False, "shape": (10**10,)})
+    assert load_ptb("train", data_dir=data)[0].tolist() == ids.tolist()

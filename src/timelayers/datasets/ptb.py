@@ -249,8 +249,8 @@ def _read_vocab_cache(path: Path, train_path: Path) -> Vocabulary | None:
 def _read_ids_cache(path: Path, sources, vocab_size: int) -> np.ndarray | None:
     if not _is_fresh(path, sources):
         return None
-    try:
-        ids = np.load(path, allow_pickle=False)
+    try:  # mapped first: a header that declares more than the file holds is refused unread
+        ids = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except (OSError, ValueError):
         return None
     if ids.dtype != np.int32 or ids.ndim != 1:
