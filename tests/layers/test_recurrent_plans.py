@@ -265,3 +265,19 @@ def test_transposed_copy_pads_aliasing_rows(rng, dtype, shape):
     assert buf.shape == shape and buf.dtype == dtype
     aliasing = shape[0] > 1 and (shape[1] * np.dtype(dtype).itemsize) % 1024 == 0
     assert (buf.strides[0] != shape[1] * np.dtype(dtype).itemsize) == aliasing
+
+
+def test_cuda_kernels_compile():
+    """The CUDA sources compile with NVRTC for both dtypes (no GPU needed, only
+    CuPy and its NVRTC; the GPU suite runs them against the reference)."""
+    pytest.importorskip("cupy")
+    from cupy.cuda import compiler
+
+    from timelayers import device_random
+    from timelayers.layers.plans import cuda
+
+    for module, kernels in ((cuda, 2), (device_random, 1)):
+        for dtype in ("float32", "float64"):
+            program = compiler._NVRTCProgram(module.kernel_source(dtype), "kernels.cu")
+            ptx, _ = program.compile(options=("-arch=compute_90",))
+            assert ptx.count(b".entry") == kernels
