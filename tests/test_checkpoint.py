@@ -2,6 +2,7 @@
 checkpoint, and loading checks that leave the trainer untouched."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +170,32 @@ def test_checkpoint_metadata(tmp_path):
     assert_same_params(Model.load(tmp_path / "c"), trainer.model)
 
 
+# -- files written before ----------------------------------------------------------------------
+LEGACY = Path(__file__).parent / "data"
+
+
+def test_checkpoints_written_before_the_training_package_resume_exactly():
+    """``tests/data/legacy_*.safetensors`` were written by the single-module
+    ``timelayers/training.py`` (before the ``training`` package), after epoch 2 of
+    the runs below; ``legacy_checkpoints.json`` holds what the uninterrupted
+    4-epoch runs gave then. Resumed today they must give the same."""
+    want = json.loads((LEGACY / "legacy_checkpoints.json").read_text())
+    x, t = data()
+    trainer = Trainer.resume(LEGACY / "legacy_trainer.safetensors", progress=False)
+    assert trainer.epoch == 2 and trainer.max_grad == 1.0
+    trainer.fit(x, t, max_epoch=4, batch_size=7, eval_interval=2)
+    for key in ("loss", "lr", "interval_loss"):
+        np.testing.assert_allclose(trainer.history[key], want["trainer"][key], rtol=1e-12)
+
+    corpus = np.random.default_rng(0).integers(0, 9, 260)
+    lm = RnnlmTrainer.resume(LEGACY / "legacy_rnnlm_trainer.safetensors", progress=False)
+    assert set(lm.carried_state) == {"layers.0.h"}
+    lm.fit(corpus[:-1], corpus[1:], max_epoch=4, batch_size=4, time_size=6, eval_interval=5)
+    for key in ("loss", "perplexity", "interval_loss"):
+        np.testing.assert_allclose(lm.history[key], want["rnnlm_trainer"][key], rtol=1e-12)
+    assert lm.time_idx == want["rnnlm_trainer"]["time_idx"]
+
+
 # -- atomic writes and non-finite weights -------------------------------------------------------
 def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     x, t = data()
@@ -231,9 +258,23 @@ def assert_untouched(trainer, snap):
 
 
 def test_rewritten(tmp_path, checkpoint):
-    """Helpers produce valid files: the untouched rewrite loads."""
+    """The rewrite helper keeps an unedited file as it was: the rewrite restores
+    the same trainer state as the original, and training goes on the same."""
     out = rewrite(checkpoint, tmp_path / "same", lambda tensors, meta: None)
-    make_trainer().load_checkpoint(out)
+    original, rewritten = make_trainer(model_seed=8, rng=9), make_trainer(model_seed=8, rng=9)
+    original.load_checkpoint(checkpoint)
+    rewritten.load_checkpoint(out)
+    assert original.epoch == 1
+    assert_untouched(rewritten, snapshot(original))
+    arrays = original.optimizer.state_dict()["arrays"]
+    assert arrays and arrays.keys() == rewritten.optimizer.state_dict()["arrays"].keys()
+    for k, v in rewritten.optimizer.state_dict()["arrays"].items():
+        assert np.array_equal(v, arrays[k]), k
+    x, t = data()
+    for trainer in (original, rewritten):
+        trainer.fit(x, t, max_epoch=2, batch_size=10, eval_fn=val_loss)
+    assert rewritten.history == original.history | {"seconds": rewritten.history["seconds"]}
+    assert_same_params(rewritten.model, original.model)
 
 
 def rewrite(path, out, edit):

@@ -15,6 +15,8 @@ from timelayers.models.base import Model
 from timelayers.optim import SGD, Adam, global_norm
 from timelayers.schedules import ReduceOnPlateau, StepDecay
 from timelayers.training import RnnlmTrainer, SaveBest, Trainer, load_history
+from timelayers.training.meters import RunningLoss, default_check_interval
+from helpers import DeviceArrayDouble
 from tiny_models import TinyLM
 
 
@@ -265,6 +267,71 @@ def test_nonfinite_gradient_norm(rng):
         Trainer(HugeGrad(), SGD(), max_grad=1.0, progress=False).fit(x, t, batch_size=8)
 
 
+class DeviceLossLM(TinyLM):
+    """:class:`TinyLM` whose loss poses as a device array: every read of it (or of
+    a sum made from it) on the host is noted with the number of forwards so far."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads = []
+
+    def forward(self, xs, ts):
+        loss = super().forward(xs, ts)
+        return DeviceArrayDouble(loss, on_read=lambda: self.reads.append(self.calls))
+
+
+def test_losses_are_read_only_at_intervals_and_epoch_ends(rng):
+    x, t = copy_data(rng, n=80)  # 10 batches of 8 per epoch
+    model = DeviceLossLM()
+    trainer = Trainer(model, SGD(lr=0.1), max_grad=1.0, rng=0, progress=False)
+    trainer.fit(x, t, max_epoch=2, batch_size=8, eval_interval=5, check_interval=5)
+    assert set(model.reads) == {5, 10, 15, 20}
+    plain = Trainer(TinyLM(), SGD(lr=0.1), max_grad=1.0, rng=0, progress=False)
+    plain.fit(x, t, max_epoch=2, batch_size=8, eval_interval=5)
+    for key in ("loss", "interval_loss", "interval_epoch"):
+        assert trainer.history[key] == plain.history[key], key
+
+
+def test_running_loss_reads_only_when_asked():
+    reads = []
+    meter = RunningLoss(np)
+    for value in (1.5, 2.0, 4.0):
+        meter.add(DeviceArrayDouble(np.float32(value), on_read=lambda: reads.append(1)))
+    assert reads == [] and meter.count == 3
+    assert meter.mean() == 2.5 and reads == [1]
+    meter.reset()
+    assert math.isnan(meter.mean())
+
+
+def test_default_check_interval():
+    assert default_check_interval(on_host=True, eval_interval=20, skip_nonfinite=False) == 1
+    assert default_check_interval(on_host=False, eval_interval=20, skip_nonfinite=False) == 20
+    assert default_check_interval(on_host=False, eval_interval=None, skip_nonfinite=False) is None
+    assert default_check_interval(on_host=False, eval_interval=20, skip_nonfinite=True) == 1
+
+
+def test_nonfinite_loss_found_at_the_check_interval_says_so(rng):
+    x, t = copy_data(rng, n=80)
+    model = TinyLM()
+    model.nan_at = (7,)
+    trainer = Trainer(model, SGD(lr=0.1), rng=0, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, in iterations 6\.\.10 \(of 10\); "
+                                                 r"it was found late.*check_interval=1 stops"):
+        trainer.fit(x, t, max_epoch=1, batch_size=8, eval_interval=5, check_interval=5)
+    model.calls, model.nan_at = 0, (7,)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, iteration 7 \(of 10\)"):
+        trainer.fit(x, t, max_epoch=1, batch_size=8, check_interval=1)
+
+
+def test_check_interval_argument(rng):
+    x, t = copy_data(rng)
+    trainer = Trainer(TinyLM(), SGD(), progress=False)
+    with pytest.raises(ValueError, match="'check_interval' expected a positive int, got 0"):
+        trainer.fit(x, t, max_epoch=1, batch_size=8, check_interval=0)
+    with pytest.raises(ValueError, match="skip_nonfinite=True needs check_interval=1"):
+        trainer.fit(x, t, max_epoch=1, batch_size=8, check_interval=2, skip_nonfinite=True)
+
+
 # -- RnnlmTrainer -----------------------------------------------------------------------------
 def test_rnnlm_batches_are_parallel_streams():
     corpus = np.arange(23)
@@ -308,7 +375,7 @@ def test_rnnlm_state_carries_across_epochs_despite_eval(rng):
         if event == "epoch_start":
             starts.append(None if leaky.h is None else leaky.h.copy())
         if event == "epoch_end":
-            ends.append(trainer._train_state["layers.0.h"].copy())
+            ends.append(trainer.carried_state["layers.0.h"].copy())
 
     def eval_fn(m):
         m.reset_state()
@@ -454,6 +521,6 @@ def test_rnnlm_new_batch_size_starts_from_reset_state(rng):
     model = TinyLM(stateful=True)
     trainer = RnnlmTrainer(model, SGD(lr=0.1), progress=False)
     trainer.fit(corpus[:-1], corpus[1:], max_epoch=1, batch_size=4, time_size=5)
-    assert trainer._train_state["layers.0.h"].shape == (4, 5)
+    assert trainer.carried_state["layers.0.h"].shape == (4, 5)
     trainer.fit(corpus[:-1], corpus[1:], max_epoch=2, batch_size=3, time_size=5)  # no crash
-    assert trainer._train_state["layers.0.h"].shape == (3, 5)
+    assert trainer.carried_state["layers.0.h"].shape == (3, 5)

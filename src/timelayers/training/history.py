@@ -1,0 +1,57 @@
+"""The training history: a dict of per-epoch lists that a trainer fills through
+the :func:`record_history` callback, and its JSON file.
+
+Keys: the trainer's own (``"epoch"``, ``"iteration"``, ``"loss"``, ...), one per
+key of the epochs' records (``eval_fn``'s included; an epoch without a key gets
+None there), and ``"interval_epoch"`` (fractional epochs) / ``"interval_loss"``,
+the running loss at every interval of iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ..serialization import atomic_write
+from .jsonable import to_jsonable
+
+__all__ = ["empty_history", "record_history", "save_history", "load_history"]
+
+INTERVAL_KEYS = ("interval_epoch", "interval_loss")
+
+
+def empty_history(keys) -> dict:
+    """A history with no epochs: an empty list per key of ``keys`` and per interval key."""
+    return {k: [] for k in (*keys, *INTERVAL_KEYS)}
+
+
+def record_history(trainer, event, info) -> None:
+    """Trainer callback (always the first): append each interval's running loss
+    and each epoch's record to ``trainer.history``."""
+    history = trainer.history
+    if event == "interval_end":
+        history["interval_epoch"].append(info["epoch_fraction"])
+        history["interval_loss"].append(info["metrics"]["loss"])
+    elif event == "epoch_end":
+        epochs = len(history["epoch"])
+        for key, value in info.items():
+            if key not in history:
+                history[key] = [None] * epochs
+            history[key].append(value)
+        for key, values in history.items():
+            if key not in INTERVAL_KEYS and len(values) == epochs:
+                values.append(None)
+
+
+def save_history(history: dict, path) -> None:
+    """Write a history dict as JSON, atomically. Non-finite numbers become ``null``."""
+    text = json.dumps(to_jsonable(history, nonfinite_to_none=True), indent=1)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def load_history(path) -> dict:
+    """Read a history written by :func:`save_history` (``null`` comes back as NaN)."""
+    with open(path, encoding="utf-8") as f:
+        history = json.load(f)
+    return {k: [math.nan if v is None else v for v in vals] if isinstance(vals, list) else vals
+            for k, vals in history.items()}

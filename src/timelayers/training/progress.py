@@ -1,0 +1,107 @@
+"""Progress display, as trainer callbacks: a tqdm bar per epoch on a terminal,
+plain ``logging`` lines (logger ``"timelayers"``, level INFO) otherwise.
+
+Both show the running loss at every interval of iterations (``eval_interval``:
+the loss is read from the device only there) and the epoch's record at its end.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = ["ProgressBar", "LogLines", "progress_callback", "record_text"]
+
+logger = logging.getLogger("timelayers")
+
+
+def progress_callback(progress):
+    """The display that a trainer's ``progress`` option asks for: ``True`` a
+    :class:`ProgressBar` when stderr is a terminal, else :class:`LogLines`;
+    ``"tqdm"`` or ``"log"`` that one; ``False`` or None nothing (None)."""
+    if progress is False or progress is None:
+        return None
+    if progress == "tqdm":
+        return ProgressBar()
+    if progress == "log":
+        return LogLines()
+    try:
+        tty = sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return ProgressBar() if tty else LogLines()
+
+
+def metrics_text(metrics: dict) -> str:
+    """``"loss 4.1234 | perplexity 61.80"``: the loss to 4 decimals, the rest to 2."""
+    return " | ".join(f"{k} {v:.4f}" if k == "loss" else f"{k} {v:.2f}"
+                      for k, v in metrics.items())
+
+
+def record_text(record: dict, seconds=True) -> str:
+    """An epoch's record in one line: ``"loss 1.234, lr 0.1, val_loss 1.5, 3.2s"``
+    (the counters left out, ``skipped`` only when not 0)."""
+    parts = []
+    for k, v in record.items():
+        if k in ("epoch", "iteration") or (k == "skipped" and not v):
+            continue
+        if k == "seconds":
+            if seconds:
+                parts.append(f"{v:.1f}s")
+        elif isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
+        else:
+            parts.append(f"{k} {v}")
+    return ", ".join(parts)
+
+
+class ProgressBar:
+    """Callback: a tqdm bar per epoch on stderr, its postfix the running loss of
+    the last interval and, when the epoch ends, the epoch's record."""
+
+    def __init__(self):
+        self.max_epoch = None
+        self.bar = None
+
+    def __call__(self, trainer, event, info):
+        if event == "fit_start":
+            self.max_epoch = info["max_epoch"]
+        elif event == "epoch_start":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=info["max_iters"], desc=f"epoch {info['epoch']}/{self.max_epoch}",
+                            file=sys.stderr, unit="it", dynamic_ncols=True, leave=True)
+        elif event == "iteration_end":
+            self.bar.update(1)
+        elif event == "interval_end":
+            self.bar.set_postfix_str(metrics_text(info["metrics"]), refresh=False)
+        elif event == "epoch_end":
+            self.bar.set_postfix_str(record_text(info, seconds=False), refresh=False)
+            self.close()
+
+    def close(self):
+        """End the current bar (the trainer calls it when an epoch fails)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class LogLines:
+    """Callback: a log line per interval (``| epoch 1 | iter 20 / 1327 | time 3[s] |
+    loss 6.1234``) and per epoch (``epoch 1/4: loss 5.2, lr 20, 95.1s``)."""
+
+    def __init__(self):
+        self.max_epoch = None
+
+    def __call__(self, trainer, event, info):
+        if event == "fit_start":
+            self.max_epoch = info["max_epoch"]
+        elif event == "interval_end":
+            logger.info("| epoch %d | iter %d / %d | time %d[s] | %s", info["epoch"],
+                        info["iteration"], info["max_iters"], info["seconds"],
+                        metrics_text(info["metrics"]))
+        elif event == "epoch_end":
+            logger.info("epoch %d/%d: %s", info["epoch"], self.max_epoch, record_text(info))
+
+    def close(self):
+        """Nothing to end."""

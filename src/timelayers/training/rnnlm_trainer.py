@@ -1,0 +1,154 @@
+"""Truncated-BPTT training of a stateful language model: :class:`RnnlmTrainer`."""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import get_array_module
+from .trainer import Trainer
+
+__all__ = ["RnnlmTrainer"]
+
+
+class RnnlmTrainer(Trainer):
+    """Truncated-BPTT training of a stateful language model on one long corpus.
+
+    The corpus is read as ``batch_size`` parallel streams starting at offsets
+    ``i * (len(xs) // batch_size)``; each iteration takes the next ``time_size``
+    tokens of every stream (wrapping around the end), ``xs (N, T)`` and the
+    targets ``ts (N, T)``, and the model keeps its hidden state from one
+    iteration to the next. An epoch is ``len(xs) // (batch_size * time_size)``
+    iterations; the stream position (``time_idx``) carries on from epoch to
+    epoch, as in the book. The history has ``"perplexity"`` (``exp`` of the
+    loss) after ``"loss"``.
+
+    Recurrent state (the model's ``get_state`` / ``set_state`` / ``reset_state``):
+    reset at the start of the first epoch; then carried across iterations and,
+    as in the book, across epochs. Because ``eval_fn`` (e.g.
+    :func:`~timelayers.metrics.perplexity` on validation data) replaces the
+    state between epochs, the trainer keeps a copy of the training state at the
+    end of each epoch (:attr:`carried_state`) and restores it at the start of the
+    next; the copy is part of the checkpoint, so a resumed run continues exactly
+    (a ``fit`` with another ``batch_size`` starts from a reset state).
+    ``reset_each_epoch=True`` resets the state at every epoch start instead.
+    After a skipped non-finite batch the state is reset.
+
+    Differences from the book's ``RnnlmTrainer``: ``time_idx`` is not set back to 0
+    by each ``fit`` call (a second ``fit`` continues the run), ``max_epoch`` is
+    the total number of epochs, and the state is not disturbed by evaluation.
+
+    Parameters
+    ----------
+    model, optimizer, max_grad, rng, schedule, callbacks, progress
+        As for :class:`Trainer` (``rng`` is not used for batching here).
+    reset_each_epoch : bool, default False
+
+    Examples
+    --------
+    >>> trainer = RnnlmTrainer(model, SGD(lr=20.0), max_grad=0.25)  # doctest: +SKIP
+    >>> trainer.fit(corpus[:-1], corpus[1:], max_epoch=4, batch_size=20, time_size=35,
+    ...             eval_fn=lambda m: {"val_perplexity": perplexity(m, corpus_val)})
+    """
+
+    config_keys = ("max_grad", "reset_each_epoch")
+    _trainer_config = config_keys  # read by models.base._trainer_config_keys; use config_keys
+    history_keys = ("epoch", "iteration", "loss", "perplexity", "lr", "seconds", "skipped")
+
+    def __init__(self, model, optimizer, max_grad=None, rng=None, schedule=None, callbacks=(),
+                 progress=True, reset_each_epoch=False):
+        super().__init__(model, optimizer, max_grad=max_grad, rng=rng, schedule=schedule,
+                         callbacks=callbacks, progress=progress)
+        self.reset_each_epoch = bool(reset_each_epoch)
+        self.time_idx = 0
+        self._carried_state = None
+        self._state_batch_size = None  # the batch size the carried state was made with
+        self._batch_size = None
+
+    @property
+    def carried_state(self):
+        """The recurrent state the next epoch starts from (``model.get_state()`` at
+        the end of the last epoch), or None."""
+        return self._carried_state
+
+    def fit(self, xs, ts, max_epoch=10, batch_size=20, time_size=35, max_grad=None,
+            eval_interval=20, eval_fn=None, checkpoint=None, skip_nonfinite=False,
+            check_interval=None):
+        """Train until ``self.epoch == max_epoch``.
+
+        Parameters
+        ----------
+        xs : int array, shape (L,)
+            The corpus inputs (``corpus[:-1]``).
+        ts : int array, shape (L,)
+            The targets (``corpus[1:]``).
+        max_epoch : int, default 10
+            Total number of epochs.
+        batch_size : int, default 20
+            Parallel streams ``N``.
+        time_size : int, default 35
+            Steps per update ``T``.
+        max_grad, eval_interval, eval_fn, checkpoint, skip_nonfinite, check_interval
+            As for :meth:`Trainer.fit`.
+
+        Returns
+        -------
+        dict
+            ``self.history``.
+        """
+        if xs.ndim != 1 or ts.shape != xs.shape:
+            raise ValueError(f"RnnlmTrainer.fit: expected xs and ts of the same shape (L,), got "
+                             f"{tuple(xs.shape)} and {tuple(ts.shape)}")
+        data_size = xs.shape[0]
+        max_iters = data_size // (batch_size * time_size)
+        if max_iters < 1:
+            raise ValueError(f"RnnlmTrainer.fit: a corpus of {data_size} tokens is shorter than "
+                             f"batch_size x time_size = {batch_size * time_size}")
+        xp = get_array_module(xs)
+        jump = data_size // batch_size
+        base = (xp.arange(batch_size) * jump)[:, None] + xp.arange(time_size)[None, :]  # (N, T)
+        pos = xp.empty_like(base)
+        self._batch_size = batch_size
+
+        def batches():
+            for _ in range(max_iters):
+                xp.add(base, self.time_idx, out=pos)
+                xp.remainder(pos, data_size, out=pos)
+                self.time_idx += time_size
+                yield xs[pos], ts[pos]  # (N, T) each
+
+        options = self._options(max_epoch, max_grad, eval_interval, eval_fn, checkpoint,
+                                skip_nonfinite, check_interval)
+        return self._fit(batches, max_iters, options)
+
+    def loss_metrics(self, mean_loss: float) -> dict:
+        """``{"loss": ..., "perplexity": exp(loss)}`` (inf when exp overflows)."""
+        try:
+            perplexity = math.exp(mean_loss)
+        except OverflowError:
+            perplexity = math.inf
+        return {"loss": mean_loss, "perplexity": perplexity}
+
+    def checkpoint_extras(self):
+        """The carried state as tensors; ``time_idx`` and the state's batch size as fields."""
+        return dict(self._carried_state or {}), {
+            "time_idx": self.time_idx, "has_state": self._carried_state is not None,
+            "state_batch_size": self._state_batch_size}
+
+    def restore_checkpoint_extras(self, tensors, training):
+        self.time_idx = int(training.get("time_idx", 0))
+        self._carried_state = dict(tensors) if training.get("has_state") else None
+        self._state_batch_size = training.get("state_batch_size")
+
+    def _start_epoch(self):
+        if (self.reset_each_epoch or self._carried_state is None
+                or self._state_batch_size != self._batch_size):
+            self.model.reset_state()
+        else:
+            self.model.set_state(self._carried_state)
+
+    def _end_epoch(self):
+        self._carried_state = self.model.get_state()
+        self._state_batch_size = self._batch_size
+
+    def _after_skip(self):
+        self.model.reset_state()
