@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ._checks import flush_device_checks
 from .backend import get_array_module, to_cpu
 from .errors import ShapeError
 
@@ -107,6 +108,7 @@ def perplexity(model, corpus, batch_size=10, time_size=35) -> float:
         finally:
             if hasattr(model, "reset_state"):
                 model.reset_state()
+    flush_device_checks()
     mean = float(total) / count
     try:
         return math.exp(mean)
