@@ -287,3 +287,13 @@ def test_block_errors():
                                           np.zeros((1, 2, 4), np.float32))
     with pytest.raises(tl.ShapeError, match="'x'"):
         TransformerBlock(4, 2, 8).forward(np.zeros((1, 2, 5), np.float32))
+
+
+def test_attention_float32_stays_float32(xp, rng):
+    layer = make_mha(xp, rng, 4, 2, causal=True, dtype=np.float32)
+    x = randn(xp, rng, 2, 3, 4, dtype=np.float32)
+    memory_pad = xp.asarray(np.array([[False, False, True], [False] * 3]))
+    out = layer.forward(x, None, memory_pad)
+    dx = layer.backward(xp.ones_like(out))
+    assert out.dtype == dx.dtype == layer.attention_weights.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in layer.grads)

@@ -263,3 +263,14 @@ def test_training_step_on_each_array_module(xp, rng, make):
     if not lm:
         np.testing.assert_array_equal(tl.to_cpu(greedy_decode(model, xp.asarray(xs), 0, 3)),
                                       greedy_decode(reference, xs, 0, 3))
+
+
+def test_eval_mode_turns_every_dropout_off(rng):
+    model = small_lm(dropout=0.5)
+    xs = rng.integers(0, V, (2, 6))
+    assert not np.allclose(model.predict(xs), model.predict(xs))  # training: new masks
+    model.eval()
+    assert all(not d.train_flg for block in model.blocks for d in block.dropouts)
+    first = model.predict(xs)
+    model.reset_state()
+    assert_close(model.predict(xs), first, rtol=0, atol=0)

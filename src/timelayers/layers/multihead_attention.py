@@ -162,7 +162,7 @@ class MultiHeadAttention(Layer):
         s = q @ k.transpose(0, 1, 3, 2)  # (N, h, Tq, Tk)
         mask = self._mask(xp, N, Tq, Tk, key_padding_mask)
         if mask is not None:
-            s = xp.where(mask, -xp.inf, s)
+            s = xp.where(mask, xp.asarray(-xp.inf, dtype=s.dtype), s)
         a = softmax(s)  # (N, h, Tq, Tk)
         c2d = _merge_heads(a @ v)  # (N*Tq, D)
         out = c2d @ Wo
