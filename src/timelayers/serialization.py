@@ -114,7 +114,14 @@ _UMASK_LOCK = threading.Lock()
 
 
 def _umask() -> int:
-    with _UMASK_LOCK:  # the umask can only be read by setting it
+    try:  # Linux reports it without changing it
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere it can only be read by setting it
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
