@@ -16,6 +16,7 @@ import pytest
 
 from test_models import FACTORIES
 from timelayers import models
+from timelayers.layers import Dropout
 from timelayers.layers.base import Layer
 from timelayers.backend import to_cpu, to_gpu
 from timelayers.optim import Adam
@@ -157,7 +158,12 @@ def test_to_cpu_of_a_cpu_model_changes_nothing_but_the_arrays():
 @pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_gpu_training_step_matches_cpu(name):
+    """Dropout draws its masks on the device (README, "On a GPU"): off here."""
     cpu, gpu, opt_cpu, opt_gpu, batches = twins(name, 2, seed=2)
+    for model in (cpu, gpu):
+        for _, layer in model.named_layers():
+            if isinstance(layer, Dropout):
+                layer.dropout_ratio = 0.0
     assert gpu.to_gpu() is gpu
     for b in batches:
         loss_cpu = one_step(cpu, b, opt_cpu)
@@ -228,3 +234,27 @@ def test_dropout_masks_drawn_on_the_device(dtype):
     np.testing.assert_array_equal(cupy.asnumpy(y), keep_mask_reference(seed, x.shape, 0.4, dtype))
     again = Dropout(0.4, rng=np.random.default_rng(5)).forward(x)
     np.testing.assert_array_equal(cupy.asnumpy(again), cupy.asnumpy(y))
+
+
+@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_gpu_training_step_never_waits_for_the_device(name):
+    """Forward, backward, clip and update of every model make no host read of a
+    device array (after a first step, which compiles the kernels)."""
+    import warnings
+
+    import cupyx
+
+    from timelayers.optim import clip_grads
+
+    _, gpu, _, opt_gpu, batches = twins(name, 2, seed=3)
+    gpu.to_gpu()
+    batches = [[to_gpu(x) for x in b] for b in batches]
+    one_step(gpu, batches[0], opt_gpu)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # allow_synchronize is deprecated
+        with cupyx.allow_synchronize(False):
+            gpu.forward(*batches[1])
+            gpu.backward()
+            clip_grads(gpu.grads, 1.0)
+            opt_gpu.update(gpu.params, gpu.grads)
