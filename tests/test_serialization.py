@@ -366,3 +366,14 @@ def test_atomic_write_takes_bytes_or_a_writer(tmp_path):
         atomic_write(path, "not bytes")
     assert path.read_bytes() == b"second"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_small_model_with_a_wide_window_loads(tmp_path):
+    """Config integers up to 64 need not be tensor dimensions (here a 5-word window
+    over 4 words)."""
+    from timelayers.models import SimpleCBOW
+
+    m = SimpleCBOW(4, 3, window_size=5, rng=0)
+    m.save(tmp_path / "cbow")
+    loaded = Model.load(tmp_path / "cbow")
+    assert loaded.config.window_size == 5 and len(loaded.in_layers) == 10

@@ -378,19 +378,24 @@ def check_vocab_fits(vocab, config: dict, where: str, model_name: str) -> None:
                               f"{model_name} has {size} (vocab_size)")
 
 
+_SMALL_INT = 64
+
+
 def _check_config_sizes(config: dict, tensors: dict, where: str) -> None:
     """Refuse, before a model is built from ``config``, a negative integer in it or
     one larger than every dimension of the file's tensors: a model that large
     cannot be the one whose weights the file holds (``vocab_size=20000000`` beside
     a 10000-row embedding would allocate gigabytes before the shapes are
-    compared)."""
+    compared). Integers up to ``_SMALL_INT`` pass (a window of 5 words over a
+    4-word vocabulary is a model, and nothing that size allocates much)."""
     largest = max((d for t in tensors.values() for d in t.shape), default=0)
+    limit = max(largest, _SMALL_INT)
     for key, value in config.items():
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         if value < 0:
             raise CheckpointError(f"{where}: config {key}={value} is negative")
-        if value > largest:
+        if value > limit:
             raise CheckpointError(f"{where}: config {key}={value} is larger than every "
                                   f"dimension of its tensors (the largest is {largest}); the "
                                   f"config does not match the weights")
