@@ -162,3 +162,15 @@ def assert_gradcheck_attention(layer, *inputs, tol=1e-6, **kwargs):
     bad = {k: v for k, v in errors.items() if not v <= tol}
     assert not bad, f"gradcheck failed for {type(layer).__name__}: {errors}"
     return errors
+
+
+def no_device_sync(xp):
+    """A context in which CuPy refuses to wait for the GPU
+    (``cupyx.allow_synchronize(False)``); nothing for NumPy."""
+    import contextlib
+
+    if xp is np:
+        return contextlib.nullcontext()
+    import cupyx
+
+    return cupyx.allow_synchronize(False)

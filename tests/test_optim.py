@@ -10,7 +10,8 @@ from timelayers.errors import CheckpointError
 from timelayers.optim import (OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop,
                               clip_grads, global_norm, optimizer_from_state)
 from timelayers.schedules import ReduceOnPlateau, StepDecay, schedule_from_state
-from helpers import DeviceArrayDouble
+from timelayers.backend import to_cpu
+from helpers import DeviceArrayDouble, no_device_sync
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 
@@ -287,6 +288,18 @@ def test_clip_grads_reads_nothing_to_the_host(rng):
     assert isinstance(norm, DeviceArrayDouble) and norm.array == want
     for d, g in zip(on_device, grads):
         np.testing.assert_array_equal(d.array, g)
+
+
+def test_clip_grads_on_the_array_module(xp, rng):
+    """On CuPy under ``cupyx.allow_synchronize(False)``: clipping never waits for the GPU."""
+    grads = [rng.standard_normal(s).astype(np.float32) for s in ((50, 20), (20,))]
+    on_xp = [xp.array(g) for g in grads]  # copies
+    want = clip_on_the_host(grads, 0.5)
+    with no_device_sync(xp):
+        norm = clip_grads(on_xp, 0.5)
+    assert float(norm) == pytest.approx(want, rel=1e-12)
+    for d, g in zip(on_xp, grads):
+        np.testing.assert_allclose(to_cpu(d), g, rtol=1e-6)
 
 
 # -- schedules ----------------------------------------------------------------------------

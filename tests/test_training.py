@@ -15,8 +15,8 @@ from timelayers.models.base import Model
 from timelayers.optim import SGD, Adam, global_norm
 from timelayers.schedules import ReduceOnPlateau, StepDecay
 from timelayers.training import RnnlmTrainer, SaveBest, Trainer, load_history
-from timelayers.training.meters import RunningLoss, default_check_interval
-from helpers import DeviceArrayDouble
+from timelayers.training.meters import FiniteCheck, RunningLoss, default_check_interval
+from helpers import DeviceArrayDouble, no_device_sync
 from tiny_models import TinyLM
 
 
@@ -330,6 +330,36 @@ def test_check_interval_argument(rng):
         trainer.fit(x, t, max_epoch=1, batch_size=8, check_interval=0)
     with pytest.raises(ValueError, match="skip_nonfinite=True needs check_interval=1"):
         trainer.fit(x, t, max_epoch=1, batch_size=8, check_interval=2, skip_nonfinite=True)
+
+
+class Quadratic:
+    """A duck-typed model on any array module: loss ``sum((W - mean of x)^2)``, a 0-d array."""
+
+    def __init__(self, xp):
+        self.params, self.grads = [xp.ones(3)], [xp.zeros(3)]
+
+    def forward(self, x, t):
+        self.diff = self.params[0] - x.mean(axis=0)
+        return (self.diff ** 2).sum()
+
+    def backward(self, dout=1):
+        self.grads[0][...] = 2 * self.diff
+
+
+def test_train_steps_between_checks_do_not_wait_for_the_device(xp):
+    """On CuPy under ``cupyx.allow_synchronize(False)``: forward, clip, update and
+    the non-finite sums make no host read until a check is due."""
+    model = Quadratic(xp)
+    trainer = Trainer(model, SGD(lr=0.1), progress=False)
+    check = FiniteCheck(xp, 3)
+    x = xp.asarray(np.arange(12.0).reshape(4, 3))
+    with no_device_sync(xp):
+        for _ in range(2):
+            loss, problem = trainer.train_step(x, None, max_grad=0.5, check=check)
+            assert problem is None
+    assert check.losses.count == 2 and check.norms.count == 2
+    assert check.check_losses() is None and check.check_norms() is None
+    assert 1.0 < float(model.params[0][0]) < 4.5  # two steps towards the mean of x
 
 
 # -- RnnlmTrainer -----------------------------------------------------------------------------
