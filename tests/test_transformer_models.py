@@ -274,3 +274,22 @@ def test_eval_mode_turns_every_dropout_off(rng):
     first = model.predict(xs)
     model.reset_state()
     assert_close(model.predict(xs), first, rtol=0, atol=0)
+
+
+def test_lm_training_resumes_to_the_bit(tmp_path):
+    corpus = np.random.default_rng(3).integers(0, V, 400)
+
+    def trainer():
+        return RnnlmTrainer(small_lm(dropout=0.2, dtype="float32"), AdamW(lr=1e-3),
+                            max_grad=1.0, progress=False)
+
+    straight = trainer()
+    straight.fit(corpus[:-1], corpus[1:], max_epoch=3, batch_size=4, time_size=8)
+    first = trainer()
+    first.fit(corpus[:-1], corpus[1:], max_epoch=2, batch_size=4, time_size=8,
+              checkpoint=tmp_path / "c.safetensors")
+    resumed = RnnlmTrainer.resume(tmp_path / "c.safetensors", progress=False)
+    resumed.fit(corpus[:-1], corpus[1:], max_epoch=3, batch_size=4, time_size=8)
+    assert resumed.history["loss"] == straight.history["loss"]
+    for a, b in zip(resumed.model.params, straight.model.params):
+        np.testing.assert_array_equal(a, b)
