@@ -1,6 +1,7 @@
 """Recipes through their public API: task objects, the data seed, run folders."""
 
 import numpy as np
+import pytest
 
 from timelayers import recipes
 
@@ -38,3 +39,22 @@ def test_language_model_fit_inputs_are_the_shifted_corpus(tmp_path):
     (x, t), extra = recipe.task.fit_inputs({"time_size": 5}, data)
     np.testing.assert_array_equal(x[1:], t[:-1])
     assert extra == {"time_size": 5}
+
+
+def test_a_text_corpus_may_start_with_a_byte_order_mark(tmp_path):
+    plain, marked = tmp_path / "plain.txt", tmp_path / "marked.txt"
+    plain.write_text("the cat sat\n", encoding="utf-8")
+    marked.write_text("the cat sat\n", encoding="utf-8-sig")
+    a, vocab_a = recipes.read_text_corpus(plain)
+    b, vocab_b = recipes.read_text_corpus(marked)
+    np.testing.assert_array_equal(a, b)
+    assert vocab_a == vocab_b
+
+
+def test_a_corpus_that_is_not_utf8_is_a_data_error_naming_the_file(tmp_path):
+    from timelayers.errors import DataError
+
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.txt"):
+        recipes.read_text_corpus(path)

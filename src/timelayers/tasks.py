@@ -9,7 +9,6 @@ answer, exact-match accuracy). :mod:`timelayers.recipes` pairs each recipe with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -232,13 +231,12 @@ def read_text_corpus(path, vocab=None, *, grow=True):
     """
     from .vocab import Vocabulary
 
+    from .datasets.textfile import read_utf8
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_utf8(path)  # a byte-order mark dropped; not UTF-8: DataError
     except FileNotFoundError:
         raise DataError(f"data file {str(path)!r} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"data file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
-                        f"{exc.reason})") from None
     words = text.replace("\n", " <eos> ").split()
     if not words:
         raise DataError(f"data file {str(path)!r} holds no words")
