@@ -112,4 +112,5 @@ class NonFinite(NamedTuple):
     def describe(self) -> str:
         if self.steps == 1:
             return f"non-finite {self.what} ({self.value})"
-        return f"non-finite {self.what} (its sum over the last {self.steps} iterations is {self.value})"
+        return (f"non-finite {self.what} (its sum over the last {self.steps} iterations is "
+                f"{self.value})")

@@ -10,6 +10,7 @@ the user's. Checkpoints are :mod:`.checkpoint`'s.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class FitOptions:
     max_grad: float | None
     eval_interval: int | None
     eval_fn: Callable | None
-    checkpoint: object
+    checkpoint: str | os.PathLike | None
     skip_nonfinite: bool
     check_interval: int | None
 
