@@ -301,11 +301,12 @@ def _resume(recipe, out, overrides, seed, progress, callbacks):
         raise OptionError(f"run {str(out)!r} was trained with seed {info['seed']}; a resumed run "
                           f"keeps its seed (got {seed})")
     options = {**COMMON_OPTIONS, **info["options"]}
-    refused = {k: v for k, v in overrides.items() if k not in RESUME_CHANGES and options[k] != v}
+    refused = {k: v for k, v in overrides.items()
+               if k not in RESUME_CHANGES and options.get(k) != v}
     if refused:
         key, value = next(iter(refused.items()))
         raise OptionError(f"run {str(out)!r} cannot resume with {key}={value!r} (it was trained "
-                          f"with {options[key]!r}); only {', '.join(RESUME_CHANGES)} can "
+                          f"with {options.get(key)!r}); only {', '.join(RESUME_CHANGES)} can "
                           f"change when resuming: start a new run for the others")
     ckpt = out / "checkpoint.safetensors"
     if not ckpt.exists():
@@ -314,8 +315,8 @@ def _resume(recipe, out, overrides, seed, progress, callbacks):
     trainer = recipe.task.trainer_class().resume(ckpt, progress=progress, callbacks=callbacks)
     task_data = load_data(recipe, info["data"], options, info["seed"],
                           vocab=getattr(trainer.model, "vocab", None))
-    changes = {k: [options[k], v] for k, v in overrides.items()
-               if k in RESUME_CHANGES and options[k] != v}
+    now = {**options, "lr": trainer.optimizer.lr}  # the checkpoint's rate (a schedule moves it)
+    changes = {k: [now[k], v] for k, v in overrides.items() if k in RESUME_CHANGES and now[k] != v}
     options.update({k: new for k, (_, new) in changes.items()})
     recipe.task.check_sizes(options, task_data, _data_name(recipe, info["data"]))
     if options["epochs"] < trainer.epoch:
