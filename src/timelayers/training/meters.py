@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import flush_device_checks
+
 __all__ = ["RunningLoss", "FiniteCheck", "NonFinite", "default_check_interval"]
 
 
@@ -96,6 +98,7 @@ class FiniteCheck:
 
     @staticmethod
     def _check(sums, what):
+        flush_device_checks()  # word ids checked on the device since the last read
         value, steps = sums.total(), sums.count
         sums.reset()
         return None if math.isfinite(value) else NonFinite(what, value, steps)
