@@ -293,3 +293,23 @@ def test_lm_training_resumes_to_the_bit(tmp_path):
     assert resumed.history["loss"] == straight.history["loss"]
     for a, b in zip(resumed.model.params, straight.model.params):
         np.testing.assert_array_equal(a, b)
+
+
+def test_attention_map_matches_decoding(rng):
+    model = small_seq2seq(dtype="float32")
+    xs = rng.integers(0, V, (2, 6))
+    ids, weights = model.attention_map(xs, 0, 3, head=1)
+    np.testing.assert_array_equal(ids, greedy_decode(model, xs, 0, 3))
+    assert weights.shape == (2, 3, 6)
+    model.eval()
+    model.begin_decoding(xs)
+    previous = np.zeros(2, dtype=np.int64)
+    for t in range(3):  # the weights of each decoding step
+        model.decode_step(previous)
+        step_weights = model.decoder.blocks[-1].cross_attn.attention_weights[:, 1, -1]  # (2, 6)
+        assert_close(weights[:, t], step_weights, rtol=1e-5, atol=1e-6)
+        previous = ids[:, t]
+    model.train()
+    _, mean = model.attention_map(xs, 0, 3)
+    assert_close(mean.sum(axis=-1), np.ones((2, 3)), rtol=1e-5)
+    assert model.training

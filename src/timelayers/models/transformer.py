@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import get_array_module
+from ..decoding import greedy_decode
 from ..errors import ShapeError
 from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding, TimeAffine,
                       TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
@@ -335,3 +336,36 @@ class TransformerSeq2seq(Seq2seqBase):
         self.loss_layer = TimeSoftmaxWithLoss()
         self.tie("decoder.input.embed.W", "encoder.input.embed.W")
         self.tie("decoder.affine.W", "encoder.input.embed.W", transpose=True)
+
+    def attention_map(self, xs, start_id, length, layer=-1, head=None):
+        """Greedy answers with the cross-attention weights of one decoder block
+        (the same contract as ``AttentionSeq2seq.attention_map``).
+
+        Parameters
+        ----------
+        xs : int array (N, Tq)
+        start_id : int
+        length : int
+        layer : int, default -1
+            Which decoder block (the last by default).
+        head : int, optional
+            Which head; None averages the heads (PyTorch's
+            ``average_attn_weights``).
+
+        Returns
+        -------
+        ids : int array (N, length)
+        weights : float array (N, length, Tq), row ``t`` is where answer step ``t``
+            looked
+        """
+        from ..metrics import evaluation_mode
+
+        xp = get_array_module(xs)
+        ids = greedy_decode(self, xs, start_id, length)
+        with evaluation_mode(self):
+            start = xp.full((xs.shape[0], 1), int(start_id), dtype=ids.dtype)
+            # the decoder is causal: reading the answer at once gives every step's weights
+            self.decoder.forward(xp.concatenate([start, ids[:, :-1]], axis=1),
+                                 self.encoder.forward(xs))
+        weights = self.decoder.blocks[layer].cross_attn.attention_weights  # (N, h, length, Tq)
+        return ids, weights.mean(axis=1) if head is None else weights[:, head]
