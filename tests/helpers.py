@@ -1,6 +1,10 @@
 """Assertions and test doubles used across the tests."""
 
+import ctypes
 import os
+import shutil
+import subprocess
+import tempfile
 
 import numpy as np
 
@@ -174,3 +178,73 @@ def no_device_sync(xp):
     import cupyx
 
     return cupyx.allow_synchronize(False)
+
+# ----------------------------------------------------------------------------- CUDA on a CPU
+# The library's CUDA kernels compiled for the CPU, to test their arithmetic and
+# the plans that launch them where there is no GPU. A CUDA kernel is a function
+# of one thread, whose index it computes from blockIdx, blockDim and threadIdx;
+# compiled as C++ with those three as globals, it runs one thread per call.
+# CpuKernels builds a source (with g++, or $CXX) into a shared library per dtype
+# and launches a kernel by calling it once per thread on NumPy arrays, checking
+# that every array is C-contiguous as the GPU needs.
+
+PRELUDE = r"""
+#include <cmath>
+using std::exp;
+using std::tanh;
+struct Index { int x; };
+Index blockIdx = {0}, blockDim = {1}, threadIdx = {0};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+extern "C" void set_thread(int k) { threadIdx.x = k; }
+"""
+
+
+def cxx_compiler():
+    """The C++ compiler to use, or None."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+class CpuKernels:
+    """The kernels of ``source(dtype_name)`` (a function giving CUDA source for
+    "float32" or "float64"), built for the CPU on first use."""
+
+    def __init__(self, source):
+        self.source = source
+        self.libs = {}
+        self.tmp = tempfile.mkdtemp(prefix="timelayers-cuda-on-cpu-")
+
+    def library(self, dtype_name):
+        if dtype_name not in self.libs:
+            cpp = os.path.join(self.tmp, f"kernels_{dtype_name}.cpp")
+            so = os.path.join(self.tmp, f"kernels_{dtype_name}.so")
+            with open(cpp, "w") as f:
+                f.write(PRELUDE + self.source(dtype_name))
+            subprocess.run([cxx_compiler(), "-O1", "-shared", "-fPIC", "-o", so, cpp], check=True,
+                           capture_output=True)
+            self.libs[dtype_name] = ctypes.CDLL(so)
+        return self.libs[dtype_name]
+
+    def launch(self, name, dtype_name, threads, args):
+        """Run kernel ``name`` on ``threads`` threads; ``args`` are NumPy arrays
+        (passed as pointers) and NumPy scalars (passed by value)."""
+        lib = self.library(dtype_name)
+        kernel = getattr(lib, name)
+        c_args = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                assert a.flags.c_contiguous, f"{name}: an argument is not C-contiguous"
+                c_args.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                c_args.append(_by_value(a))
+        for k in range(threads):
+            lib.set_thread(k)
+            kernel(*c_args)
+
+
+def _by_value(x):
+    x = np.asarray(x)
+    return {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
+            np.dtype(np.uint64): ctypes.c_uint64, np.dtype(np.float32): ctypes.c_float,
+            np.dtype(np.float64): ctypes.c_double}[x.dtype](x.item())

@@ -19,8 +19,9 @@ import pytest
 
 from helpers import assert_close, assert_gradcheck, randn
 from timelayers.layers import TimeGRU, TimeLSTM, TimeRNN
-from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedLSTM, ReferencePlan,
-                                     RowBlocks, choose_plan, every_plan)
+from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedGRU, FusedLSTM,
+                                     FusedRNN, ReferencePlan, RowBlocks, choose_plan,
+                                     every_plan)
 from timelayers.layers.plans import lstm_fast
 from timelayers.parallel import get_num_threads, set_num_threads
 
@@ -172,6 +173,7 @@ def test_choices_for_the_models_shapes(threads):
     assert seq2seq.fused and seq2seq.prescaled and not seq2seq.transposed
     assert choose_plan("gru", params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU()
     assert FusedLSTM() not in every_plan("lstm", 4)           # CuPy only
+    assert FusedGRU() not in every_plan("gru", 4) and FusedRNN() not in every_plan("rnn", 4)
     assert choose_plan("rnn", params_for(1, 5, 7), (4, 3, 5)) == BatchedRNN()
     with pytest.raises(ValueError, match="argument 'cell'"):
         choose_plan("elman", params_for(1, 5, 7), (4, 3, 5))
@@ -276,8 +278,58 @@ def test_cuda_kernels_compile():
     from timelayers import device_random
     from timelayers.layers.plans import cuda
 
-    for module, kernels in ((cuda, 2), (device_random, 1)):
+    for module, kernels in ((cuda, 10), (device_random, 1)):
         for dtype in ("float32", "float64"):
             program = compiler._NVRTCProgram(module.kernel_source(dtype), "kernels.cu")
             ptx, _ = program.compile(options=("-arch=compute_90",))
             assert ptx.count(b".entry") == kernels
+
+
+@pytest.fixture
+def fused_kernels_on_cpu(monkeypatch):
+    """The fused plans' kernels compiled for the CPU and launched on NumPy arrays."""
+    from helpers import CpuKernels, cxx_compiler
+    from timelayers.layers.plans import cuda
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")
+    kernels = CpuKernels(cuda.kernel_source)
+    monkeypatch.setattr(cuda, "_launch", lambda name, dtype, N, H, *arrays: kernels.launch(
+        name, dtype.name, N * H, [*arrays, np.int32(N), np.int32(H)]))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("shape", ["scaled, input product", "one row, two steps", "one step",
+                                   "padded rows"])
+def test_fused_plans_run_on_cpu_equal_the_reference(rng, fused_kernels_on_cpu, kind, shape):
+    """The GPU plans' kernels and launches, run on the CPU: the reference's
+    results in float64, and to float32 rounding in float32."""
+    N, T, D, H = SHAPES[shape]
+    cell = KINDS[kind][0]
+    plan = {"rnn": FusedRNN(), "lstm": FusedLSTM(), "gru": FusedGRU()}[cell]
+    params, xs, states = make_case(np, rng, kind, N, T, D, H)
+    dhs = randn(np, rng, N, T, H)
+    expected = run_plan(ReferencePlan(cell), params, xs, states, dhs)
+    for a, b in zip(run_plan(plan, params, xs, states, dhs), expected):
+        assert_close(a, b, rtol=1e-11, atol=1e-12)
+    as32 = [[p.astype(np.float32) for p in params], xs.astype(np.float32),
+            tuple(s.astype(np.float32) for s in states), dhs.astype(np.float32)]
+    for a, b in zip(run_plan(plan, *as32), expected):
+        assert a.dtype == np.float32
+        assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b).max())))
+
+
+def test_dropout_kernel_on_cpu_equals_its_numpy_twin():
+    from helpers import CpuKernels, cxx_compiler
+    from timelayers import device_random
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")
+    kernels = CpuKernels(device_random.kernel_source)
+    for dtype, ratio in ((np.float32, 0.5), (np.float64, 0.1)):
+        mask = np.empty((7, 13), dtype=dtype)
+        kernels.launch("scaled_keep_mask", np.dtype(dtype).name, mask.size,
+                       [mask, np.uint64(2**63 + 12345), np.int64(mask.size), np.float32(ratio),
+                        np.dtype(dtype).type(1 / (1 - ratio))])
+        np.testing.assert_array_equal(
+            mask, device_random.keep_mask_reference(2**63 + 12345, mask.shape, ratio, dtype))

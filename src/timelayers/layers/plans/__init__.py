@@ -12,8 +12,9 @@ plan                what it runs
                     per-step products (:mod:`.lstm_fast`)
 ``RowBlocks``       another plan on slices of the batch's rows, in parallel
                     threads (:mod:`.row_blocks`)
-``FusedLSTM``       the LSTM on a GPU: one fused CUDA kernel per step forward
-                    and one backward (:mod:`.cuda`, CuPy only)
+``FusedRNN``,       on a GPU: the gate arithmetic of a step in one or two
+``FusedLSTM``,      fused CUDA kernels each way (:mod:`.cuda`, CuPy only)
+``FusedGRU``
 ==================  =========================================================
 
 :func:`choose_plan` is the one place that picks a plan; a time layer calls it
@@ -26,12 +27,13 @@ from __future__ import annotations
 from ...backend import get_array_module
 from .base import Plan
 from .batched import BatchedGRU, BatchedRNN
-from .cuda import FusedLSTM
+from .cuda import FusedGRU, FusedLSTM, FusedRNN
 from .lstm_fast import FastLSTM
 from .reference import ReferencePlan
 from .row_blocks import RowBlocks, row_blocks
 
-__all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "FusedLSTM", "RowBlocks",
+__all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "FusedRNN", "FusedLSTM",
+           "FusedGRU", "RowBlocks",
            "choose_plan", "every_plan", "CELLS"]
 
 CELLS = ("rnn", "lstm", "gru")
@@ -43,15 +45,15 @@ def choose_plan(cell, params, xs_shape):
 
     NumPy: the batched plans (the LSTM's flags from the shapes of one row
     block), on row blocks when the batch is large enough. CuPy: the fused
-    LSTM, the batched RNN and GRU, on the whole batch.
+    plans, on the whole batch.
     """
     N, T, D = xs_shape
     H = params[1].shape[0]
     on_numpy = get_array_module(params[0]).__name__ == "numpy"
     blocks = row_blocks(N, H) if on_numpy else [slice(0, N)]
     rows = max(s.stop - s.start for s in blocks)
-    if cell == "lstm" and not on_numpy:
-        inner = FusedLSTM()
+    if cell in CELLS and not on_numpy:
+        inner = {"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}[cell]()
     elif cell == "lstm":
         inner = FastLSTM.for_shape(rows, T, D, H)
     elif cell == "gru":
@@ -72,8 +74,8 @@ def every_plan(cell, N, xp=None, blocks=2):
 
     inner = {"lstm": FastLSTM.every_variant(), "gru": [BatchedGRU()],
              "rnn": [BatchedRNN()]}[cell]
-    if cell == "lstm" and xp is not None and xp.__name__ != "numpy":
-        inner = inner + [FusedLSTM()]
+    if xp is not None and xp.__name__ != "numpy":
+        inner = inner + [{"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}[cell]()]
     plans = [ReferencePlan(cell)] + inner
     if N >= blocks > 1:
         plans += [RowBlocks(p, even_blocks(N, blocks)) for p in inner]
