@@ -236,6 +236,17 @@ def test_crafted_pickles_are_refused_in_bounded_memory(tmp_path, name):
     assert not (tmp_path / "out.safetensors").exists()
 
 
+def test_a_declared_bytearray_length_is_bounded_by_the_file(tmp_path):
+    """Python's unpickler allocates a BYTEARRAY8's declared length before reading it."""
+    from timelayers.book_weights import UnsafePickleError, load_book_pickle
+
+    pkl = tmp_path / "bytearray.pkl"
+    pkl.write_bytes(b"\x80\x05" + pickle.BYTEARRAY8 + struct.pack("<Q", 2**34) + b"\0" * 8
+                    + pickle.STOP)
+    refused_within(lambda: load_book_pickle(pkl), UnsafePickleError,
+                   "refusing a bytearray of 17179869184 bytes", 64 * 1024)
+
+
 def test_a_buffer_that_does_not_hold_its_shape(tmp_path):
     from timelayers.book_weights import UnsafePickleError, load_book_pickle
 

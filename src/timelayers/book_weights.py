@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,19 @@ class _ArraysOnlyUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
         target.__setstate__(state)
 
     dispatch[pickle.BUILD[0]] = load_build
+
+    def load_bytearray8(self):
+        """BYTEARRAY8 (protocol 5): the Python unpickler allocates the declared
+        length before reading; here it may not exceed the file."""
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self.size:
+            raise UnsafePickleError(f"refusing a bytearray of {n} bytes in a weights pickle of "
+                                    f"{self.size} bytes")
+        data = bytearray(n)
+        self.readinto(data)
+        self.append(data)
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
 
 
 def _latin1_bytes(text, encoding="latin1"):
