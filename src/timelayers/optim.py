@@ -533,7 +533,7 @@ def clip_grads(grads, max_norm):
     book's rate), cast to the gradient's dtype. The factor is computed on the
     grads' device and applied there, with no value read to the host, so on a GPU
     clipping does not make the step wait (the price: a pass over the gradients
-    even when the factor is 1; NumPy skips it). A non-finite norm gives the factor 1: the
+    even when the factor is 1). A non-finite norm gives the factor 1: the
     gradients keep their values (the trainers treat it like a non-finite loss).
 
     Parameters
@@ -549,8 +549,6 @@ def clip_grads(grads, max_norm):
     norm = global_norm(grads)
     xp = get_array_module(*grads)
     factor = xp.where(xp.isfinite(norm), xp.minimum(max_norm / (norm + 1e-6), 1.0), 1.0)
-    if xp is np and factor == 1.0:  # on the host the read is free, and the pass is not
-        return norm
     in_dtype = {}
     for g in grads:
         if g.dtype not in in_dtype:
