@@ -138,9 +138,9 @@ class _ArraysOnlyUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
                 raise UnsafePickleError(f"refusing array data that does not match shape "
                                         f"{shape} and dtype {dtype}")
         elif isinstance(target, np.dtype) and isinstance(state, tuple) and len(state) == 8:
-            if state[2:5] != (None, None, None) or state[7] != 0:
-                raise UnsafePickleError("refusing a structured, sub-array or flagged dtype in "
-                                        "a weights pickle")
+            if state[2:] != (None, None, None, -1, -1, 0):  # what plain dtypes pickle
+                raise UnsafePickleError("refusing a structured, sub-array, sized or flagged "
+                                        "dtype in a weights pickle")
         else:
             raise UnsafePickleError(f"refusing to set the state of a {type(target).__name__} "
                                     f"in a weights pickle")
