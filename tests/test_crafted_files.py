@@ -298,3 +298,14 @@ def test_a_vocabulary_of_another_size_is_not_attached(tmp_path):
     model = import_book_weights("rnnlm", pkl, tmp_path / "o.safetensors",
                                 vocab=Vocabulary(f"w{i}" for i in range(12)))
     assert len(Model.load(tmp_path / "o.safetensors").vocab) == 12 == len(model.vocab)
+
+
+def test_nan_weights_are_not_loaded_into_a_trainer(tmp_path, trainer_file):
+    bad = rewrite(trainer_file, tmp_path / "nan.safetensors",
+                  lambda ts, m: ts["embed.W"].__setitem__((2, 1), np.nan))
+    trainer = Trainer(TinyLM(rng=1), Adam(lr=0.05), max_grad=1.0, rng=2, progress=False)
+    before = {k: v.copy() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="'embed.W' has NaN or infinite values"):
+        trainer.load_checkpoint(bad)
+    for k, v in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])

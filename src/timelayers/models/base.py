@@ -265,8 +265,9 @@ class Model:
     def load_state_dict(self, state: dict) -> None:
         """Copy ``state`` into the params in place (their identity is kept).
 
-        Every name, shape and dtype is checked before anything is copied, so a
-        mismatch raises :class:`CheckpointError` and leaves the model unchanged.
+        Every name, shape, dtype and value (no NaN or infinity) is checked before
+        anything is copied, so a mismatch raises :class:`CheckpointError` and
+        leaves the model unchanged.
         """
         own = self.state_dict()
         missing = [n for n in own if n not in state]
@@ -283,6 +284,7 @@ class Model:
             if np.dtype(v.dtype) != np.dtype(p.dtype):
                 raise CheckpointError(f"{type(self).__name__}: tensor {name!r} has dtype {v.dtype} "
                                       f"in the checkpoint, the model expects {p.dtype}")
+        _check_finite(state, type(self).__name__)
         for name, p in own.items():
             p[...] = get_array_module(p).asarray(state[name])
 
@@ -402,9 +404,9 @@ def _check_config_sizes(config: dict, tensors: dict, where: str) -> None:
 
 
 def _check_finite(tensors: dict, where: str) -> None:
-    """Refuse NaN or infinite values in any float tensor (params or optimizer state)."""
+    """Refuse NaN or infinite values in any float tensor (NumPy or CuPy)."""
     for name, t in tensors.items():
-        if np.issubdtype(t.dtype, np.floating) and not np.isfinite(t).all():
+        if np.issubdtype(t.dtype, np.floating) and not bool(get_array_module(t).isfinite(t).all()):
             raise CheckpointError(f"{where}: tensor {name!r} has NaN or infinite values")
 
 
