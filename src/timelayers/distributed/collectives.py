@@ -1,0 +1,107 @@
+"""The three collective operations data-parallel training needs, over an mpi4py
+communicator, for NumPy and for CuPy buffers.
+
+- :class:`HostCollectives`: NumPy buffers through MPI (``Allreduce`` in place,
+  ``Bcast``);
+- :class:`NcclCollectives`: CuPy buffers reduced on the GPUs through NCCL
+  (``cupy.cuda.nccl``), the communicator set up with an id that MPI broadcasts;
+  each process needs a GPU of its own;
+- :class:`StagedCollectives`: CuPy buffers copied to the host, reduced through
+  MPI and copied back (when NCCL is missing or GPUs are shared).
+
+Every one also gathers small Python objects from all ranks (``allgather``,
+through MPI's pickling). The CuPy classes are written against CuPy's documented
+API but have not been run: the machine they were written on has no GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["HostCollectives", "NcclCollectives", "StagedCollectives", "collectives_for"]
+
+
+class HostCollectives:
+    """Collectives over ``comm`` (an mpi4py communicator) for NumPy buffers."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def allreduce_sum(self, buf) -> None:
+        """Replace the 1-D buffer ``buf`` on every rank by its sum over the ranks."""
+        from mpi4py import MPI
+
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+
+    def broadcast(self, buf, root=0) -> None:
+        """Replace the 1-D buffer ``buf`` on every rank by rank ``root``'s."""
+        self.comm.Bcast(buf, root=root)
+
+    def allgather(self, obj) -> list:
+        """Every rank's ``obj`` (picklable), in rank order."""
+        return self.comm.allgather(obj)
+
+
+class StagedCollectives(HostCollectives):
+    """CuPy buffers through host copies and MPI."""
+
+    def allreduce_sum(self, buf) -> None:
+        host = buf.get()
+        super().allreduce_sum(host)
+        buf.set(host)
+
+    def broadcast(self, buf, root=0) -> None:
+        host = buf.get()
+        super().broadcast(host, root)
+        buf.set(host)
+
+
+class NcclCollectives(HostCollectives):
+    """CuPy buffers reduced on the GPUs through NCCL, on the current stream."""
+
+    def __init__(self, comm):
+        super().__init__(comm)
+        from cupy.cuda import nccl
+
+        self._nccl = nccl
+        uid = comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
+        self._comm = nccl.NcclCommunicator(self.size, uid, self.rank)
+        self._types = {np.dtype(np.float16): nccl.NCCL_FLOAT16,
+                       np.dtype(np.float32): nccl.NCCL_FLOAT32,
+                       np.dtype(np.float64): nccl.NCCL_FLOAT64}
+
+    def _type(self, buf):
+        try:
+            return self._types[np.dtype(buf.dtype)]
+        except KeyError:
+            raise TypeError(f"NcclCollectives: no NCCL type for dtype {buf.dtype}") from None
+
+    def allreduce_sum(self, buf) -> None:
+        import cupy
+
+        stream = cupy.cuda.get_current_stream().ptr
+        self._comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf),
+                             self._nccl.NCCL_SUM, stream)
+
+    def broadcast(self, buf, root=0) -> None:
+        import cupy
+
+        stream = cupy.cuda.get_current_stream().ptr
+        self._comm.bcast(buf.data.ptr, buf.size, self._type(buf), root, stream)
+
+
+def collectives_for(comm, on_gpu: bool, gpu_of_its_own: bool = True):
+    """The collectives for buffers on the host (``on_gpu`` False) or on the GPU:
+    NCCL when CuPy has it and every process has a GPU of its own, else staging."""
+    if not on_gpu:
+        return HostCollectives(comm)
+    try:
+        from cupy.cuda import nccl
+        has_nccl = nccl.available if hasattr(nccl, "available") else True
+    except ImportError:
+        has_nccl = False
+    if all(comm.allgather(has_nccl and gpu_of_its_own)):  # NCCL's set-up is collective
+        return NcclCollectives(comm)
+    return StagedCollectives(comm)

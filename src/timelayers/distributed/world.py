@@ -1,0 +1,110 @@
+"""The MPI world this process was started in: how many processes the launcher
+started, the communicator joining them, and the GPU of each.
+
+A process started by ``mpiexec -n K`` (MPICH, Intel MPI, Open MPI, MVAPICH) finds
+``K`` in its environment before MPI is initialised; :func:`mpi_world` then imports
+``mpi4py`` (the ``timelayers[mpi]`` extra) and returns ``MPI.COMM_WORLD``. A
+process started alone, or by ``mpiexec -n 1``, runs without MPI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+
+from ..errors import TimelayersError
+
+__all__ = ["DistributedError", "processes_in_environment", "mpi_world", "use_local_gpu",
+           "abort_on_error"]
+
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+"""Where the MPI launchers put the number of processes (MPICH and Intel MPI, Open
+MPI, MVAPICH)."""
+
+INSTALL_HINT = "pip install 'timelayers[mpi]' (mpi4py and MPICH)"
+
+
+class DistributedError(TimelayersError):
+    """Data-parallel training cannot start or continue (MPI missing or mismatched,
+    ranks that disagree)."""
+
+
+def processes_in_environment() -> int:
+    """The number of processes the MPI launcher started (1 when none did)."""
+    for name in SIZE_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 1
+
+
+def mpi_world():
+    """``MPI.COMM_WORLD`` when this process is one of several started by an MPI
+    launcher, else None.
+
+    Raises
+    ------
+    DistributedError
+        When the launcher started several processes but mpi4py is not installed,
+        or when mpi4py's MPI library is not the launcher's (each process would
+        then be alone, and every one would write the run folder).
+    """
+    expected = processes_in_environment()
+    if expected <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise DistributedError(f"this process is one of {expected} started by mpiexec, but "
+                               f"mpi4py is not installed: {INSTALL_HINT}") from None
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() != expected:
+        raise DistributedError(f"mpiexec started {expected} processes, but mpi4py's MPI sees "
+                               f"{comm.Get_size()}: the mpiexec on the PATH belongs to another "
+                               f"MPI than mpi4py's (use the mpiexec installed beside it, e.g. "
+                               f"the virtual environment's bin/mpiexec)")
+    return comm
+
+
+def use_local_gpu(comm) -> bool:
+    """Make the current CuPy device the one of this process's rank among the
+    processes on its machine (local rank modulo the GPUs there). Returns whether
+    each of those processes has a GPU of its own (NCCL needs that)."""
+    import cupy
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        cupy.cuda.Device(local.Get_rank() % count).use()
+        return local.Get_size() <= count
+    finally:
+        local.Free()
+
+
+def _print_traceback(exc) -> int:
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return 1
+
+
+@contextmanager
+def abort_on_error(comm, report=_print_traceback):
+    """Stop every rank of ``comm`` when the ``with`` block raises on this one.
+
+    Without it, the other ranks would wait forever in their next collective
+    call. The exception is handed to ``report(exc) -> exit status`` (default:
+    print its traceback, status 1), then ``comm.Abort(status)`` ends every
+    process of the job (``mpiexec`` exits with a non-zero status). With ``comm``
+    None the exception is raised as usual.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        if comm is None:
+            raise
+        status = report(exc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        comm.Abort(status)

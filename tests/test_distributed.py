@@ -1,0 +1,151 @@
+"""Data-parallel training over MPI (timelayers.distributed).
+
+The tests that need MPI launch ``mpiexec -n 2`` themselves (tests/mpi/train_replicas.py,
+or the command line) and are skipped when mpi4py or mpiexec is missing."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from timelayers.distributed import DistributedError, mpi_world, shard_bounds
+from timelayers.distributed.flat import flat_buffers
+
+SCRIPT = Path(__file__).parent / "mpi" / "train_replicas.py"
+TIMEOUT = 120
+
+
+def _mpiexec():
+    beside_python = Path(sys.executable).parent / "mpiexec"
+    return str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
+
+
+def _mpi_missing():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'timelayers[mpi]')"
+    if _mpiexec() is None:
+        return "no mpiexec beside the Python executable or on the PATH"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
+
+# a process of the test run may itself have been started by an MPI launcher
+_CLEAN_ENV = {k: v for k, v in os.environ.items()
+              if not k.startswith(("PMI_", "OMPI_", "MV2_", "PMIX_", "HYDRA_", "MPI_"))}
+_ONE_THREAD = dict(_CLEAN_ENV, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1")
+
+
+def launch(args, ranks, cwd=None):
+    """Run ``args`` (a list after the interpreter) in ``ranks`` processes (1: no
+    mpiexec); returns (CompletedProcess, seconds)."""
+    command = [sys.executable, *map(str, args)]
+    if ranks > 1:
+        command = [_mpiexec(), "-n", str(ranks), *command]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
+                            env=_ONE_THREAD, cwd=cwd)
+    return result, time.perf_counter() - start
+
+
+# -- without MPI ------------------------------------------------------------------------------
+def test_shard_bounds_split_the_rows_evenly_first_ranks_take_the_remainder():
+    assert [shard_bounds(10, 4, r) for r in range(4)] == [(0, 3), (3, 6), (6, 8), (8, 10)]
+    assert [shard_bounds(6, 2, r) for r in range(2)] == [(0, 3), (3, 6)]
+    with pytest.raises(DistributedError, match="batch of 1 rows cannot be split across 2"):
+        shard_bounds(1, 2, 0)
+
+
+def test_flat_buffers_round_trip_arrays_of_any_layout_one_buffer_per_dtype():
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((3, 4)).astype(np.float32),
+              np.asfortranarray(rng.standard_normal((5, 2)).astype(np.float32)),
+              rng.standard_normal(6)]
+    expected = [a.copy() for a in arrays]
+    buffers = flat_buffers(arrays)
+    assert [b.data.dtype for b in buffers] == [np.float32, np.float64]
+    assert [b.data.size for b in buffers] == [22, 6]
+    for b in buffers:
+        b.gather()
+    np.testing.assert_array_equal(buffers[0].data[12:], expected[1].ravel(order="C"))
+    for b in buffers:
+        b.data *= 2
+        b.scatter()
+    for a, e in zip(arrays, expected):
+        np.testing.assert_array_equal(a, 2 * e)
+    assert arrays[1].flags.f_contiguous
+
+
+def test_one_process_runs_without_mpi(monkeypatch):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert mpi_world() is None
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert mpi_world() is None
+
+
+def test_several_processes_without_mpi4py_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
+    with pytest.raises(DistributedError, match=r"one of 2 started by mpiexec, but mpi4py is "
+                                               r"not installed: pip install 'timelayers\[mpi\]'"):
+        mpi_world()
+
+
+# -- two ranks against one process -------------------------------------------------------------
+def _params(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@needs_mpi
+@pytest.mark.parametrize("model", ["rnnlm", "better-rnnlm", "seq2seq", "cbow"])
+def test_two_ranks_with_half_the_rows_train_as_one_process(tmp_path, model):
+    """2 epochs (40 steps for the LMs, with clipping and a validation pass between
+    epochs; 16 for seq2seq, whose batch of 5 splits as 3 + 2; 98 for CBOW, whose
+    negatives are made a function of the target: random ones would be drawn from
+    other streams by the ranks than by one process). Same parameters and losses
+    to float32 rounding."""
+    alone, _ = launch([SCRIPT, model, tmp_path / "one.npz"], 1)
+    assert alone.returncode == 0, alone.stderr
+    two, _ = launch([SCRIPT, model, tmp_path / "two.npz"], 2)
+    assert two.returncode == 0, two.stderr
+    one, dp = _params(tmp_path / "one.npz"), _params(tmp_path / "two.npz")
+    assert set(one) == set(dp)
+    for name in one:
+        if name == "next_draws":
+            continue
+        scale = max(float(np.abs(one[name]).max()), 1e-3)
+        np.testing.assert_allclose(dp[name], one[name], rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+@needs_mpi
+def test_dropout_draws_differ_across_ranks_and_repeat_with_the_seed(tmp_path):
+    runs = []
+    for k in range(2):
+        result, _ = launch([SCRIPT, "better-rnnlm", tmp_path / f"run{k}.npz", "--dropout", "0.5"],
+                           2)
+        assert result.returncode == 0, result.stderr
+        runs.append(_params(tmp_path / f"run{k}.npz"))
+    draws = runs[0]["next_draws"]
+    assert draws[0] != draws[1]  # the ranks' generators are in different streams
+    for name in runs[0]:
+        np.testing.assert_array_equal(runs[1][name], runs[0][name], err_msg=name)
+
+
+@needs_mpi
+def test_a_failing_rank_stops_the_others_with_its_error(tmp_path):
+    result, seconds = launch([SCRIPT, "rnnlm", tmp_path / "x.npz", "--fail-at", "3"], 2)
+    assert result.returncode != 0
+    assert "rank 1 fails on purpose at iteration 3" in result.stderr
+    assert seconds < 30
+    assert not (tmp_path / "x.npz").exists()
