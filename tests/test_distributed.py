@@ -149,3 +149,72 @@ def test_a_failing_rank_stops_the_others_with_its_error(tmp_path):
     assert "rank 1 fails on purpose at iteration 3" in result.stderr
     assert seconds < 30
     assert not (tmp_path / "x.npz").exists()
+
+
+# -- the command line -------------------------------------------------------------------------
+TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
+                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
+# lr 1, not the recipe's 20: at 20 the float32 rounding that differs between one
+# batch and two half batches grows to visible differences within two epochs
+TRAIN = ["-m", "timelayers", "train", "rnnlm", "--data", "tiny.txt", "--hidden", 8, "--wordvec",
+         8, "--batch-size", 4, "--time-size", 5, "--lr", 1]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "tiny.txt").write_text(TEXT)
+    return tmp_path
+
+
+def _tensors(path):
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+@needs_mpi
+def test_mpiexec_train_is_data_parallel_and_only_rank_0_writes(workdir):
+    alone, _ = launch([*TRAIN, "--epochs", 2, "--out", "one"], 1, cwd=workdir)
+    assert alone.returncode == 0, alone.stderr
+    two, _ = launch([*TRAIN, "--epochs", 2, "--out", "two"], 2, cwd=workdir)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("run folder: two") == 1  # printed by rank 0 only
+    assert two.stderr.count("epoch 2/2") == 1  # progress shown by rank 0 only
+    assert json.loads((workdir / "two" / "run.json").read_text())["processes"] == 2
+    assert "processes" not in json.loads((workdir / "one" / "run.json").read_text())
+    one, dp = _tensors(workdir / "one" / "model.safetensors"), _tensors(
+        workdir / "two" / "model.safetensors")
+    for name in one:
+        np.testing.assert_allclose(dp[name], one[name], rtol=0, atol=1e-5, err_msg=name)
+    one_loss = json.loads((workdir / "one" / "history.json").read_text())["loss"]
+    two_loss = json.loads((workdir / "two" / "history.json").read_text())["loss"]
+    np.testing.assert_allclose(two_loss, one_loss, rtol=1e-6)
+
+
+@needs_mpi
+def test_resume_needs_the_same_number_of_processes_and_continues_exactly(workdir):
+    for out, epochs in [("whole", 3), ("parts", 2)]:
+        result, _ = launch([*TRAIN, "--epochs", epochs, "--out", out], 2, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+    alone, _ = launch(["-m", "timelayers", "train", "rnnlm", "--resume", "--epochs", 3,
+                       "--out", "parts"], 1, cwd=workdir)
+    assert alone.returncode == 2
+    assert ("run 'parts' was trained by 2 process(es) and this is 1: resume it with as many "
+            "(mpiexec -n 2)") in alone.stderr
+    resumed, _ = launch(["-m", "timelayers", "train", "rnnlm", "--resume", "--epochs", 3,
+                         "--out", "parts"], 2, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    whole, parts = (_tensors(workdir / d / "model.safetensors") for d in ("whole", "parts"))
+    for name in whole:
+        np.testing.assert_array_equal(parts[name], whole[name], err_msg=name)
+
+
+@needs_mpi
+def test_an_error_on_rank_0_stops_the_waiting_rank_within_seconds(workdir):
+    first, _ = launch([*TRAIN, "--epochs", 1, "--out", "run"], 1, cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    # only rank 0 looks at the folder: rank 1 waits for its weights until stopped
+    again, seconds = launch([*TRAIN, "--epochs", 1, "--out", "run"], 2, cwd=workdir)
+    assert again.returncode != 0
+    assert "(process 0 of 2): error: run folder 'run' already holds a run" in again.stderr
+    assert seconds < 30

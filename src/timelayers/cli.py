@@ -7,6 +7,7 @@
     timelayers similar RUN_DIR WORD
     timelayers analogy RUN_DIR A B C
     timelayers import-book-weights MODEL FILE.pkl OUT.safetensors
+    mpiexec -n K timelayers train MODEL ... data-parallel over K processes
 
 train, eval, generate, similar and analogy take ``--device cpu|gpu`` (default: the
 ``TIMELAYERS_DEVICE`` environment variable, else cpu).
@@ -19,6 +20,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,30 @@ _OVERRIDES = {"epochs": "epochs", "batch_size": "batch_size", "hidden": "hidden_
 
 
 def _cmd_train(args) -> int:
+    """Train in this process, or data-parallel in every process that ``mpiexec``
+    started (:mod:`timelayers.distributed`): an error in one stops all of them."""
+    from .distributed import abort_on_error, mpi_world
+
+    comm = mpi_world()
+    with abort_on_error(comm, report=lambda exc: _report_on_rank(args, exc, comm)):
+        return _train(args, comm)
+
+
+def _report_on_rank(args, exc, comm) -> int:
+    """Print what made a process of a data-parallel run fail; returns the exit status."""
+    where = f"process {comm.Get_rank()} of {comm.Get_size()}"
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"timelayers {args.command} ({where}): interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, (CliError, TimelayersError, OSError)):
+        print(f"timelayers {args.command} ({where}): error: {exc}", file=sys.stderr)
+        return 2
+    print(f"timelayers {args.command} ({where}):", file=sys.stderr)
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return 1
+
+
+def _train(args, comm) -> int:
     from . import recipes
 
     recipe = recipes.get_recipe(args.model)
@@ -119,7 +145,9 @@ def _cmd_train(args) -> int:
     out = args.out or f"runs/{args.model}"
     result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
                            resume=args.resume, force=args.force, progress=True,
-                           device=args.device)
+                           device=args.device, comm=comm)
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     for key, value in result.metrics.items():
         print(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
     print(f"run folder: {out}")
@@ -274,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with the book's recipe",
                        description="Train MODEL with the book's hyperparameters (change them with "
-                                   "the flags) into a run folder.")
+                                   "the flags) into a run folder. Started by `mpiexec -n K`, it "
+                                   "trains data-parallel over the K processes (pip install "
+                                   "'timelayers[mpi]'), each taking 1/K of every batch.")
     p.add_argument("model", choices=list(RECIPES), metavar="MODEL",
                    help="one of: " + ", ".join(RECIPES))
     p.add_argument("--data", help="data file: a text corpus (language models, word vectors) or a "

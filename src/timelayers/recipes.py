@@ -194,7 +194,7 @@ any other would not continue the same run."""
 
 def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, resume=False,
           force=False, progress=True, target_accuracy=None, callbacks=(),
-          device="cpu") -> RunResult:
+          device="cpu", comm=None) -> RunResult:
     """Train ``recipe_name`` into the run folder ``out_dir``.
 
     Parameters
@@ -222,8 +222,15 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
     device : {"cpu", "gpu"}
         Where the model and the data live while training; the run folder is the
         same either way (saved from NumPy copies, loadable on a CPU).
+    comm : mpi4py communicator, optional
+        Train data-parallel over its processes (:mod:`timelayers.distributed`; every
+        process calls ``train`` alike). Only rank 0 writes the run folder and shows
+        progress; the others return a result without metrics. ``run.json`` records
+        the number of processes, and a resume must use as many.
     """
     check_device(device)
+    rank, processes = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    progress = progress if rank == 0 else False
     out = Path(out_dir)
     recipe = get_recipe(recipe_name)
     overrides = dict(overrides or {})
@@ -240,16 +247,28 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         if data is not None or force:
             raise OptionError("a resumed run keeps its own data and folder: drop data/force")
         trainer, options, data, seed, task_data = _resume(recipe, out, overrides, seed,
-                                                          progress, callbacks)
+                                                          progress, callbacks, rank, processes)
     else:
         trainer, options, data, seed, task_data = _start(recipe, out, overrides, data, seed,
-                                                         force, progress, callbacks)
+                                                         force, progress, callbacks, rank,
+                                                         processes)
+    if processes > 1 and device == "gpu":
+        from .distributed import use_local_gpu
+
+        use_local_gpu(comm)
     model = _to_device(trainer.model, device)
     task_data = _on_device(task_data, device)
+    if processes > 1:
+        from .distributed import parallelize
+
+        parallelize(trainer, comm, seed)
     (x, t), extra = recipe.task.fit_inputs(options, task_data)
     trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
                 eval_fn=recipe.task.validation(options, task_data),
-                checkpoint=out / "checkpoint.safetensors", **extra)
+                checkpoint=out / "checkpoint.safetensors" if rank == 0 else None, **extra)
+    stopped = trainer.epoch < options["epochs"]
+    if rank != 0:
+        return RunResult(out, model, trainer.history, {}, stopped)
     model.save(out / "model.safetensors")
     trainer.save_history(out / "history.json")
     metrics = evaluate(Run(out, recipe, options, model, data, seed, device=device),
@@ -257,21 +276,22 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
     metrics["epochs"] = trainer.epoch
     write_json(out / "metrics.json", metrics)
     _plots(out, recipe, options, model, trainer.history, task_data)
-    stopped = trainer.epoch < options["epochs"]
     return RunResult(out, model, trainer.history, metrics, stopped)
 
 
-def _start(recipe, out, overrides, data, seed, force, progress, callbacks):
+def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=0, processes=1):
     """A new run: data loaded and checked, then the folder made ready (see
     :func:`timelayers.run_folder.start_new_run`), the model built and ``run.json``
-    written. Returns ``(trainer, options, data source, seed, task data)``."""
+    written (the folder by rank 0 only). Returns ``(trainer, options, data source,
+    seed, task data)``."""
     seed = 0 if seed is None else seed
     options = {**recipe.model_args, **recipe.train_args, **COMMON_OPTIONS, **overrides}
     source = str(Path(data).resolve()) if data is not None else None
     digest = sha256_of(source) if source is not None else None
     task_data = load_data(recipe, source, options, seed)
     recipe.task.check_sizes(options, task_data, _data_name(recipe, source))
-    start_new_run(out, force=force)
+    if rank == 0:
+        start_new_run(out, force=force)
     model = build_model(recipe, options, task_data, np.random.default_rng(seed))
     optimizer = _optimizer(options)
     schedule = None
@@ -284,19 +304,29 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks):
                                           rng=np.random.default_rng(seed + 1),
                                           schedule=schedule, callbacks=callbacks,
                                           progress=progress)
-    write_json(out / "run.json", {"recipe": recipe.name, "task": recipe.task.name, "data": source,
-                                  "data_sha256": digest, "options": options, "seed": seed,
-                                  "version": __version__, **recipe.task.run_info(task_data)})
+    info = {"recipe": recipe.name, "task": recipe.task.name, "data": source,
+            "data_sha256": digest, "options": options, "seed": seed, "version": __version__,
+            **recipe.task.run_info(task_data)}
+    if processes > 1:
+        info["processes"] = processes
+    if rank == 0:
+        write_json(out / "run.json", info)
     return trainer, options, source, seed, task_data
 
 
-def _resume(recipe, out, overrides, seed, progress, callbacks):
+def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes=1):
     """The run in ``out`` continued from its checkpoint with its saved options,
-    vocabulary and (unchanged) data; :data:`RESUME_CHANGES` applied and recorded.
-    Returns ``(trainer, options, data source, seed, task data)``."""
+    vocabulary and (unchanged) data; :data:`RESUME_CHANGES` applied and recorded
+    (by rank 0). Returns ``(trainer, options, data source, seed, task data)``."""
     info = read_run_json(out)
     if info["recipe"] != recipe.name:
         raise OptionError(f"run {str(out)!r} trained {info['recipe']!r}, not {recipe.name!r}")
+    trained_by = info.get("processes", 1)
+    if trained_by != processes:
+        raise OptionError(f"run {str(out)!r} was trained by {trained_by} process(es) and this is "
+                          f"{processes}: resume it with as many (mpiexec -n {trained_by}), or "
+                          f"start a new run (the batches' split and the random draws depend on "
+                          f"the number)")
     if seed is not None and seed != info["seed"]:
         raise OptionError(f"run {str(out)!r} was trained with seed {info['seed']}; a resumed run "
                           f"keeps its seed (got {seed})")
@@ -324,7 +354,7 @@ def _resume(recipe, out, overrides, seed, progress, callbacks):
                           f"epochs={options['epochs']} would train none")
     if "lr" in changes:
         trainer.optimizer.lr = options["lr"]
-    if changes:
+    if changes and rank == 0:
         info["options"] = options
         info.setdefault("resumed", []).append({"after_epoch": trainer.epoch, "changed": changes})
         write_json(out / "run.json", info)

@@ -69,6 +69,7 @@ _FIELDS = {  # field: (kind, required); a kind from timelayers.options.KINDS
     "recipe": ("str", True), "options": (dict, True), "seed": ("non-negative int", True),
     "data": ("str", True), "task": ("str", False), "version": ("str", False),
     "data_sha256": ("str", False), "shape": (list, False), "resumed": (list, False),
+    "processes": ("positive int", False),
 }
 _MAY_BE_NULL = {"data", "data_sha256"}
 

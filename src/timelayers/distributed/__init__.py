@@ -17,10 +17,11 @@ The modules: :mod:`.world` (the MPI environment, :func:`mpi_world`),
 from .collectives import HostCollectives, NcclCollectives, StagedCollectives, collectives_for
 from .data_parallel import DataParallel, parallelize, shard_bounds
 from .seeding import ReseedEachEpoch, model_generators, reseed_generators
-from .world import (DistributedError, abort_on_error, mpi_world, processes_in_environment,
-                    use_local_gpu)
+from .world import (DistributedError, abort_on_error, local_rank_and_size, mpi_world,
+                    processes_in_environment, use_local_gpu)
 
 __all__ = ["DataParallel", "parallelize", "shard_bounds", "mpi_world",
-           "processes_in_environment", "use_local_gpu", "abort_on_error", "DistributedError", "HostCollectives",
-           "NcclCollectives", "StagedCollectives", "collectives_for", "ReseedEachEpoch",
-           "model_generators", "reseed_generators"]
+           "processes_in_environment", "use_local_gpu", "local_rank_and_size",
+           "abort_on_error", "DistributedError", "HostCollectives", "NcclCollectives",
+           "StagedCollectives", "collectives_for", "ReseedEachEpoch", "model_generators",
+           "reseed_generators"]

@@ -92,16 +92,24 @@ class NcclCollectives(HostCollectives):
         self._comm.bcast(buf.data.ptr, buf.size, self._type(buf), root, stream)
 
 
-def collectives_for(comm, on_gpu: bool, gpu_of_its_own: bool = True):
+def collectives_for(comm, on_gpu: bool):
     """The collectives for buffers on the host (``on_gpu`` False) or on the GPU:
-    NCCL when CuPy has it and every process has a GPU of its own, else staging."""
+    NCCL when CuPy has it and every process on a machine has a GPU of its own
+    (:func:`~timelayers.distributed.world.use_local_gpu` chose it), else staging.
+    A collective call: every rank of ``comm`` makes it."""
     if not on_gpu:
         return HostCollectives(comm)
+    import cupy
+
+    from .world import local_rank_and_size
+
     try:
         from cupy.cuda import nccl
-        has_nccl = nccl.available if hasattr(nccl, "available") else True
+        usable = getattr(nccl, "available", True)
     except ImportError:
-        has_nccl = False
-    if all(comm.allgather(has_nccl and gpu_of_its_own)):  # NCCL's set-up is collective
+        usable = False
+    _, processes_here = local_rank_and_size(comm)
+    usable = usable and processes_here <= cupy.cuda.runtime.getDeviceCount()
+    if all(comm.allgather(usable)):  # NCCL's set-up is collective: all ranks or none
         return NcclCollectives(comm)
     return StagedCollectives(comm)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from ..errors import TimelayersError
 
 __all__ = ["DistributedError", "processes_in_environment", "mpi_world", "use_local_gpu",
-           "abort_on_error"]
+           "local_rank_and_size", "abort_on_error"]
 
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 """Where the MPI launchers put the number of processes (MPICH and Intel MPI, Open
@@ -68,18 +68,24 @@ def mpi_world():
     return comm
 
 
-def use_local_gpu(comm) -> bool:
+def use_local_gpu(comm) -> None:
     """Make the current CuPy device the one of this process's rank among the
-    processes on its machine (local rank modulo the GPUs there). Returns whether
-    each of those processes has a GPU of its own (NCCL needs that)."""
+    processes on its machine (local rank modulo the GPUs there). Call it before
+    the model moves to the GPU."""
     import cupy
+
+    rank, _ = local_rank_and_size(comm)
+    cupy.cuda.Device(rank % cupy.cuda.runtime.getDeviceCount()).use()
+
+
+def local_rank_and_size(comm):
+    """This process's rank among the processes of ``comm`` on its machine, and
+    their number (a collective call)."""
     from mpi4py import MPI
 
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
-        count = cupy.cuda.runtime.getDeviceCount()
-        cupy.cuda.Device(local.Get_rank() % count).use()
-        return local.Get_size() <= count
+        return local.Get_rank(), local.Get_size()
     finally:
         local.Free()
 
