@@ -154,7 +154,8 @@ def test_causal_self_attention_with_padding(xp, rng):
     layer = make_mha(xp, rng, 4, 2, causal=True)
     x = randn(xp, rng, 2, 4, 4)
     pad = xp.asarray(np.array([[False] * 4, [False, False, False, True]]))
-    want = mha_reference(layer, x, mask=np.triu(np.ones((4, 4), bool), 1) | tl.to_cpu(pad)[:, None, :])[0]
+    mask = np.triu(np.ones((4, 4), bool), 1) | tl.to_cpu(pad)[:, None, :]  # (2, 4, 4)
+    want = mha_reference(layer, x, mask=mask)[0]
     assert_close(layer.forward(x, None, pad), want, rtol=1e-12)
     assert_gradcheck_attention(layer, x, None, pad)
 

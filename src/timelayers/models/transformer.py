@@ -92,7 +92,7 @@ class TransformerLMConfig:
     max_len: int = 256
     dropout: float = 0.1
     positional: str = "sinusoidal"
-    activation: str = "gelu"
+    activation: str = "gelu_tanh"
     dtype: str = "float32"
 
 
@@ -112,7 +112,10 @@ class TransformerLM(Model):
     dropout : float
         After the input and in every block (see ``TransformerBlock``).
     positional : {"sinusoidal", "learned"}
-    activation : {"gelu", "gelu_tanh", "relu"}
+    activation : {"gelu_tanh", "gelu", "relu"}
+        The feed-forward activation. The default is GPT-2's tanh approximation
+        of GELU, which takes a third of the exact form's time here (NumPy has
+        no ``erf``); ``"gelu"`` is the exact one, PyTorch's default.
     dtype : str
     rng : numpy.random.Generator or int seed
         Initialisation and dropout masks (kept as ``model.rng``).
@@ -135,7 +138,7 @@ class TransformerLM(Model):
     """
 
     def __init__(self, vocab_size=10000, d_model=128, num_heads=4, num_layers=2, ff_size=512,
-                 max_len=256, dropout=0.1, positional="sinusoidal", activation="gelu", *,
+                 max_len=256, dropout=0.1, positional="sinusoidal", activation="gelu_tanh", *,
                  dtype="float32", rng=None):
         _check_sizes("TransformerLM", vocab_size=vocab_size, d_model=d_model,
                      num_layers=num_layers, max_len=max_len)
@@ -204,7 +207,7 @@ class TransformerSeq2seqConfig:
     max_len: int = 64
     dropout: float = 0.1
     positional: str = "sinusoidal"
-    activation: str = "gelu"
+    activation: str = "gelu_tanh"
     dtype: str = "float32"
 
 
@@ -310,14 +313,15 @@ class TransformerSeq2seq(Seq2seqBase):
         At least ``Tq`` and ``Ta``.
     dropout : float
     positional : {"sinusoidal", "learned"}
-    activation : {"gelu", "gelu_tanh", "relu"}
+    activation : {"gelu_tanh", "gelu", "relu"}
+        As for :class:`TransformerLM`.
     dtype : str
     rng : numpy.random.Generator or int seed (kept as ``model.rng``)
     """
 
     def __init__(self, vocab_size, d_model=64, num_heads=4, encoder_layers=2, decoder_layers=2,
                  ff_size=256, max_len=64, dropout=0.1, positional="sinusoidal",
-                 activation="gelu", *, dtype="float32", rng=None):
+                 activation="gelu_tanh", *, dtype="float32", rng=None):
         _check_sizes("TransformerSeq2seq", vocab_size=vocab_size, d_model=d_model,
                      encoder_layers=encoder_layers, decoder_layers=decoder_layers,
                      max_len=max_len)
