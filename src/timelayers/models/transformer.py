@@ -66,8 +66,7 @@ class TokenInput(Model):
         self.scale = math.sqrt(D)
 
     def forward(self, ids, offset=0):
-        x = self.embed.forward(ids)
-        x *= self.scale  # (a fresh array: the embedding's rows, gathered)
+        x = self.embed.forward(ids) * self.scale  # (N, T, D)
         return self.dropout.forward(self.position.forward(x, offset))
 
     def _backward(self, dx):
