@@ -422,9 +422,9 @@ def config_dict(model) -> dict:
 
 def read_metadata(raw: dict, path) -> dict:
     """Parse the JSON metadata that :meth:`Model.save` writes, and check the type
-    of every field it has (``model``, ``config``, ``vocab``, ``version`` and, in a
-    training checkpoint, ``training`` with its counters, history, optimizer and
-    trainer config), so that a malformed file is refused here with a one-line
+    of every field it has (``model``, ``config``, ``vocab``, ``version``, and that
+    ``training`` is an object: :mod:`timelayers.training.checkpoint` checks its
+    fields), so that a malformed file is refused here with a one-line
     :class:`CheckpointError` naming the file and the field."""
     where = f"checkpoint {str(path)!r}"
     try:
@@ -433,21 +433,18 @@ def read_metadata(raw: dict, path) -> dict:
         raise CheckpointError(f"{where} has no timelayers metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != "timelayers":
         raise CheckpointError(f"{where} is not a timelayers checkpoint")
-    _check_fields(meta, {"model": str, "config": dict, "vocab": dict, "version": str,
+    check_fields(meta, {"model": str, "config": dict, "vocab": dict, "version": str,
                          "training": dict}, where, required=("model",))
-    training = meta.get("training")
-    if training is not None:
-        _check_training_fields(training, where)
     return meta
 
 
-_NONNEGATIVE_INT = "a non-negative integer"
+NONNEGATIVE_INT = "a non-negative integer"
 
 
-def _check_fields(record: dict, types: dict, where: str, required=(), prefix="") -> None:
+def check_fields(record: dict, types: dict, where: str, required=(), prefix="") -> None:
     """Raise CheckpointError for a missing ``required`` key or a value of ``record``
     whose type is not ``types[key]`` (a type, a tuple of types, or
-    ``_NONNEGATIVE_INT``)."""
+    ``NONNEGATIVE_INT``)."""
     for key in required:
         if key not in record:
             raise CheckpointError(f"{where}: metadata lacks {prefix}{key!r}")
@@ -455,7 +452,7 @@ def _check_fields(record: dict, types: dict, where: str, required=(), prefix="")
         if key not in record:
             continue
         value = record[key]
-        if want is _NONNEGATIVE_INT:
+        if want is NONNEGATIVE_INT:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
             expected = want
         else:
@@ -468,41 +465,6 @@ def _check_fields(record: dict, types: dict, where: str, required=(), prefix="")
 
 
 _JSON_NAMES = {"dict": "JSON object", "list": "JSON list", "str": "string", "NoneType": "null"}
-
-
-def _check_training_fields(training: dict, where: str) -> None:
-    _check_fields(training, {"trainer": str, "epoch": _NONNEGATIVE_INT,
-                             "iteration": _NONNEGATIVE_INT, "history": dict,
-                             "trainer_config": dict, "optimizer": dict,
-                             "schedule": (dict, type(None)), "rng_state": dict,
-                             "model_rng_state": (dict, type(None)),
-                             "layer_rng_states": dict}, where, prefix="training ")
-    for key, values in training.get("history", {}).items():
-        if not isinstance(values, list):
-            raise CheckpointError(f"{where}: training history {key!r} should be a JSON list, "
-                                  f"got {json.dumps(values)[:60]}")
-    if "optimizer" in training:
-        _check_fields(training["optimizer"], {"type": str, "hyper": dict}, where,
-                      required=("type", "hyper"), prefix="training optimizer ")
-    known = _trainer_config_keys(training.get("trainer"))
-    unknown = sorted(set(training.get("trainer_config", {})) - known) if known is not None else []
-    if unknown:
-        raise CheckpointError(f"{where}: training trainer_config has unknown keys {unknown} "
-                              f"(a {training.get('trainer')} takes {sorted(known)})")
-
-
-def _trainer_config_keys(name) -> set | None:
-    """The ``trainer_config`` keys of the trainer class called ``name`` (None when
-    there is no such class)."""
-    from ..training import Trainer
-
-    classes = [Trainer]
-    while classes:
-        cls = classes.pop()
-        if cls.__name__ == name:
-            return set(cls._trainer_config)
-        classes += cls.__subclasses__()
-    return None
 
 
 def _keeping_order(convert):

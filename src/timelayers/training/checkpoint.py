@@ -31,7 +31,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..errors import CheckpointError, NonFiniteLossError
-from ..models.base import Model, config_dict, read_metadata
+from ..models.base import NONNEGATIVE_INT, Model, check_fields, config_dict, read_metadata
 from ..optim import optimizer_from_state
 from ..schedules import schedule_from_state
 from ..serialization import load_tensors
@@ -136,10 +136,46 @@ def _read(path):
     if not isinstance(training, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} is a model file, not a training "
                               f"checkpoint (no 'training' metadata)")
+    _check_training_fields(training, f"checkpoint {str(path)!r}")
     for key in ("epoch", "iteration", "history", "optimizer", "rng_state"):
         if key not in training:
             raise CheckpointError(f"checkpoint {str(path)!r}: training metadata lacks {key!r}")
     return tensors, meta, from_jsonable(training)
+
+
+def _check_training_fields(training: dict, where: str) -> None:
+    check_fields(training, {"trainer": str, "epoch": NONNEGATIVE_INT,
+                             "iteration": NONNEGATIVE_INT, "history": dict,
+                             "trainer_config": dict, "optimizer": dict,
+                             "schedule": (dict, type(None)), "rng_state": dict,
+                             "model_rng_state": (dict, type(None)),
+                             "layer_rng_states": dict}, where, prefix="training ")
+    for key, values in training.get("history", {}).items():
+        if not isinstance(values, list):
+            raise CheckpointError(f"{where}: training history {key!r} should be a JSON list, "
+                                  f"got {json.dumps(values)[:60]}")
+    if "optimizer" in training:
+        check_fields(training["optimizer"], {"type": str, "hyper": dict}, where,
+                      required=("type", "hyper"), prefix="training optimizer ")
+    known = _trainer_config_keys(training.get("trainer"))
+    unknown = sorted(set(training.get("trainer_config", {})) - known) if known is not None else []
+    if unknown:
+        raise CheckpointError(f"{where}: training trainer_config has unknown keys {unknown} "
+                              f"(a {training.get('trainer')} takes {sorted(known)})")
+
+
+def _trainer_config_keys(name) -> set | None:
+    """The ``trainer_config`` keys of the trainer class called ``name`` (None when
+    there is no such class)."""
+    from .trainer import Trainer
+
+    classes = [Trainer]
+    while classes:
+        cls = classes.pop()
+        if cls.__name__ == name:
+            return set(cls.config_keys)
+        classes += cls.__subclasses__()
+    return None
 
 
 def _check(trainer, tensors, training, path) -> None:

@@ -51,7 +51,6 @@ class RnnlmTrainer(Trainer):
     """
 
     config_keys = ("max_grad", "reset_each_epoch")
-    _trainer_config = config_keys  # read by models.base._trainer_config_keys; use config_keys
     history_keys = ("epoch", "iteration", "loss", "perplexity", "lr", "seconds", "skipped")
 
     def __init__(self, model, optimizer, max_grad=None, rng=None, schedule=None, callbacks=(),

@@ -79,7 +79,6 @@ class Trainer:
     """
 
     config_keys = ("max_grad",)  # the constructor arguments a checkpoint keeps
-    _trainer_config = config_keys  # read by models.base._trainer_config_keys; use config_keys
     history_keys = ("epoch", "iteration", "loss", "lr", "seconds", "skipped")
 
     def __init__(self, model, optimizer, max_grad=None, rng=None, schedule=None, callbacks=(),
