@@ -261,7 +261,7 @@ def model_from_book_params(kind: str, arrays: list, source: str = "the weights")
     except ValueError as exc:
         raise CheckpointError(f"{source}: the arrays do not look like the book's {kind}: "
                               f"{exc}") from None
-    named = list(model._all_named())
+    named = list(model.named_param_slots())
     for (name, p, _), a in zip(named, arrays):
         if tuple(p.shape) != tuple(a.shape):
             raise CheckpointError(f"{source}: array for {name!r} has shape {tuple(a.shape)}, "

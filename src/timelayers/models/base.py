@@ -80,8 +80,9 @@ class Model:
             for k, pname in enumerate(names[:len(layer.params)]):
                 yield f"{lname}.{pname}", layer, k
 
-    def _all_named(self):
-        """(dotted name, param, grad) for every param of every layer, ties included."""
+    def named_param_slots(self):
+        """(dotted name, param, grad) for every param slot of every layer, the tied
+        ones included (``param_names``/``params`` list each array once)."""
         for name, layer, k in self._param_slots():
             yield name, layer.params[k], layer.grads[k]
 
@@ -100,7 +101,7 @@ class Model:
             return cache
         ties = getattr(self, "_ties", [])
         tied_names = {t for t, _, _ in ties}
-        table = {name: (p, g) for name, p, g in self._all_named()}
+        table = {name: (p, g) for name, p, g in self.named_param_slots()}
         for tied, source, transpose in ties:
             for n in (tied, source):
                 if n not in table:
