@@ -188,7 +188,9 @@ def parallelize(trainer, comm, seed: int) -> DataParallel:
 
     Call it on every rank, after the model is on its device and after a
     checkpoint is loaded, and give each rank a trainer whose ``rng`` is seeded
-    alike. Returns the wrapper."""
+    alike. Every rank runs the trainer's callbacks and ``eval_fn``: let one rank
+    write files (``fit(checkpoint=...)`` on rank 0 only, as
+    :func:`timelayers.recipes.train` does). Returns the wrapper."""
     if isinstance(trainer.model, DataParallel):
         raise DistributedError("parallelize: the trainer's model is already a DataParallel")
     wrapper = DataParallel(trainer.model, comm)

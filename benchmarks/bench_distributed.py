@@ -1,0 +1,130 @@
+"""Data-parallel training over MPI: tokens per second of Rnnlm and BetterRnnlm at
+1, 2, ... processes, with a fixed batch per process, and the time spent in the
+gradient reduction.
+
+Usage::
+
+    python benchmarks/bench_distributed.py                  # 1 and 2 processes
+    python benchmarks/bench_distributed.py --ranks 1,2,4,8  # a machine with >= 8 cores
+    python benchmarks/bench_distributed.py --quick          # small models, few steps
+
+For each model and process count K the script starts ``mpiexec -n K`` on itself
+(one BLAS thread a process: OMP/OPENBLAS/MKL_NUM_THREADS=1). Every process trains
+on ``--batch`` rows of its own (the global batch is ``K * batch``) with
+``RnnlmTrainer.train_step`` (forward, backward, the reduction, clipping, SGD);
+1 process runs the plain model, K > 1 the :class:`timelayers.distributed.DataParallel`
+one. After ``--warmup`` steps, ``--steps`` steps are timed between two barriers
+(the slowest process's time counts). Reported: tokens per second (global batch x
+T x steps / time), the speed-up over 1 process, milliseconds per step, and the
+milliseconds per step spent in the reduction (packing the gradients into one
+flat buffer, the ``Allreduce``, unpacking), measured on rank 0.
+
+Cases: Rnnlm V=10000, D=H=100; BetterRnnlm V=10000, D=H=650, 2 LSTM layers,
+dropout 0.5, tied; T=35, 20 rows a process, SGD(lr=20), clip 0.25 (the book's).
+``--quick``: V=2000, D=H=200 for BetterRnnlm, T=20, 10 rows, 5 timed steps.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import table  # noqa: E402
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def sizes(quick):
+    if quick:
+        return dict(vocab=2000, hidden={"rnnlm": 100, "better": 200}, time=20, batch=10,
+                    steps=5, warmup=1)
+    return dict(vocab=10000, hidden={"rnnlm": 100, "better": 650}, time=35, batch=20, steps=10,
+                warmup=2)
+
+
+def worker(args):
+    """One process of a run: train, time, and (rank 0) print a JSON line."""
+    from timelayers import models, optim
+    from timelayers.distributed import mpi_world, parallelize
+    from timelayers.training import RnnlmTrainer
+
+    s = sizes(args.quick)
+    comm = mpi_world()
+    ranks = 1 if comm is None else comm.Get_size()
+    V, H, T, N = s["vocab"], s["hidden"][args.worker], s["time"], s["batch"] * ranks
+    if args.worker == "rnnlm":
+        model = models.Rnnlm(V, H, H, rng=0)
+    else:
+        model = models.BetterRnnlm(V, H, H, dropout_ratio=0.5, rng=0)
+    trainer = RnnlmTrainer(model, optim.SGD(lr=20.0), max_grad=0.25, progress=False)
+    wrapper = parallelize(trainer, comm, seed=0) if comm is not None else None
+    rng = np.random.default_rng(1)
+    batches = [(rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T)))
+               for _ in range(s["warmup"] + s["steps"])]
+    trainer.model.train()
+    for xs, ts in batches[:s["warmup"]]:
+        trainer.train_step(xs, ts, 0.25)
+    if comm is not None:
+        comm.Barrier()
+    reduce_before = wrapper.reduce_seconds if wrapper else 0.0
+    start = time.perf_counter()
+    for xs, ts in batches[s["warmup"]:]:
+        trainer.train_step(xs, ts, 0.25)
+    seconds = time.perf_counter() - start
+    reduce_seconds = (wrapper.reduce_seconds - reduce_before) if wrapper else 0.0
+    if comm is not None:
+        from mpi4py import MPI
+
+        seconds = comm.allreduce(seconds, op=MPI.MAX)
+        if comm.Get_rank() != 0:
+            return
+    steps = s["steps"]
+    print(json.dumps({"model": args.worker, "ranks": ranks, "global_batch": N,
+                      "tokens_per_s": N * T * steps / seconds,
+                      "ms_per_step": 1e3 * seconds / steps,
+                      "reduce_ms_per_step": 1e3 * reduce_seconds / steps}))
+
+
+def launch(model, ranks, quick):
+    command = [sys.executable, __file__, "--worker", model] + (["--quick"] if quick else [])
+    if ranks > 1:
+        mpiexec = Path(sys.executable).parent / "mpiexec"
+        command = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks)] + command
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "OMPI_", "MV2_", "HYDRA_"))}
+    result = subprocess.run(command, capture_output=True, text=True, env={**env, **ONE_THREAD})
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ranks", default="1,2", help="process counts (default 1,2)")
+    parser.add_argument("--models", default="rnnlm,better")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    rows = []
+    for model in args.models.split(","):
+        base = None
+        for ranks in [int(r) for r in args.ranks.split(",")]:
+            r = launch(model, ranks, args.quick)
+            base = base or r["tokens_per_s"]
+            rows.append([model, ranks, r["global_batch"], f"{r['tokens_per_s']:.0f}",
+                         f"{r['tokens_per_s'] / base:.2f}x", f"{r['ms_per_step']:.1f}",
+                         f"{r['reduce_ms_per_step']:.1f}"])
+    print(table(rows, ["model", "processes", "global batch", "tokens/s", "speed-up",
+                       "ms/step", "reduction ms/step"]))
+
+
+if __name__ == "__main__":
+    main()
