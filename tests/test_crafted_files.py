@@ -19,7 +19,7 @@ from timelayers.optim import Adam
 from timelayers.serialization import load_tensors, save_tensors
 from timelayers.training import Trainer
 from timelayers.vocab import Vocabulary
-from tiny_models import TinyLM
+from helpers import TinyLM
 
 
 def refused_within(call, error, match, limit_bytes):

@@ -16,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from torch_models import (TorchAttentionSeq2seq, TorchBetterRnnlm, TorchRnnlm,  # noqa: E402
                           lstm_to_torch)
 

@@ -15,7 +15,7 @@ from timelayers.schedules import ReduceOnPlateau
 from timelayers.serialization import load_tensors, save_tensors
 from timelayers.training import RnnlmTrainer, Trainer
 from helpers import fail_writes_after
-from tiny_models import TinyLM
+from helpers import TinyLM
 
 
 class CkptLM(TinyLM):
@@ -171,7 +171,7 @@ def test_checkpoint_metadata(tmp_path):
 
 
 # -- files written before ----------------------------------------------------------------------
-LEGACY = Path(__file__).parent / "data"
+LEGACY = Path(__file__).parents[1] / "data"
 
 
 def test_checkpoints_written_before_the_training_package_resume_exactly():

@@ -17,10 +17,10 @@ from timelayers.schedules import ReduceOnPlateau, StepDecay
 from timelayers.training import RnnlmTrainer, SaveBest, Trainer, load_history
 from timelayers.training.meters import FiniteCheck, RunningLoss, default_check_interval
 from helpers import DeviceArrayDouble, no_device_sync
-from tiny_models import TinyLM
+from helpers import TinyLM
 
 
-# -- tiny models (TinyLM: tests/tiny_models.py) ----------------------------------------------
+# -- tiny models (TinyLM: tests/helpers.py) ----------------------------------------------
 class Recorder:
     """A duck-typed model that records the batches it is given."""
 

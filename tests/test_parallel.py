@@ -187,9 +187,12 @@ def test_blockwise_skips_non_contiguous(rng, threads):
 # ----------------------------------------------------------------------------- row blocks
 
 def blas_threads():
+    """The thread counts of NumPy's BLAS (the one the row blocks call; torch and
+    SciPy, loaded by other tests, bring BLAS libraries of their own)."""
     from threadpoolctl import threadpool_info
 
-    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return [i["num_threads"] for i in threadpool_info()
+            if i["user_api"] == "blas" and "numpy" in i["filepath"]]
 
 
 def test_run_parallel_results_errors_and_blas_threads(threads):
@@ -279,12 +282,12 @@ def test_models_gradcheck_on_row_blocks(threads, name):
     """Whole models with their recurrent layers split into row blocks: the
     decoders' initial states and the gradients handed back to the encoders
     cross the blocks correctly."""
-    from test_models import FACTORIES, _freeze_randomness, _scale_params
+    from helpers import MODEL_FACTORIES, freeze_randomness, scale_params
     from timelayers.gradcheck import check_layer
 
     pytest.importorskip("threadpoolctl")
     threads(2)
-    make, data = FACTORIES[name]
+    make, data = MODEL_FACTORIES[name]
     rng = np.random.default_rng(1)
     model = make()
     recurrent = [layer for layer in _walk(model) if isinstance(layer, (TimeLSTM, TimeGRU, TimeRNN))]
@@ -292,9 +295,9 @@ def test_models_gradcheck_on_row_blocks(threads, name):
         inner = {TimeLSTM: FastLSTM(True, False, True, False, True), TimeGRU: BatchedGRU(),
                  TimeRNN: BatchedRNN()}[type(layer)]
         layer.plan = RowBlocks(inner, 2)
-    _scale_params(model, rng)
+    scale_params(model, rng)
     inputs = data(rng)
-    errors = check_layer(model, *inputs, setup=_freeze_randomness(model), eps=1e-5)
+    errors = check_layer(model, *inputs, setup=freeze_randomness(model), eps=1e-5)
     assert max(errors.values()) < 1e-6, errors
     assert recurrent and all(len(layer._cache.slices) == 2 for layer in recurrent)
 

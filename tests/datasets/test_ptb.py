@@ -27,7 +27,7 @@ FAKE = {
 
 def _find_real_ptb():
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "shared" / "datasets" / "ptb"]
+    candidates = [here.parents[3] / "shared" / "datasets" / "ptb"]
     env = os.environ.get("TIMELAYERS_DATA")
     if env:
         candidates += [Path(env), Path(env) / "ptb", Path(env) / "datasets" / "ptb"]

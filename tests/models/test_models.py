@@ -10,101 +10,29 @@ from timelayers import models
 from timelayers.gradcheck import check_layer
 from timelayers.optim import SGD, Adam
 
-V = 7
+from helpers import (MODEL_FACTORIES, TINY_CORPUS, V, freeze_randomness, lm_data, onehot_data,
+                     s2s_data, scale_params, w2v_data)
 
-
-def _scale_params(model, rng, scale=0.5):
-    """Larger weights than the book's init, so that every gradient is well above
-    the finite-difference noise."""
-    for p in model.params:
-        p[...] = rng.standard_normal(p.shape) * scale
-
-
-def _lm_data(rng, N=2, T=4):
-    return rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
-
-
-def _s2s_data(rng, N=3, Tq=4, Ta=3):
-    ts = rng.integers(1, V, (N, 1 + Ta))
-    ts[:, 0] = 0
-    return rng.integers(0, V, (N, Tq)), ts
-
-
-def _w2v_data(rng, N=4, C=2):
-    return rng.integers(0, V, (N, C)), rng.integers(0, V, N)
-
-
-def _onehot_data(rng, N=4, C=2):
-    return np.eye(V)[rng.integers(0, V, (N, C))], np.eye(V)[rng.integers(0, V, N)]
-
-
-CORPUS = np.random.default_rng(5).integers(0, V, 200)
-
-FACTORIES = {
-    "TwoLayerNet": (lambda: models.TwoLayerNet(3, 5, 4, dtype="float64", rng=0),
-                    lambda r: (r.standard_normal((6, 3)), r.integers(0, 4, 6))),
-    "SimpleCBOW": (lambda: models.SimpleCBOW(V, 4, 1, dtype="float64", rng=0), _onehot_data),
-    "SimpleSkipGram": (lambda: models.SimpleSkipGram(V, 4, 1, dtype="float64", rng=0), _onehot_data),
-    "CBOW": (lambda: models.CBOW(V, 4, 1, CORPUS, sample_size=2, dtype="float64", rng=0), _w2v_data),
-    "SkipGram": (lambda: models.SkipGram(V, 4, 1, CORPUS, sample_size=2, dtype="float64", rng=0),
-                 _w2v_data),
-    "SimpleRnnlm": (lambda: models.SimpleRnnlm(V, 3, 4, dtype="float64", rng=0), _lm_data),
-    "Rnnlm": (lambda: models.Rnnlm(V, 3, 4, dtype="float64", rng=0), _lm_data),
-    "Rnnlm-gru": (lambda: models.Rnnlm(V, 3, 4, cell="gru", dtype="float64", rng=0), _lm_data),
-    "BetterRnnlm": (lambda: models.BetterRnnlm(V, 4, 4, dropout_ratio=0.3, dtype="float64", rng=0),
-                    _lm_data),
-    "BetterRnnlm-gru": (lambda: models.BetterRnnlm(V, 4, 4, dropout_ratio=0.0, num_layers=1,
-                                                   cell="gru", dtype="float64", rng=0), _lm_data),
-    "Seq2seq": (lambda: models.Seq2seq(V, 3, 4, dtype="float64", rng=0), _s2s_data),
-    "PeekySeq2seq": (lambda: models.PeekySeq2seq(V, 3, 4, dtype="float64", rng=0), _s2s_data),
-    "AttentionSeq2seq": (lambda: models.AttentionSeq2seq(V, 3, 4, dtype="float64", rng=0), _s2s_data),
-    "AttentionSeq2seq-general": (lambda: models.AttentionSeq2seq(V, 3, 4, score="general",
-                                                                 dtype="float64", rng=0), _s2s_data),
-}
-
-
-def _freeze_randomness(model):
-    """Make forward a fixed function: same dropout masks and negatives each call."""
-    if hasattr(model, "ns_loss"):
-        state = {}
-
-        def fixed(target, _orig=model.ns_loss.sampler.get_negative_sample):
-            key = tuple(np.asarray(target).tolist())
-            if key not in state:
-                state[key] = _orig(target)
-            return state[key]
-
-        model.ns_loss.sampler.get_negative_sample = fixed
-    if hasattr(model, "rng"):
-        seed_state = model.rng.bit_generator.state
-
-        def setup():
-            model.rng.bit_generator.state = seed_state
-            model.reset_state()
-        return setup
-    return model.reset_state
-
-
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_model_gradcheck(name):
-    make, data = FACTORIES[name]
+    make, data = MODEL_FACTORIES[name]
     rng = np.random.default_rng(1)
     model = make()
-    _scale_params(model, rng)
+    scale_params(model, rng)
     inputs = data(rng)
-    setup = _freeze_randomness(model)
+    setup = freeze_randomness(model)
     errors = check_layer(model, *inputs, setup=setup, eps=1e-5)
     params_only = {k: v for k, v in errors.items() if k in model.param_names}
     assert set(params_only) == set(model.param_names)
     assert max(errors.values()) < 1e-6, errors
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_model_save_load_identical_predictions(tmp_path, name):
-    make, data = FACTORIES[name]
+    make, data = MODEL_FACTORIES[name]
     rng = np.random.default_rng(2)
     model = make()
-    _scale_params(model, rng)
+    scale_params(model, rng)
     model.vocab = tl.Vocabulary()
     for w in "abcdefg":
         model.vocab.add(w)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from test_models import FACTORIES
+from helpers import MODEL_FACTORIES
 from timelayers import models
 from timelayers.layers import Dropout
 from timelayers.layers.base import Layer
@@ -77,9 +77,9 @@ def one_step(model, inputs, optimizer):
     return loss
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_move_replaces_every_array_and_keeps_ties(name):
-    make, data = FACTORIES[name]
+    make, data = MODEL_FACTORIES[name]
     model = make()
     inputs = data(np.random.default_rng(0))
     model.forward(*inputs)
@@ -105,12 +105,12 @@ def test_move_replaces_every_array_and_keeps_ties(name):
 
 def twins(name, n_batches, seed):
     """Two identical models of ``name``, an Adam for each, and batches for them."""
-    make, data = FACTORIES[name]
+    make, data = MODEL_FACTORIES[name]
     rng = np.random.default_rng(seed)
     return make(), make(), Adam(lr=0.01), Adam(lr=0.01), [data(rng) for _ in range(n_batches)]
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_training_goes_on_unchanged_after_a_move(name):
     still, moved, opt_still, opt_moved, batches = twins(name, 3, seed=1)
     losses_still = [one_step(still, b, opt_still) for b in batches]
@@ -126,7 +126,7 @@ def test_moves_keep_fortran_order():
     """A conversion that returns C order (as CuPy's ``get`` does) still leaves the
     Fortran-ordered arrays (the tied affine weight and its buffers) Fortran-ordered."""
     model = models.BetterRnnlm(7, 4, 4, rng=0)
-    model.forward(*FACTORIES["BetterRnnlm"][1](np.random.default_rng(0)))
+    model.forward(*MODEL_FACTORIES["BetterRnnlm"][1](np.random.default_rng(0)))
     model.backward()
     before = reachable_arrays(model)
     fortran = [a.flags.f_contiguous and not a.flags.c_contiguous for a in before]
@@ -156,7 +156,7 @@ def test_to_cpu_of_a_cpu_model_changes_nothing_but_the_arrays():
 
 
 @pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_gpu_training_step_matches_cpu(name):
     """Dropout draws its masks on the device (README, "On a GPU"): off here."""
     cpu, gpu, opt_cpu, opt_gpu, batches = twins(name, 2, seed=2)
@@ -237,7 +237,7 @@ def test_dropout_masks_drawn_on_the_device(dtype):
 
 
 @pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_gpu_training_step_never_waits_for_the_device(name):
     """Forward, backward, clip and update of every model make no host read of a
     device array (after a first step, which compiles the kernels)."""
