@@ -1,0 +1,130 @@
+"""Two versions of timelayers, one training step each, interleaved in one run.
+
+Usage::
+
+    git worktree add /tmp/timelayers-before <commit>
+    python benchmarks/bench_ab.py /tmp/timelayers-before/src/timelayers src/timelayers
+    python benchmarks/bench_ab.py A B --models better --repeats 31
+
+Each source tree is loaded as a package of its own (``timelayers_a``,
+``timelayers_b``) in this process, the same model is built in both from the same
+seed, and their steps (forward, backward, clip, update, as in
+``bench_models.py``) run in turn on the same batches: A, B, A, B, ... each timed
+one after ``--lead-in`` untimed ones of its own. Reported: the medians and the
+ratio B / A, with the spread of the per-round ratios (so that a change within
+the machine's noise reads as one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")  # as `import timelayers` sets it
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import interleaved_times, table  # noqa: E402
+
+CASES = ("rnnlm", "better", "attention")
+
+
+def _timelayers_modules():
+    return {k: v for k, v in sys.modules.items() if k == "timelayers" or k.startswith("timelayers.")}
+
+
+def load_package(path, name):
+    """The package whose ``__init__.py`` is in ``path``, imported as ``name``.
+
+    While it loads, ``timelayers`` names it too, so that its absolute imports
+    (``from timelayers.x import y``) resolve inside it; the installed package's
+    modules are put back afterwards."""
+    path = os.path.abspath(path)
+    saved = _timelayers_modules()
+    for key in saved:
+        del sys.modules[key]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(path, "__init__.py"),
+                                                  submodule_search_locations=[path])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = sys.modules["timelayers"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key in _timelayers_modules():
+            del sys.modules[key]
+        sys.modules.update(saved)
+    return module
+
+
+def batches(name, rng, n=4):
+    if name == "attention":
+        from timelayers.datasets import load_dates
+
+        (x, t), _, vocab = load_dates(2000, seed=1984)
+        return [(np.ascontiguousarray(x[i * 128:(i + 1) * 128, ::-1]), t[i * 128:(i + 1) * 128])
+                for i in range(n)], len(vocab)
+    return [(rng.integers(0, 10000, (20, 35)).astype(np.int32),
+             rng.integers(0, 10000, (20, 35)).astype(np.int32)) for _ in range(n)], 10000
+
+
+def make_step(pkg, name, data, V):
+    """One training step of model ``name`` built with package ``pkg``."""
+    m, optim = pkg.models, pkg.optim
+    if name == "rnnlm":
+        model, opt, clip = m.Rnnlm(V, 100, 100, rng=0), optim.SGD(lr=20.0), 0.25
+    elif name == "better":
+        model = m.BetterRnnlm(V, 650, 650, dropout_ratio=0.5, num_layers=2, rng=0)
+        opt, clip = optim.SGD(lr=20.0), 0.25
+    else:
+        model, opt, clip = m.AttentionSeq2seq(V, 16, 256, rng=0), optim.Adam(lr=1e-3), 5.0
+    model.train()
+    count = [0]
+
+    def step():
+        xs, ts = data[count[0] % len(data)]
+        count[0] += 1
+        model.forward(xs, ts)
+        model.backward()
+        optim.clip_grads(model.grads, clip)
+        opt.update(model.params, model.grads)
+
+    return step
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", help="source folder of version A (the folder of its __init__.py)")
+    ap.add_argument("b", help="source folder of version B")
+    ap.add_argument("--models", default=",".join(CASES))
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--lead-in", type=int, default=1)
+    args = ap.parse_args(argv)
+    a = load_package(args.a, "timelayers_a")
+    b = load_package(args.b, "timelayers_b")
+    print(f"A: {args.a}\nB: {args.b}\n{os.cpu_count()} CPUs; median of {args.repeats} "
+          f"interleaved steps after {args.warmup} warm-up, each after {args.lead_in} untimed "
+          f"step(s) of its own")
+    rows = []
+    for name in [c.strip() for c in args.models.split(",") if c.strip()]:
+        data, V = batches(name, np.random.default_rng(0))
+        times = interleaved_times({"A": make_step(a, name, data, V), "B": make_step(b, name, data, V)},
+                                  args.repeats, args.warmup, args.lead_in)
+        ratios = sorted(tb / ta for ta, tb in zip(times["A"], times["B"]))
+        q = len(ratios) // 4
+        rows.append([name, f"{statistics.median(times['A']) * 1e3:.1f}",
+                     f"{statistics.median(times['B']) * 1e3:.1f}",
+                     f"{statistics.median(times['B']) / statistics.median(times['A']):.3f}",
+                     f"{ratios[q]:.3f} .. {ratios[-1 - q]:.3f}"])
+        print(table(rows[-1:], ["model", "A ms", "B ms", "B / A (medians)",
+                                "B / A per round (middle half)"]).splitlines()[-1], flush=True)
+    print()
+    print(table(rows, ["model", "A ms", "B ms", "B / A (medians)", "B / A per round (middle half)"]))
+
+
+if __name__ == "__main__":
+    main()
