@@ -84,6 +84,28 @@ def with_initial(h0, T):
     return buf
 
 
+def input_preactivations(X, Wx, b, T, N):
+    """``x_t @ Wx + b`` of all steps as one product: ``(T, N, G*H)`` from the
+    time-major inputs ``X (T*N, D)``."""
+    A = get_array_module(Wx).matmul(X, Wx).reshape(T, N, -1)
+    A += b
+    return A
+
+
+def gradients_over_steps(X, H_prev, dA, Wx, grads):
+    """With the pre-activation gradients of all steps ``dA (T, N, G*H)``, the
+    products over all steps: ``dWx = X^T dA``, ``dWh = H_prev^T dA`` and ``db =
+    sum(dA)`` into ``grads[0..2]`` (``X (T*N, D)``, ``H_prev (T, N, H)`` the
+    states before each step); returns ``dxs = dA Wx^T`` batch-major ``(N, T, D)``."""
+    xp = get_array_module(Wx)
+    T, N, GH = dA.shape
+    dA2 = dA.reshape(T * N, GH)
+    xp.matmul(X.T, dA2, out=grads[0])
+    xp.matmul(H_prev.reshape(T * N, -1).T, dA2, out=grads[1])
+    dA2.sum(axis=0, out=grads[2])
+    return batch_major(xp.matmul(dA2, Wx.T), N, T)
+
+
 def ignore_overflow(xp):
     """``numpy.errstate(over="ignore", under="ignore")`` for NumPy (``exp`` of a
     large pre-activation is inf or 0, both right in ``1 / (1 + exp(.))``);

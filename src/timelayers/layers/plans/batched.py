@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 from ...backend import get_array_module
 from ...functions import sigmoid
-from .base import Plan, batch_major, time_major, with_initial
+from .base import (Plan, batch_major, gradients_over_steps, input_preactivations, time_major,
+                   with_initial)
 
 __all__ = ["BatchedRNN", "BatchedGRU"]
 
@@ -66,11 +67,7 @@ class BatchedRNN(Plan):
             da = dA[t]
             da *= dh_t
             xp.matmul(da, WhT, out=dh)
-        dA2 = dA.reshape(T * N, H)
-        xp.matmul(X.T, dA2, out=grads[0])
-        xp.matmul(Hs[:-1].reshape(T * N, H).T, dA2, out=grads[1])
-        dA2.sum(axis=0, out=grads[2])
-        return batch_major(xp.matmul(dA2, Wx.T), N, T), (dh,)
+        return gradients_over_steps(X, Hs[:-1], dA, Wx, grads), (dh,)
 
 
 class GRUCache(NamedTuple):
@@ -93,8 +90,7 @@ class BatchedGRU(Plan):
         H = Wh.shape[0]
         dt = Wx.dtype
         X = time_major(xs)                                # (T*N, D)
-        A = xp.matmul(X, Wx).reshape(T, N, 3 * H)        # pre-activations, then z, r, h~
-        A += b
+        A = input_preactivations(X, Wx, b, T, N)          # (T, N, 3H), then z, r, h~
         Hs = with_initial(h0, T)                          # (T+1, N, H)
         reset_in = xp.empty((T, N, H), dtype=dt)
         if bh is None:

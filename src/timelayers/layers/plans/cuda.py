@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ...backend import get_array_module
-from .base import Plan, batch_major, time_major, with_initial
+from .base import (Plan, batch_major, gradients_over_steps, input_preactivations, time_major,
+                   with_initial)
 from .batched import GRUCache, RNNCache
 
 __all__ = ["FusedRNN", "FusedLSTM", "FusedGRU", "KERNEL_SOURCE"]
@@ -264,8 +265,7 @@ class FusedLSTM(Plan):
         N, T, D = xs.shape
         H = Wh.shape[0]
         X = time_major(xs)                                 # (T*N, D)
-        G = xp.matmul(X, Wx).reshape(T, N, 4 * H)         # x @ Wx for all steps, then gates
-        G += b
+        G = input_preactivations(X, Wx, b, T, N)           # (T, N, 4H), then the gates
         Hs = with_initial(xp.ascontiguousarray(h0), T)     # (T+1, N, H)
         Cs = with_initial(xp.ascontiguousarray(c0), T)
         TC = xp.empty((T, N, H), dtype=Wx.dtype)
@@ -291,11 +291,7 @@ class FusedLSTM(Plan):
         for t in range(T - 1, -1, -1):
             _launch("lstm_step_backward", dt, N, H, G[t], Cs[t], TC[t], dhs_tm[t], dh, dc, dA[t])
             xp.matmul(dA[t], WhT, out=dh)                      # dh_{t-1}
-        dA2 = dA.reshape(T * N, 4 * H)
-        xp.matmul(X.T, dA2, out=grads[0])
-        xp.matmul(Hs[:-1].reshape(T * N, H).T, dA2, out=grads[1])
-        dA2.sum(axis=0, out=grads[2])
-        return batch_major(xp.matmul(dA2, Wx.T), N, T), (dh, dc)
+        return gradients_over_steps(X, Hs[:-1], dA, Wx, grads), (dh, dc)
 
 
 class FusedRNN(Plan):
@@ -329,11 +325,7 @@ class FusedRNN(Plan):
         for t in range(T - 1, -1, -1):
             _launch("rnn_step_backward", Wx.dtype, N, H, Hs[t + 1], dhs_tm[t], dh, dA[t])
             xp.matmul(dA[t], WhT, out=dh)
-        dA2 = dA.reshape(T * N, H)
-        xp.matmul(X.T, dA2, out=grads[0])
-        xp.matmul(Hs[:-1].reshape(T * N, H).T, dA2, out=grads[1])
-        dA2.sum(axis=0, out=grads[2])
-        return batch_major(xp.matmul(dA2, Wx.T), N, T), (dh,)
+        return gradients_over_steps(X, Hs[:-1], dA, Wx, grads), (dh,)
 
 
 class FusedGRU(Plan):
@@ -360,8 +352,7 @@ class FusedGRU(Plan):
         H = Wh.shape[0]
         dt = Wx.dtype
         X = time_major(xs)                                 # (T*N, D)
-        A = xp.matmul(X, Wx).reshape(T, N, 3 * H)         # pre-activations, then z, r, h~
-        A += b
+        A = input_preactivations(X, Wx, b, T, N)           # (T, N, 3H), then z, r, h~
         Hs = with_initial(xp.ascontiguousarray(h0), T)     # (T+1, N, H)
         reset_in = xp.empty((T, N, H), dtype=dt)
         if reset_after:
