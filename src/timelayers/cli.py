@@ -1,7 +1,9 @@
 """The ``timelayers`` command. The only module of the library that prints.
 
     timelayers demo                         the main job on built-in data
-    timelayers train MODEL [--data FILE]    rnnlm, better-rnnlm, cbow, skipgram, seq2seq, peeky, attention
+    timelayers train MODEL [--data FILE]    rnnlm, better-rnnlm, cbow, skipgram, seq2seq, peeky,
+                                            attention; beyond the book: transformer-lm,
+                                            transformer-seq2seq
     timelayers eval RUN_DIR [--data FILE]
     timelayers generate RUN_DIR [QUESTION ...]
     timelayers similar RUN_DIR WORD
@@ -86,7 +88,11 @@ def _cmd_demo(args) -> int:
 # -- train / eval / generate --------------------------------------------------------------
 _OVERRIDES = {"epochs": "epochs", "batch_size": "batch_size", "hidden": "hidden_size",
               "wordvec": "wordvec_size", "lr": "lr", "time_size": "time_size",
-              "max_grad": "max_grad", "window": "window_size", "dropout": "dropout_ratio"}
+              "max_grad": "max_grad", "window": "window_size", "dropout": "dropout_ratio",
+              "d_model": "d_model", "heads": "num_heads", "layers": "num_layers",
+              "encoder_layers": "encoder_layers", "decoder_layers": "decoder_layers",
+              "ff_size": "ff_size", "max_len": "max_len", "warmup": "warmup",
+              "weight_decay": "weight_decay"}
 
 
 def _cmd_train(args) -> int:
@@ -312,11 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
                                   "generated data")
     p.add_argument("--out", help="run folder (default: runs/MODEL)")
     for flag, help_text in [("epochs", None), ("batch_size", None), ("hidden", "hidden size"),
-                            ("wordvec", "word vector size"), ("lr", "learning rate"),
-                            ("time_size", "truncated BPTT length (language models)"),
+                            ("wordvec", "word vector size"),
+                            ("lr", "learning rate (transformers: its peak after the warm-up)"),
+                            ("time_size", "truncated BPTT length (language models; transformer-lm: "
+                                          "the window it reads)"),
                             ("max_grad", "gradient clipping norm"),
                             ("window", "context window (word vectors)"),
-                            ("dropout", "dropout ratio (better-rnnlm)")]:
+                            ("dropout", "dropout ratio (better-rnnlm, transformers)"),
+                            ("d_model", "model size (transformers)"),
+                            ("heads", "attention heads (transformers)"),
+                            ("layers", "blocks (transformer-lm)"),
+                            ("encoder_layers", "encoder blocks (transformer-seq2seq)"),
+                            ("decoder_layers", "decoder blocks (transformer-seq2seq)"),
+                            ("ff_size", "feed-forward size (transformers)"),
+                            ("max_len", "longest question or answer (transformer-seq2seq; "
+                                        "transformer-lm reads windows of --time-size)"),
+                            ("warmup", "iterations of learning-rate warm-up before the cosine "
+                                       "decay (transformers)"),
+                            ("weight_decay", "AdamW's decoupled weight decay (transformers)")]:
         p.add_argument(f"--{flag.replace('_', '-')}", type=_option_type(_OVERRIDES[flag]),
                        help=help_text)
     p.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (language models)")

@@ -38,9 +38,14 @@ OPTION_KINDS = {
     "epochs": "positive int", "batch_size": "positive int", "time_size": "positive int",
     "hidden_size": "positive int", "wordvec_size": "positive int", "window_size": "positive int",
     "sample_size": "positive int", "examples": "positive int",
+    "d_model": "positive int", "num_heads": "positive int", "num_layers": "positive int",
+    "encoder_layers": "positive int", "decoder_layers": "positive int",
+    "ff_size": "positive int", "max_len": "positive int", "warmup": "non-negative int",
     "lr": "positive finite number", "max_grad": "positive finite number",
+    "weight_decay": "non-negative finite number",
     "dropout_ratio": "number in [0, 1)", "plateau_factor": "number > 1",
     "reverse": "bool", "eval_valid": "bool", "cell": "str", "score": "str", "optimizer": "str",
+    "positional": "str", "activation": "str",
 }
 """The kind of every recipe option (``max_grad`` may also be None: no clipping)."""
 

@@ -1,8 +1,9 @@
 """The book's training recipes as reusable jobs, and the run folders they write.
 
 A *recipe* names a model, its task (``"lm"``, ``"word2vec"``, ``"seq2seq"``), its
-default data and the book's hyperparameters. :func:`train` runs one into a *run
-folder*::
+default data and the book's hyperparameters (the two Transformer recipes, beyond the
+book, train with AdamW and a warm-up + cosine schedule counted in iterations).
+:func:`train` runs one into a *run folder*::
 
     run.json                 recipe, options, data source and its SHA-256, seed, resumes
     model.safetensors        the trained model (with its vocabulary)
@@ -32,6 +33,7 @@ from .backend import get_array_module, to_cpu
 from .errors import DataError, OptionError
 from .options import check_options, check_value
 from .run_folder import read_run_json, sha256_of, start_new_run, write_json
+from .schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
 from .tasks import (GENERATED_DATA_SEED, TASKS, LanguageModelTask, Seq2seqTask, Task, TaskData,
                     WordVectorTask, read_text_corpus)
 from .vocab import UnknownWordError
@@ -53,12 +55,19 @@ class Recipe:
     data: str
     model_args: dict = field(default_factory=dict)
     train_args: dict = field(default_factory=dict)
+    model_arg_names: dict = field(default_factory=dict)
+    """Options the model's constructor takes under another name, ``{option:
+    argument}`` (``time_size`` may be in ``train_args`` and still go to the model:
+    TransformerLM reads windows of ``time_size`` as its ``max_len``)."""
 
 
 _LM_TRAIN = dict(epochs=4, batch_size=20, time_size=35, optimizer="SGD", lr=20.0, max_grad=0.25)
 _S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_grad=5.0,
                   reverse=False, examples=50000)
 _W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
+# Transformers: AdamW, a linear warm-up over `warmup` iterations, then a cosine to 0 at the
+# last iteration of the last epoch (see _schedule)
+_TRANSFORMER_TRAIN = dict(optimizer="AdamW", weight_decay=0.01, max_grad=1.0)
 _LM, _W2V, _S2S = TASKS["lm"], TASKS["word2vec"], TASKS["seq2seq"]
 
 RECIPES = {r.name: r for r in [
@@ -78,6 +87,19 @@ RECIPES = {r.name: r for r in [
     Recipe("attention", _S2S, "AttentionSeq2seq", "dates",
            dict(wordvec_size=16, hidden_size=256, score="dot"),
            dict(_S2S_TRAIN, epochs=10, reverse=True)),
+    # beyond the book
+    Recipe("transformer-lm", _LM, "TransformerLM", "ptb",
+           dict(d_model=256, num_heads=4, num_layers=2, ff_size=1024, dropout_ratio=0.2,
+                positional="sinusoidal", activation="gelu_tanh"),
+           dict(_LM_TRAIN, **_TRANSFORMER_TRAIN, epochs=8, batch_size=32, time_size=64,
+                lr=0.001, warmup=200),
+           model_arg_names={"dropout_ratio": "dropout", "time_size": "max_len"}),
+    Recipe("transformer-seq2seq", _S2S, "TransformerSeq2seq", "dates",
+           dict(d_model=64, num_heads=4, encoder_layers=2, decoder_layers=2, ff_size=256,
+                max_len=64, dropout_ratio=0.1, positional="sinusoidal",
+                activation="gelu_tanh"),
+           dict(_S2S_TRAIN, **_TRANSFORMER_TRAIN, epochs=4, lr=0.002, warmup=100),
+           model_arg_names={"dropout_ratio": "dropout"}),
 ]}
 
 
@@ -110,24 +132,73 @@ def load_data(recipe: Recipe, data=None, options=None, seed=0, vocab=None) -> Ta
 
 
 def _model_kwargs(recipe, options):
-    return {k: options[k] for k in recipe.model_args if k in options}
+    names = recipe.model_arg_names
+    return {names.get(k, k): options[k] for k in [*recipe.model_args, *names] if k in options}
 
 
 def build_model(recipe: Recipe, options: dict, data: TaskData, rng):
     from . import models
 
     cls = getattr(models, recipe.model)
-    model = cls(len(data.vocab), **_model_kwargs(recipe, options),
-                **recipe.task.model_kwargs(data), rng=rng)
+    try:
+        model = cls(len(data.vocab), **_model_kwargs(recipe, options),
+                    **recipe.task.model_kwargs(data), rng=rng)
+    except ValueError as exc:  # sizes that do not fit together (d_model and num_heads)
+        raise OptionError(f"recipe {recipe.name!r}: {exc}") from None
     model.vocab = data.vocab
     return model
+
+
+_OPTIMIZER_OPTIONS = ("weight_decay",)
+"""Options that go to the optimizer's constructor besides ``lr``, when a recipe has them."""
 
 
 def _optimizer(options):
     from . import optim
 
     cls = getattr(optim, options["optimizer"])
-    return cls(lr=options["lr"])
+    return cls(lr=options["lr"], **{k: options[k] for k in _OPTIMIZER_OPTIONS if k in options})
+
+
+def _schedule(options, optimizer, iterations_per_epoch):
+    """The recipe's learning-rate schedule, or None: with ``plateau_factor``, the
+    book's ReduceOnPlateau on the validation perplexity; with ``warmup``, a
+    WarmupCosine counted in iterations, peaking at ``lr`` after ``warmup`` of them and
+    reaching 0 at the end of epoch ``epochs`` (stepped by :func:`step_each_iteration`,
+    which :func:`train` always adds)."""
+    if options.get("plateau_factor"):
+        return ReduceOnPlateau(optimizer, factor=options["plateau_factor"],
+                               monitor="val_perplexity")
+    if options.get("warmup") is not None:
+        return WarmupCosine(optimizer, options["warmup"],
+                            max(options["epochs"] * iterations_per_epoch, options["warmup"], 1),
+                            per="iteration")
+    return None
+
+
+def _retarget_schedule(trainer, options, changes, iterations_per_epoch):
+    """Apply a resume's new ``epochs`` or ``lr`` (``changes``) to the trainer: a
+    WarmupCosine keeps its step count and gets the new end (``epochs``) and peak
+    (``lr``), the rate following its curve from there; any other schedule keeps the
+    new ``lr`` as the current rate."""
+    schedule = trainer.schedule
+    if isinstance(schedule, WarmupCosine):
+        if "epochs" in changes:
+            schedule.total_steps = max(options["epochs"] * iterations_per_epoch,
+                                       schedule.warmup_steps, 1)
+        if "lr" in changes:
+            schedule.peak_lr = float(options["lr"])
+        trainer.optimizer.lr = schedule.lr_at(schedule.steps + 1)
+    elif "lr" in changes:
+        trainer.optimizer.lr = options["lr"]
+
+
+def _recipe_lr(trainer):
+    """The ``lr`` option a checkpoint stands for: a WarmupCosine's peak, else the
+    optimizer's current rate (a ReduceOnPlateau moves it)."""
+    if isinstance(trainer.schedule, WarmupCosine):
+        return trainer.schedule.peak_lr
+    return trainer.optimizer.lr
 
 
 class _StopAtAccuracy:
@@ -240,7 +311,7 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
                           f"{unknown_options(recipe, overrides)}")
     if seed is not None:
         check_value("non-negative int", seed, "argument 'seed'")
-    callbacks = list(callbacks)
+    callbacks = [step_each_iteration, *callbacks]
     if target_accuracy is not None:
         callbacks.append(_StopAtAccuracy(target_accuracy))
     if resume:
@@ -294,12 +365,8 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
         start_new_run(out, force=force)
     model = build_model(recipe, options, task_data, np.random.default_rng(seed))
     optimizer = _optimizer(options)
-    schedule = None
-    if options.get("plateau_factor"):
-        from .schedules import ReduceOnPlateau
-
-        schedule = ReduceOnPlateau(optimizer, factor=options["plateau_factor"],
-                                   monitor="val_perplexity")
+    schedule = _schedule(options, optimizer,
+                         recipe.task.iterations_per_epoch(options, task_data))
     trainer = recipe.task.trainer_class()(model, optimizer, max_grad=options["max_grad"],
                                           rng=np.random.default_rng(seed + 1),
                                           schedule=schedule, callbacks=callbacks,
@@ -345,15 +412,15 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
     trainer = recipe.task.trainer_class().resume(ckpt, progress=progress, callbacks=callbacks)
     task_data = load_data(recipe, info["data"], options, info["seed"],
                           vocab=getattr(trainer.model, "vocab", None))
-    now = {**options, "lr": trainer.optimizer.lr}  # the checkpoint's rate (a schedule moves it)
+    now = {**options, "lr": _recipe_lr(trainer)}
     changes = {k: [now[k], v] for k, v in overrides.items() if k in RESUME_CHANGES and now[k] != v}
     options.update({k: new for k, (_, new) in changes.items()})
     recipe.task.check_sizes(options, task_data, _data_name(recipe, info["data"]))
     if options["epochs"] < trainer.epoch:
         raise OptionError(f"run {str(out)!r} has already trained {trainer.epoch} epochs; "
                           f"epochs={options['epochs']} would train none")
-    if "lr" in changes:
-        trainer.optimizer.lr = options["lr"]
+    _retarget_schedule(trainer, options, changes,
+                       recipe.task.iterations_per_epoch(options, task_data))
     if changes and rank == 0:
         info["options"] = options
         info.setdefault("resumed", []).append({"after_epoch": trainer.epoch, "changed": changes})
@@ -385,20 +452,29 @@ def _data_name(recipe, data):
     return f"data file {str(data)!r}" if data is not None else f"the {recipe.data} data"
 
 
+_ATTENTION_MAPS = {
+    "AttentionSeq2seq": ({}, "where each answer character looked"),
+    "TransformerSeq2seq": (dict(layer=-1, head=0),
+                           "cross-attention of head 0 in the last decoder block"),
+}
+"""Models whose run folder gets ``attention.png``: the ``attention_map`` arguments
+that choose the map, and what the plot's title says it is."""
+
+
 def _plots(out, recipe, options, model, history, data):
     try:
         from .plot import plot_attention, plot_history
 
         plot_history(history, out / "learning_curve.png", title=recipe.name)
-        if recipe.model == "AttentionSeq2seq":
+        if recipe.model in _ATTENTION_MAPS:
+            which, what = _ATTENTION_MAPS[recipe.model]
             x, t = data.test
-            ids, weights = model.attention_map(x[:1], int(t[0, 0]), t.shape[1] - 1)
+            ids, weights = model.attention_map(x[:1], int(t[0, 0]), t.shape[1] - 1, **which)
             ids, question, weights = to_cpu(ids), to_cpu(x[0]), to_cpu(weights[0])  # (Tq,), (Ta, Tq)
             if options.get("reverse"):  # show the question in reading order
                 question, weights = question[::-1], weights[:, ::-1]
             plot_attention(weights, data.vocab.decode(question), data.vocab.decode(ids[0]),
-                           out / "attention.png", title=f"{recipe.name}: where each answer "
-                                                        f"character looked")
+                           out / "attention.png", title=f"{recipe.name}: {what}")
     except ImportError:  # matplotlib is optional
         pass
 

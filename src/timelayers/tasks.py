@@ -70,6 +70,11 @@ class Task:
                 raise DataError(f"{where}: {len(x)} training examples are fewer than "
                                 f"batch_size {options['batch_size']}")
 
+    def iterations_per_epoch(self, options, data: TaskData) -> int:
+        """How many training steps an epoch makes (what a per-iteration schedule counts)."""
+        (x, _), _ = self.fit_inputs(options, data)
+        return len(x) // options["batch_size"]
+
     def validation(self, options, data: TaskData):
         """The ``eval_fn`` run after each epoch (model -> dict of metrics), or None."""
         return None
@@ -126,6 +131,9 @@ class LanguageModelTask(_CorpusTask):
 
     def fit_inputs(self, options, data):
         return (data.train[:-1], data.train[1:]), dict(time_size=options["time_size"])
+
+    def iterations_per_epoch(self, options, data):
+        return (len(data.train) - 1) // (options["batch_size"] * options["time_size"])
 
     def validation(self, options, data):
         if not options.get("eval_valid", True):
@@ -195,6 +203,12 @@ class Seq2seqTask(Task):
     def check_sizes(self, options, data, where, training=True):
         if len(data.test[0]) < 1:
             raise DataError(f"{where}: the test split holds no questions (give at least 10 lines)")
+        x, t = data.test
+        longest = max(x.shape[1], t.shape[1] - 1)
+        if "max_len" in options and longest > options["max_len"]:
+            raise DataError(f"{where}: questions of {x.shape[1]} and answers of {t.shape[1] - 1} "
+                            f"characters are longer than the model's max_len "
+                            f"{options['max_len']}: give max_len >= {longest}")
         super().check_sizes(options, data, where, training)
 
     def validation(self, options, data):
