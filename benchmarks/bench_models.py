@@ -43,6 +43,11 @@ attention       AttentionSeq2seq on dates (V=59, Tq=29, 1+Ta=11), D=16, H=256,
 cbow            CBOW with negative sampling, V=10000, hidden 100, window 5, k=5,
                 N=100, Adam(lr=1e-3): steps per second, and the speed-up of our
                 vectorised UnigramSampler over sampling negatives row by row
+transformer     TransformerLM (beyond the book) with the sizes of its recipe:
+                V=10000, D=256, 4 heads, 2 blocks, feed-forward 1024, tanh GELU,
+                dropout 0.2, tied, N=32, T=64, AdamW(lr=1e-3, weight decay 0.01),
+                clip 1; the twin is nn.TransformerEncoderLayer(norm_first=True,
+                batch_first=True) with a causal mask (``TorchTransformerLM``)
 ==============  ====================================================================
 
 GFLOP/s
@@ -56,6 +61,10 @@ backward; with ``M = N * T`` rows:
 - Affine ``H -> V``: ``out``, ``dW``, ``dx``: ``3 * 2 M H V``.
 - Dot attention, ``Td`` decoder and ``Te`` encoder steps: scores and context
   forward, four products backward: ``6 * 2 N Td Te H``.
+- Transformer block, model size ``D``, feed-forward ``F``, ``T`` positions: the
+  four attention projections and the two feed-forward affines, ``3 * 2 M D (4D +
+  2F)``, and the scores and weighted sums of every head over all ``T x T`` pairs
+  (the causal mask's zeros are computed too), ``3 * 2 * 2 N T T D``.
 
 The step's rate is that count divided by the step's median time; the ceiling
 is the rate of a bare 2000 x 2000 float32 matrix product (NumPy's BLAS and
@@ -103,10 +112,11 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import cpu_model  # noqa: E402
 from _timing import interleaved_times  # noqa: E402
-from timelayers.models import CBOW, AttentionSeq2seq, BetterRnnlm, Rnnlm  # noqa: E402
-from timelayers.optim import SGD, Adam, clip_grads  # noqa: E402
+from timelayers.models import (CBOW, AttentionSeq2seq, BetterRnnlm, Rnnlm,  # noqa: E402
+                               TransformerLM)
+from timelayers.optim import SGD, Adam, AdamW, clip_grads  # noqa: E402
 
-CASES = ("rnnlm", "better", "attention", "cbow")
+CASES = ("rnnlm", "better", "attention", "cbow", "transformer")
 
 
 # ----------------------------------------------------------------------------- machine
@@ -205,6 +215,10 @@ def affine_flops(M, H, V):
 
 def attention_flops(N, Td, Te, H):
     return 6 * 2 * N * Td * Te * H
+
+
+def transformer_block_flops(N, T, D, F):
+    return 3 * 2 * N * T * D * (4 * D + 2 * F) + 3 * 2 * 2 * N * T * T * D
 
 
 # ----------------------------------------------------------------------------- cases
@@ -360,6 +374,39 @@ class AttentionCase(Case):
                 + attention_flops(N, Ta, Tq, self.H) + affine_flops(N * Ta, 2 * self.H, self.V))
 
 
+class TransformerCase(Case):
+    name = "TransformerLM"
+    max_grad = 1.0
+    N, T, V, D, heads, layers, F = 32, 64, 10000, 256, 4, 2, 1024
+
+    def make_model(self):
+        return TransformerLM(self.V, self.D, self.heads, self.layers, self.F, max_len=self.T,
+                             dropout=0.2, rng=0)
+
+    def make_optimizer(self):
+        return AdamW(lr=1e-3, weight_decay=0.01)
+
+    make_batch = RnnlmCase.make_batch  # random ids (N, T), inputs and targets
+
+    def make_twin(self):
+        from torch_models import TorchTransformerLM
+
+        return TorchTransformerLM.from_ours(self.model)
+
+    def make_torch_optimizer(self):
+        return self.torch.optim.AdamW(self.twin.parameters(), lr=1e-3, eps=1e-7,
+                                      weight_decay=0.01)
+
+    def flops(self):
+        return (self.layers * transformer_block_flops(self.N, self.T, self.D, self.F)
+                + affine_flops(self.N * self.T, self.D, self.V))
+
+
+CASE_CLASSES = {"rnnlm": RnnlmCase, "better": BetterRnnlmCase, "attention": AttentionCase,
+                "transformer": TransformerCase}
+"""The cases that time one training step against a torch twin (cbow has its own)."""
+
+
 class RowByRowSampler:
     """The reference sampler: one ``rng.choice(V, k, replace=False,
     p=p_without_target)`` per row (the book's CPU loop)."""
@@ -429,7 +476,7 @@ def profile(case_name, torch, steps=10):
     import cProfile
     import pstats
 
-    case = {"rnnlm": RnnlmCase, "better": BetterRnnlmCase, "attention": AttentionCase}[case_name](None)
+    case = CASE_CLASSES[case_name](None)
     for _ in range(2):
         case.step_ours()
     pr = cProfile.Profile()
@@ -473,7 +520,8 @@ def main(argv=None):
     ap.add_argument("--native-rnn", action="store_true",
                     help="also time torch with oneDNN off (torch.backends.mkldnn), so that its "
                          "LSTM runs per-step BLAS products as ours does")
-    ap.add_argument("--profile", choices=CASES[:3], help="cProfile our step of one model and exit")
+    ap.add_argument("--profile", choices=list(CASE_CLASSES),
+                    help="cProfile our step of one model and exit")
     args = ap.parse_args(argv)
     if args.quick:
         args.warmup, args.repeats = 1, 5
@@ -512,11 +560,10 @@ def main(argv=None):
     print()
 
     rows, results = [], {"ceiling": ceiling}
-    classes = {"rnnlm": RnnlmCase, "better": BetterRnnlmCase, "attention": AttentionCase}
     for name in cases:
         if name == "cbow":
             continue
-        case = classes[name](torch)
+        case = CASE_CLASSES[name](torch)
         fns = {"ours": case.step_ours}
         if torch is not None:
             fns["torch"] = case.step_torch

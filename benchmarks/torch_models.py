@@ -1,6 +1,6 @@
 """PyTorch twins of timelayers' models, for "same model, same batches" comparisons.
 
-    from torch_models import TorchRnnlm, TorchBetterRnnlm, TorchAttentionSeq2seq
+    from torch_models import TorchRnnlm, TorchBetterRnnlm, TorchAttentionSeq2seq, TorchTransformerLM
 
 Each class mirrors one of ours layer for layer and has ``from_ours(model)``,
 which builds it with our model's sizes and copies our weights into it (so both
@@ -16,6 +16,10 @@ Weight mapping (ours -> torch)
   (reordered) and ``bias_hh = 0`` (torch adds the two biases, we have one).
 - Affine: our ``W (H, V)``, ``b (V,)`` -> ``Linear.weight = W.T (V, H)``, ``bias = b``.
 - Embedding: ``W (V, D)`` unchanged.
+- Multi-head attention: our ``Wq, Wk, Wv (D, D)`` and biases become
+  ``in_proj_weight = [Wq.T; Wk.T; Wv.T] (3D, D)`` and ``in_proj_bias = [bq; bk; bv]``;
+  ``Wo (D, D)``, ``bo`` -> ``out_proj`` as an affine.
+- Layer norm: ``gamma``, ``beta`` -> ``weight``, ``bias``.
 
 Recurrent state
 ---------------
@@ -32,8 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["TorchRnnlm", "TorchBetterRnnlm", "TorchAttentionSeq2seq", "lstm_to_torch",
-           "copy_lstm", "copy_affine"]
+__all__ = ["TorchRnnlm", "TorchBetterRnnlm", "TorchAttentionSeq2seq", "TorchTransformerLM",
+           "lstm_to_torch", "copy_lstm", "copy_affine", "copy_attention", "copy_layer_norm"]
 
 # torch's slice k (i, f, g, o) is our slice _TORCH_FROM_OURS[k] (ours: f=0, g=1, i=2, o=3)
 _TORCH_FROM_OURS = [2, 0, 1, 3]
@@ -74,6 +78,23 @@ def copy_affine(linear: nn.Linear, ours) -> None:
     W, b = ours.params
     linear.weight.copy_(torch.from_numpy(_np(W).T.copy()))
     linear.bias.copy_(torch.from_numpy(_np(b)))
+
+
+@torch.no_grad()
+def copy_attention(mha: nn.MultiheadAttention, ours) -> None:
+    """Copy our MultiHeadAttention ``ours`` into ``mha``."""
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo = (_np(p) for p in ours.params)
+    mha.in_proj_weight.copy_(torch.from_numpy(np.concatenate([Wq.T, Wk.T, Wv.T])))
+    mha.in_proj_bias.copy_(torch.from_numpy(np.concatenate([bq, bk, bv])))
+    mha.out_proj.weight.copy_(torch.from_numpy(Wo.T.copy()))
+    mha.out_proj.bias.copy_(torch.from_numpy(bo))
+
+
+@torch.no_grad()
+def copy_layer_norm(norm: nn.LayerNorm, ours) -> None:
+    """Copy our LayerNorm ``ours`` (``gamma``, ``beta``) into ``norm``."""
+    norm.weight.copy_(torch.from_numpy(_np(ours.params[0])))
+    norm.bias.copy_(torch.from_numpy(_np(ours.params[1])))
 
 
 def _ids(x):
@@ -213,3 +234,74 @@ class TorchAttentionSeq2seq(nn.Module):
         ts = _ids(ts)
         s = self.scores(xs, ts[:, :-1])
         return F.cross_entropy(s.reshape(-1, s.shape[-1]), ts[:, 1:].reshape(-1), ignore_index=-1)
+
+
+_TORCH_ACTIVATIONS = {"relu": "relu", "gelu": "gelu",
+                      "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
+
+
+class TorchTransformerLM(nn.Module):
+    """Twin of :class:`timelayers.models.TransformerLM` in training mode (every
+    batch scored on its own): Embedding * sqrt(D) + positions (the same sinusoidal
+    table, or a learned one) -> Dropout -> ``nn.TransformerEncoderLayer(norm_first=True,
+    batch_first=True)`` x num_layers with a causal mask -> LayerNorm -> a Linear
+    whose weight *is* the embedding's (tied).
+
+    Torch's attention also drops attention weights; ours does not, so the twin's
+    attention dropout is set to 0 (the other dropouts sit where ours do: on each
+    sub-layer's output and on the feed-forward hidden layer).
+    """
+
+    def __init__(self, vocab_size, d_model, num_heads, num_layers, ff_size, max_len, dropout,
+                 activation="gelu_tanh", learned_positions=False):
+        super().__init__()
+        self.scale = float(np.sqrt(d_model))
+        self.embed = nn.Embedding(vocab_size, d_model)
+        if learned_positions:
+            self.position = nn.Parameter(torch.zeros(max_len, d_model))
+        else:
+            self.register_buffer("position", torch.zeros(max_len, d_model))
+        self.drop_in = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, num_heads, ff_size, dropout,
+                                       activation=_TORCH_ACTIVATIONS[activation],
+                                       layer_norm_eps=1e-5, batch_first=True, norm_first=True)
+            for _ in range(num_layers))
+        for block in self.blocks:
+            block.self_attn.dropout = 0.0
+        self.norm = nn.LayerNorm(d_model, eps=1e-5)
+        self.affine = nn.Linear(d_model, vocab_size)
+        self.affine.weight = self.embed.weight  # tied: one tensor, gradients add up
+
+    @classmethod
+    def from_ours(cls, model):
+        c = model.config
+        m = cls(c.vocab_size, c.d_model, c.num_heads, c.num_layers, c.ff_size, c.max_len,
+                c.dropout, c.activation, c.positional == "learned").to(getattr(torch, c.dtype))
+        position = model.input.position
+        table = position.params[0] if c.positional == "learned" else position.table
+        with torch.no_grad():
+            m.embed.weight.copy_(torch.from_numpy(_np(model.input.embed.params[0])))
+            m.position.copy_(torch.from_numpy(_np(table)))
+            m.affine.bias.copy_(torch.from_numpy(_np(model.affine.params[1])))
+        for block, ours in zip(m.blocks, model.blocks):
+            copy_layer_norm(block.norm1, ours.self_attn_norm)
+            copy_attention(block.self_attn, ours.self_attn)
+            copy_layer_norm(block.norm2, ours.ff_norm)
+            copy_affine(block.linear1, ours.ff1)
+            copy_affine(block.linear2, ours.ff2)
+        copy_layer_norm(m.norm, model.norm)
+        return m
+
+    def scores(self, xs):
+        xs = _ids(xs)
+        T = xs.shape[1]
+        h = self.drop_in(self.embed(xs) * self.scale + self.position[:T])
+        mask = nn.Transformer.generate_square_subsequent_mask(T, dtype=h.dtype)
+        for block in self.blocks:
+            h = block(h, src_mask=mask, is_causal=True)
+        return self.affine(self.norm(h))  # (N, T, V)
+
+    def loss(self, xs, ts):
+        s = self.scores(xs)
+        return F.cross_entropy(s.reshape(-1, s.shape[-1]), _ids(ts).reshape(-1), ignore_index=-1)
