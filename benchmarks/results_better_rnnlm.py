@@ -4,7 +4,13 @@ PyTorch trained on the same batches from the same initial weights; validation
 perplexity of both, and the time per epoch of each (so the cost of the book's 40
 epochs can be estimated).
 
-    python benchmarks/results_better_rnnlm.py [--quick] [--iters N]
+    python benchmarks/results_better_rnnlm.py [--quick] [--iters N] [--dropout 0] [--seed 1]
+
+With ``--dropout 0`` both sides compute the same function, so what is left between
+them is the implementation (and float32 summation order); with dropout on, each
+``--seed`` draws other initial weights and other masks on both sides. A run with
+the defaults writes ``better_rnnlm.json``; others add their dropout and seed to the
+name (``better_rnnlm_dropout0_seed0.json``).
 """
 
 import math
@@ -45,6 +51,7 @@ def torch_perplexity(torch, tmodel, corpus, batch_size=10, time_size=35):
 def main():
     parser = argument_parser(__doc__)
     parser.add_argument("--iters", type=int, help="iterations (default: one epoch)")
+    parser.add_argument("--dropout", type=float, default=0.5, help="dropout ratio of both sides")
     args = parser.parse_args()
     import torch
 
@@ -58,7 +65,7 @@ def main():
     if args.quick:
         valid = valid[:3501]
     torch.manual_seed(args.seed)
-    model = tl.models.BetterRnnlm(len(vocab), 650, 650, 0.5, rng=args.seed)
+    model = tl.models.BetterRnnlm(len(vocab), 650, 650, args.dropout, rng=args.seed)
     tmodel = TorchBetterRnnlm.from_ours(model)
     opt, topt = tl.SGD(lr=20.0), torch.optim.SGD(tmodel.parameters(), lr=20.0)
 
@@ -85,7 +92,7 @@ def main():
     ours_val = tl.perplexity(model, valid, batch_size=10, time_size=T)
     torch_val = torch_perplexity(torch, tmodel, valid)
     epoch_iters = (len(corpus) - 1) // (N * T)
-    result = {"model": "BetterRnnlm", "iterations": iters, "epoch_iterations": epoch_iters,
+    result = {"model": "BetterRnnlm", "dropout": args.dropout, "seed": args.seed, "iterations": iters, "epoch_iterations": epoch_iters,
               "val_perplexity_ours": ours_val, "val_perplexity_torch": torch_val,
               "relative_difference": abs(ours_val - torch_val) / torch_val,
               "train_perplexity_last_100_ours": math.exp(np.mean(ours_losses[-100:])),
@@ -93,7 +100,9 @@ def main():
               "seconds_ours": ours_s, "seconds_torch": torch_s,
               "estimated_hours_for_40_epochs_ours": ours_s / iters * epoch_iters * 40 / 3600,
               "target": "validation perplexities within 3% of each other after one epoch"}
-    path = save_result("better_rnnlm", result, quick=args.quick)
+    default_run = args.dropout == 0.5 and args.seed == 0
+    name = "better_rnnlm" if default_run else f"better_rnnlm_dropout{args.dropout:g}_seed{args.seed}"
+    path = save_result(name, result, quick=args.quick)
     print(f"val perplexity ours {ours_val:.2f}, torch {torch_val:.2f} "
           f"({result['relative_difference']:.1%} apart); {ours_s:.0f} s vs {torch_s:.0f} s; "
           f"wrote {path}")

@@ -13,7 +13,9 @@ Weight mapping (ours -> torch)
 - LSTM: our ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` with the column slices in
   the book's order **f, g, i, o** become ``weight_ih (4H, D)``, ``weight_hh
   (4H, H)`` with the row slices in torch's order **i, f, g, o**; ``bias_ih = b``
-  (reordered) and ``bias_hh = 0`` (torch adds the two biases, we have one).
+  (reordered) and ``bias_hh = 0``, frozen (torch adds the two biases, we have one;
+  a trainable ``bias_hh`` would take the same gradient as ``bias_ih``, so the bias
+  would move twice as fast and count twice in the clipping norm).
 - Affine: our ``W (H, V)``, ``b (V,)`` -> ``Linear.weight = W.T (V, H)``, ``bias = b``.
 - Embedding: ``W (V, D)`` unchanged.
 - Multi-head attention: our ``Wq, Wk, Wv (D, D)`` and biases become
@@ -65,11 +67,13 @@ def lstm_to_torch(Wx, Wh, b):
 
 @torch.no_grad()
 def copy_lstm(lstm: nn.LSTM, layer: int, ours) -> None:
-    """Copy our TimeLSTM ``ours`` into layer ``layer`` of ``lstm``."""
+    """Copy our TimeLSTM ``ours`` into layer ``layer`` of ``lstm``; its ``bias_hh``
+    becomes a frozen zero."""
     w_ih, w_hh, b_ih, b_hh = lstm_to_torch(*ours.params)
     for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih),
                         ("bias_hh", b_hh)):
         getattr(lstm, f"{name}_l{layer}").copy_(torch.from_numpy(value))
+    getattr(lstm, f"bias_hh_l{layer}").requires_grad_(False)
 
 
 @torch.no_grad()
