@@ -338,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ("weight_decay", "AdamW's decoupled weight decay (transformers)")]:
         p.add_argument(f"--{flag.replace('_', '-')}", type=_option_type(_OVERRIDES[flag]),
                        help=help_text)
-    p.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (language models)")
+    p.add_argument("--cell", choices=["lstm", "gru", "gru-reset-after"],
+                   help="recurrent cell (language models): gru is the book's GRU (reset gate "
+                        "before the hidden product), gru-reset-after the cuDNN/PyTorch form")
     p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
                    help="reverse the questions (seq2seq)")
     p.add_argument("--no-reverse", dest="reverse", action="store_false")

@@ -9,20 +9,32 @@ from ._init import xavier, zeros
 
 __all__ = ["recurrent_layer", "CELLS"]
 
-_TIME_LAYERS = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELLS = tuple(_TIME_LAYERS)
+# cell name -> (time layer, gates, the layer's keyword arguments)
+_CELLS = {
+    "rnn": (TimeRNN, 1, {}),
+    "lstm": (TimeLSTM, 4, {}),
+    "gru": (TimeGRU, 3, {}),                                   # the book's (Cho et al. 2014)
+    "gru-reset-after": (TimeGRU, 3, {"reset_after": True}),    # cuDNN's and PyTorch's
+}
+CELLS = tuple(_CELLS)
 
 
 def recurrent_layer(cell, D, H, rng, dtype, stateful):
     """A TimeRNN / TimeLSTM / TimeGRU from ``D`` inputs to ``H`` units, initialised
     as in the book: ``Wx (D, G*H) ~ N(0, 1/D)``, ``Wh (H, G*H) ~ N(0, 1/H)``,
-    ``b (G*H,) = 0`` with ``G`` gates (1, 4 or 3), drawn from ``rng`` in that order."""
-    if cell not in _TIME_LAYERS:
-        raise ValueError(f"argument 'cell' expected one of {sorted(_TIME_LAYERS)}, got {cell!r}")
+    ``b (G*H,) = 0`` with ``G`` gates (1, 4 or 3), drawn from ``rng`` in that order.
+
+    ``cell`` is one of :data:`CELLS`: "gru" is the book's GRU (the reset gate
+    applied before the hidden product, ``TimeGRU(reset_after=False)``),
+    "gru-reset-after" the cuDNN/PyTorch form (``reset_after=True``), whose
+    second bias ``bh (3H,)`` starts at zero; both draw the same ``Wx, Wh`` from
+    the same ``rng``."""
+    if cell not in _CELLS:
+        raise ValueError(f"argument 'cell' expected one of {list(CELLS)}, got {cell!r}")
     for name, size in (("input size D", D), ("hidden size H", H)):
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ValueError(f"{cell} layer: {name} expected a positive int, got {size!r}")
-    G = _GATES[cell] * H
+    layer, gates, options = _CELLS[cell]
+    G = gates * H
     Wx, Wh, b = xavier(rng, D, (D, G), dtype), xavier(rng, H, (H, G), dtype), zeros(G, dtype)
-    return _TIME_LAYERS[cell](Wx, Wh, b, stateful=stateful)
+    return layer(Wx, Wh, b, stateful=stateful, **options)

@@ -42,7 +42,9 @@ class Rnnlm(_LanguageModel):
     ----------
     vocab_size, wordvec_size, hidden_size : int
         ``V``, ``D``, ``H`` (the book's defaults 10000, 100, 100).
-    cell : {"lstm", "gru", "rnn"}
+    cell : {"lstm", "gru", "gru-reset-after", "rnn"}
+        "gru" is the book's GRU, "gru-reset-after" the cuDNN/PyTorch form (see
+        :func:`~timelayers.models._recurrent.recurrent_layer`).
     dtype : str
     rng : numpy.random.Generator or int seed
     """
@@ -89,7 +91,8 @@ class BetterRnnlm(_LanguageModel):
     """Stacked recurrent layers with dropout between them and the output layer
     tied to the embedding.
 
-    ``embed -> dropout -> [lstm -> dropout] * num_layers -> affine (W = embed.W.T)``.
+    ``embed -> dropout -> [lstm -> dropout] * num_layers -> affine (W = embed.W.T)``;
+    ``cell`` picks the recurrent layers as in :class:`Rnnlm`.
     Weight tying needs ``wordvec_size == hidden_size``; it is declared once with
     ``self.tie("affine.W", "embed.W", transpose=True)``. Dropout masks come from
     ``self.rng``.
