@@ -1,5 +1,6 @@
 """Count-based word vectors: tokenising, contexts, co-occurrence, PPMI, SVD,
-similarity and analogy (chapter 2 of the book, vectorised).
+similarity and analogy (chapter 2 of the book, vectorised), and the accuracy of
+word vectors on a set of analogy questions.
 
 Typical use::
 
@@ -9,6 +10,9 @@ Typical use::
     vecs = truncated_svd(M, 2)                                # (V, 2)
     most_similar("you", vocab, vecs, top=3)                   # [(word, cosine), ...]
 
+    questions = read_analogy_questions("ptb_analogies.txt")   # {section: [(a, b, c, d)]}
+    analogy_accuracy(questions, vocab, vecs).total.accuracy   # share ranked first
+
 Nothing here prints; rankings are returned as lists of ``(word, score)``.
 The arrays are NumPy (the co-occurrence and PPMI functions also accept CuPy
 arrays and return the same module).
@@ -17,7 +21,9 @@ arrays and return the same module).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +41,11 @@ __all__ = [
     "cos_similarity",
     "most_similar",
     "analogy",
+    "read_analogy_questions",
+    "analogy_ranks",
+    "AnalogyScore",
+    "AnalogyAccuracy",
+    "analogy_accuracy",
 ]
 
 _PERIOD = re.compile(r"\.")
@@ -366,14 +377,20 @@ def cos_similarity(x, y, eps: float = 1e-8):
     return float(out) if out.ndim == 0 else out
 
 
-def _word_id(vocab, word) -> int:
-    """Id of ``word`` in a :class:`Vocabulary` (or a ``word_to_id`` mapping)."""
-    if isinstance(vocab, Vocabulary):
-        return vocab[word]
+def _word_to_id(vocab) -> Mapping:
+    """The ``word_to_id`` mapping of a :class:`Vocabulary` (or the mapping itself)."""
     w2i = vocab.word_to_id if hasattr(vocab, "word_to_id") else vocab
     if not isinstance(w2i, Mapping):
         raise TypeError(f"expected a Vocabulary or a word_to_id mapping, got "
                         f"{type(vocab).__name__}")
+    return w2i
+
+
+def _word_id(vocab, word) -> int:
+    """Id of ``word`` in a :class:`Vocabulary` (or a ``word_to_id`` mapping)."""
+    if isinstance(vocab, Vocabulary):
+        return vocab[word]
+    w2i = _word_to_id(vocab)
     try:
         return int(w2i[word])
     except KeyError:
@@ -472,3 +489,181 @@ def analogy(a: str, b: str, c: str, vocab, word_matrix, top: int = 5):
     vecs /= xp.sqrt((vecs * vecs).sum(axis=1, keepdims=True) + 1e-16)
     query = vecs[1] - vecs[0] + vecs[2]
     return _rank(vocab, word_matrix, query, set(ids), top)
+
+
+def read_analogy_questions(path, *, lowercase: bool = False) -> dict[str, list[tuple]]:
+    """Analogy questions in the format of the public Google analogy set.
+
+    A line ``: name`` starts a section; every other non-blank line holds four
+    words ``a b c d``, meaning ``a : b = c : d``. Lines before the first
+    section header go to a section named ``""``.
+
+    Parameters
+    ----------
+    path : str or Path
+    lowercase : bool
+        Lower-case every word (for vocabularies such as PTB's).
+
+    Returns
+    -------
+    dict of str to list of (str, str, str, str)
+        The sections in file order.
+    """
+    path = Path(path)
+    sections: dict[str, list[tuple]] = {}
+    current = ""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(":"):
+            current = line[1:].strip()
+            sections.setdefault(current, [])
+            continue
+        words = (line.lower() if lowercase else line).split()
+        if len(words) != 4:
+            raise ValueError(f"{path}:{number}: expected a section line ': name' or four "
+                             f"words 'a b c d', got {line!r}")
+        sections.setdefault(current, []).append(tuple(words))
+    return sections
+
+
+def _question_ids(questions, vocab):
+    """Ids ``(Q, 4)`` of the questions' words, -1 for a word not in ``vocab``."""
+    w2i = _word_to_id(vocab)
+    ids = np.full((len(questions), 4), -1, dtype=np.int64)
+    for q, question in enumerate(questions):
+        if len(question) != 4 or not all(isinstance(w, str) for w in question):
+            raise ValueError(f"analogy_ranks: argument 'questions' expected four words "
+                             f"(a, b, c, d) per question, got {question!r} at index {q}")
+        for k, word in enumerate(question):
+            ids[q, k] = w2i.get(word, -1)
+    return ids
+
+
+def analogy_ranks(questions, vocab, word_matrix, *, chunk_size: int = 512):
+    """The rank of each question's answer under :func:`analogy`'s scoring.
+
+    For ``a : b = c : d`` the words are scored by the cosine similarity of their
+    vectors to ``unit(b) - unit(a) + unit(c)`` and ``a``, ``b``, ``c`` are left
+    out (as :func:`analogy` and the book do); the rank of ``d`` is 1 plus the
+    number of other words scored higher, or scored equally with a lower id (the
+    order :func:`analogy` lists them in), so rank 1 is a correct answer. A
+    ``d`` equal to ``a``, ``b`` or ``c`` can never be found and gets a rank
+    past every other word. ``chunk_size`` questions are scored at a time, one
+    matrix product each.
+
+    Parameters
+    ----------
+    questions : sequence of (str, str, str, str)
+    vocab : Vocabulary
+        (A plain ``word_to_id`` dict also works.)
+    word_matrix : array, shape (V, D)
+        NumPy or CuPy.
+    chunk_size : int
+
+    Returns
+    -------
+    ndarray of int64, shape (Q,)
+        The ranks, from 1; 0 where a word of the question is not in ``vocab``.
+    """
+    _check_matrix("analogy_ranks", vocab, word_matrix)
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"analogy_ranks: argument 'chunk_size' expected a positive integer, "
+                         f"got {chunk_size!r}")
+    questions = list(questions)
+    ids = _question_ids(questions, vocab)  # (Q, 4)
+    ranks = np.zeros(len(questions), dtype=np.int64)
+    known = np.flatnonzero((ids >= 0).all(axis=1))
+    if known.size == 0:
+        return ranks
+    xp = get_array_module(word_matrix)
+    W = word_matrix.astype(np.float64)  # (V, D)
+    squares = (W * W).sum(axis=1, keepdims=True)  # (V, 1)
+    words = W / xp.sqrt(squares + 1e-8)  # rows as cos_similarity scales them
+    units = W / xp.sqrt(squares + 1e-16)  # a, b, c as analogy scales them
+    V = W.shape[0]
+    columns = xp.arange(V)[None, :]  # (1, V)
+    for start in range(0, known.size, int(chunk_size)):
+        rows = known[start:start + int(chunk_size)]
+        a, b, c, d = (xp.asarray(ids[rows, k]) for k in range(4))  # (n,) each
+        scores = (units[b] - units[a] + units[c]) @ words.T  # (n, V)
+        n = scores.shape[0]
+        for excluded in (a, b, c):
+            scores[xp.arange(n), excluded] = -xp.inf
+        answer = scores[xp.arange(n), d][:, None]  # (n, 1)
+        ahead = (scores > answer) | ((scores == answer) & (columns < d[:, None]))
+        ranks[rows] = to_cpu(ahead.sum(axis=1)) + 1
+    return ranks
+
+
+@dataclass(frozen=True)
+class AnalogyScore:
+    """How many questions were answered correctly (rank 1), answered in all, and
+    skipped for a word missing from the vocabulary."""
+
+    correct: int
+    answered: int
+    skipped: int
+
+    @property
+    def accuracy(self) -> float:
+        """``correct / answered`` (0.0 when nothing was answered)."""
+        return self.correct / self.answered if self.answered else 0.0
+
+    def as_dict(self) -> dict:
+        return {"correct": self.correct, "answered": self.answered, "skipped": self.skipped,
+                "accuracy": self.accuracy}
+
+
+@dataclass(frozen=True)
+class AnalogyAccuracy:
+    """:class:`AnalogyScore` over all questions (``total``) and per section."""
+
+    total: AnalogyScore
+    sections: dict
+
+    def as_dict(self) -> dict:
+        return {"total": self.total.as_dict(),
+                "sections": {name: s.as_dict() for name, s in self.sections.items()}}
+
+
+def _score(ranks) -> AnalogyScore:
+    return AnalogyScore(correct=int((ranks == 1).sum()), answered=int((ranks > 0).sum()),
+                        skipped=int((ranks == 0).sum()))
+
+
+def analogy_accuracy(questions, vocab, word_matrix, *, chunk_size: int = 512):
+    """The share of analogy questions whose answer :func:`analogy` ranks first.
+
+    Parameters
+    ----------
+    questions : dict of str to sequence of (a, b, c, d), or a sequence of them
+        Sections as :func:`read_analogy_questions` returns them; a plain
+        sequence is one section named ``"all"``.
+    vocab : Vocabulary
+    word_matrix : array, shape (V, D)
+    chunk_size : int
+        Questions scored per matrix product (see :func:`analogy_ranks`).
+
+    Returns
+    -------
+    AnalogyAccuracy
+        ``total`` and ``sections[name]``, each an :class:`AnalogyScore`;
+        questions with a word not in ``vocab`` are skipped and counted.
+    """
+    if not isinstance(questions, Mapping):
+        if isinstance(questions, (str, bytes)) or not isinstance(questions, Iterable):
+            raise TypeError(f"analogy_accuracy: argument 'questions' expected a dict of "
+                            f"sections or a sequence of (a, b, c, d), got "
+                            f"{type(questions).__name__}")
+        questions = {"all": list(questions)}
+    names = list(questions)
+    flat = [q for name in names for q in questions[name]]
+    ranks = analogy_ranks(flat, vocab, word_matrix, chunk_size=chunk_size)
+    sections, start = {}, 0
+    for name in names:
+        stop = start + len(questions[name])
+        sections[name] = _score(ranks[start:stop])
+        start = stop
+    return AnalogyAccuracy(total=_score(ranks), sections=sections)
