@@ -68,9 +68,10 @@ def test_ranks_match_analogy_on_random_vectors_with_ties(xp):
     M[9] = 0.0  # a zero vector scores 0 everywhere
     ids = rng.integers(0, V, size=(60, 4))
     ids = ids[[len(set(row)) == 4 for row in ids.tolist()]]
-    ids[0, 3], ids[1, 3] = 7, 5
     questions = [tuple(words[i] for i in row) for row in ids.tolist()]
+    questions += [("w1", "w2", "w3", "w5"), ("w1", "w2", "w3", "w7")]
     ranks = analogy_ranks(questions, vocab, xp.asarray(M), chunk_size=7)
+    assert ranks[-1] == ranks[-2] + 1
     for (a, b, c, d), rank in zip(questions, ranks.tolist()):
         listed = [w for w, _ in analogy(a, b, c, vocab, M, top=V)]
         assert rank == listed.index(d) + 1
