@@ -532,9 +532,10 @@ def clip_grads(grads, max_norm):
     Every gradient is multiplied by ``min(1, max_norm / (norm + 1e-6))`` (the
     book's rate), cast to the gradient's dtype. The factor is computed on the
     grads' device and applied there, with no value read to the host, so on a GPU
-    clipping does not make the step wait (the price: a pass over the gradients
-    even when the factor is 1). A non-finite norm gives the factor 1: the
-    gradients keep their values (the trainers treat it like a non-finite loss).
+    clipping does not make the step wait (the price there: a pass over the
+    gradients even when the factor is 1; NumPy gradients skip it). A non-finite
+    norm gives the factor 1: the gradients keep their values (the trainers treat
+    it like a non-finite loss).
 
     Parameters
     ----------
@@ -549,6 +550,8 @@ def clip_grads(grads, max_norm):
     norm = global_norm(grads)
     xp = get_array_module(*grads)
     factor = xp.where(xp.isfinite(norm), xp.minimum(max_norm / (norm + 1e-6), 1.0), 1.0)
+    if isinstance(factor, np.ndarray) and factor == 1.0:  # free to read on the host: skip the pass
+        return norm
     in_dtype = {}
     for g in grads:
         if g.dtype not in in_dtype:
