@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from timelayers.errors import CheckpointError
+from timelayers import models
 from timelayers.models import Model, Rnnlm
 from timelayers.optim import Adam
 from timelayers.serialization import load_tensors, save_tensors
@@ -89,14 +90,73 @@ def test_bad_model_files(tmp_path, rnnlm_file, edit, message):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m["config"].update(hidden_size=7),
-     r"'rnn.Wx' has shape \(50, 200\) in the checkpoint, the model expects \(50, 28\)"),
+     r"tensor 'rnn.Wx' has shape \(50, 200\), the Rnnlm its config describes expects \(50, 28\)"),
     (lambda m: m["config"].update(hidden_size="50"), "config that Rnnlm does not accept"),
+    (lambda m: m["config"].update(cell="gru2"), "config that Rnnlm does not accept"),
 ])
 def test_a_config_that_does_not_fit_the_weights(tmp_path, rnnlm_file, edit, message):
-    """Found while or after the model the config describes is built: its params
-    and grads beside the file's tensors, three times the file here."""
     bad = rewrite(rnnlm_file, tmp_path / "bad.safetensors", lambda ts, m: edit(m))
-    refused_within(lambda: Model.load(bad), CheckpointError, message, 3 * bad.stat().st_size)
+    err = refused_within(lambda: Model.load(bad), CheckpointError, message,
+                         2 * bad.stat().st_size)
+    assert str(bad) in str(err)
+
+
+# A config whose sizes are real dimensions of the file (so no bound on sizes refuses
+# it) but describe another model: built, each would take from 64 MB to 1 GB.
+V_REUSED = 4000
+REUSED_DIMENSION_CASES = {
+    "Rnnlm": (lambda: Rnnlm(V_REUSED, 16, 16, rng=0), {"hidden_size": V_REUSED},
+              r"tensor 'rnn.Wx' has shape \(16, 64\), the Rnnlm its config describes "
+              r"expects \(16, 16000\)"),
+    "BetterRnnlm-layers": (
+        lambda: models.BetterRnnlm(V_REUSED, 16, 16, rng=0), {"num_layers": V_REUSED},
+        r"the BetterRnnlm its config describes has a param 'rnns.2.Wx' of shape \(16, 64\), "
+        r"the file has no such tensor"),
+    "BetterRnnlm-sizes": (
+        lambda: models.BetterRnnlm(V_REUSED, 16, 16, rng=0),
+        {"wordvec_size": V_REUSED, "hidden_size": V_REUSED},
+        r"tensor 'embed.W' has shape \(4000, 16\), .* expects \(4000, 4000\)"),
+    "CBOW": (lambda: models.CBOW(V_REUSED, 16, counts=np.ones(V_REUSED, int), rng=0),
+             {"hidden_size": V_REUSED},
+             r"tensor 'in_layer.W' has shape \(4000, 16\), .* expects \(4000, 4000\)"),
+    "PeekySeq2seq": (lambda: models.PeekySeq2seq(V_REUSED, 16, 16, rng=0),
+                     {"wordvec_size": V_REUSED},
+                     r"tensor 'encoder.embed.W' has shape \(4000, 16\), .* expects "
+                     r"\(4000, 4000\)"),
+    "AttentionSeq2seq": (lambda: models.AttentionSeq2seq(V_REUSED, 16, 16, rng=0),
+                         {"hidden_size": V_REUSED},
+                         r"tensor 'encoder.lstm.Wx' has shape \(16, 64\), .* expects "
+                         r"\(16, 16000\)"),
+    "TransformerLM": (lambda: models.TransformerLM(V_REUSED, 16, 2, 1, 32, 8, rng=0),
+                      {"ff_size": V_REUSED},
+                      r"tensor 'blocks.0.ff1.W' has shape \(16, 32\), the TransformerLM its "
+                      r"config describes expects \(16, 4000\)"),
+    "TransformerSeq2seq": (
+        lambda: models.TransformerSeq2seq(V_REUSED, 16, 2, 1, 1, 32, 8, rng=0),
+        {"decoder_layers": V_REUSED},
+        r"has a param 'decoder.blocks.1.self_attn_norm.gamma' of shape \(16,\), the file has "
+        r"no such tensor"),
+}
+
+
+@pytest.mark.parametrize("case", REUSED_DIMENSION_CASES)
+def test_a_config_reusing_a_real_dimension_is_refused_before_building(tmp_path, case):
+    make, change, message = REUSED_DIMENSION_CASES[case]
+    good = tmp_path / "good.safetensors"
+    make().save(good)
+    bad = rewrite(good, tmp_path / "bad.safetensors", lambda ts, m: m["config"].update(change))
+    err = refused_within(lambda: Model.load(bad), CheckpointError, message,
+                         2 * bad.stat().st_size)
+    assert str(bad) in str(err)
+
+
+@pytest.mark.parametrize("part", ["TokenInput", "TransformerEncoder", "TransformerDecoder"])
+def test_a_part_of_a_transformer_is_not_loaded_on_its_own(tmp_path, rnnlm_file, part):
+    bad = rewrite(rnnlm_file, tmp_path / "bad.safetensors",
+                  lambda ts, m: m.update(model=part, config={"rng": 0}))
+    refused_within(lambda: Model.load(bad), CheckpointError,
+                   f"config that {part} does not accept: {part} is built only as a part",
+                   2 * bad.stat().st_size)
 
 
 @pytest.fixture(scope="module")

@@ -315,6 +315,26 @@ class Model:
         save_tensors(path, tensors, {"timelayers": json.dumps(meta)})
 
     @classmethod
+    def param_shapes(cls, config: dict) -> dict:
+        """Dotted name -> shape of every param of ``cls(**config)`` (ties left
+        out, in ``state_dict`` order), computed from ``config`` alone: nothing is
+        built or allocated. Every model class of the library states its shapes
+        (:mod:`timelayers.models.shapes`).
+
+        Raises
+        ------
+        NotImplementedError
+            For a model class from outside the library.
+        TypeError, ValueError
+            For a config the constructor would refuse (an unknown key, a size
+            that is not a non-negative int), and for the parts of the
+            Transformers, which are loaded only inside their wholes.
+        """
+        from .shapes import param_shapes
+
+        return dict(param_shapes(cls, config))
+
+    @classmethod
     def load(cls, path):
         """Rebuild a saved model: its class and config from the metadata, then the
         params. Calling ``Rnnlm.load`` on a file of another model class raises
@@ -326,9 +346,12 @@ class Model:
     def _load_full(cls, path):
         """Read a checkpoint and rebuild its model. Every part of the file is
         checked before the model is built (see :func:`read_metadata`): the
-        config's sizes against the tensors' real shapes, the weights' finiteness,
-        the vocabulary's size against the config's ``vocab_size``; the tensors'
-        names, shapes and dtypes are then checked against the model.
+        config's sizes against the tensors' real shapes, the shapes of the params
+        the config describes (:meth:`param_shapes`) against the file's tensors,
+        the weights' finiteness, the vocabulary's size against the config's
+        ``vocab_size``; the tensors' names, shapes and dtypes are then checked
+        against the built model (for a class from outside the library, which
+        does not state its shapes, that is the first check of the shapes).
 
         Returns
         -------
@@ -344,6 +367,7 @@ class Model:
             raise CheckpointError(f"{where} holds a {target.__name__}, not a {cls.__name__}")
         config = meta.get("config", {})
         _check_config_sizes(config, tensors, where)
+        _check_param_shapes(target, config, tensors, where)
         _check_finite(tensors, where)
         vocab = None
         if "vocab" in meta:
@@ -402,6 +426,33 @@ def _check_config_sizes(config: dict, tensors: dict, where: str) -> None:
             raise CheckpointError(f"{where}: config {key}={value} is larger than every "
                                   f"dimension of its tensors (the largest is {largest}); the "
                                   f"config does not match the weights")
+
+
+def _check_param_shapes(model_class, config: dict, tensors: dict, where: str) -> None:
+    """Refuse, before a model is built from ``config``, a file that lacks a param
+    of that model or holds it with another shape (compared one param at a time,
+    so a config describing many more params than the file holds stops at the
+    first missing one). A model class that does not state its shapes passes."""
+    from .shapes import param_shapes
+
+    name = model_class.__name__
+    try:
+        for param, shape in param_shapes(model_class, config):
+            found = tensors.get(param)
+            if found is None or tuple(found.shape) != shape:
+                break
+        else:
+            return
+    except NotImplementedError:
+        return
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{where} has a config that {name} does not accept: "
+                              f"{exc}") from None
+    if found is None:
+        raise CheckpointError(f"{where}: the {name} its config describes has a param "
+                              f"{param!r} of shape {shape}, the file has no such tensor")
+    raise CheckpointError(f"{where}: tensor {param!r} has shape {tuple(found.shape)}, the "
+                          f"{name} its config describes expects {shape}")
 
 
 def _check_finite(tensors: dict, where: str) -> None:
