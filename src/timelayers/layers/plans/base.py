@@ -92,6 +92,19 @@ def input_preactivations(X, Wx, b, T, N):
     return A
 
 
+def states_over_input_products(xs, h0, Wx, b):
+    """The tanh RNN's start: ``X = time_major(xs) (T*N, D)`` and a state buffer
+    ``Hs (T+1, N, H)`` with ``Hs[0] = h0`` and ``Hs[t+1] = x_t @ Wx + b`` (all
+    steps as one product), which each step then turns into ``h_t`` in place."""
+    xp = get_array_module(Wx)
+    N, T, _ = xs.shape
+    X = time_major(xs)
+    Hs = with_initial(h0, T)
+    xp.matmul(X, Wx, out=Hs[1:].reshape(T * N, -1))
+    Hs[1:] += b
+    return X, Hs
+
+
 def gradients_over_steps(X, H_prev, dA, Wx, grads):
     """With the pre-activation gradients of all steps ``dA (T, N, G*H)``, the
     products over all steps: ``dWx = X^T dA``, ``dWh = H_prev^T dA`` and ``db =

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ...backend import get_array_module
-from .base import (Plan, batch_major, gradients_over_steps, input_preactivations, time_major,
-                   with_initial)
+from .base import (Plan, batch_major, gradients_over_steps, input_preactivations,
+                   states_over_input_products, time_major, with_initial)
 from .batched import GRUCache, RNNCache
 
 __all__ = ["FusedRNN", "FusedLSTM", "FusedGRU", "KERNEL_SOURCE"]
@@ -301,12 +301,9 @@ class FusedRNN(Plan):
         Wx, Wh, b = params
         (h0,) = states
         xp = get_array_module(Wx)
-        N, T, D = xs.shape
+        N, T, _ = xs.shape
         H = Wh.shape[0]
-        X = time_major(xs)                                 # (T*N, D)
-        Hs = with_initial(xp.ascontiguousarray(h0), T)     # (T+1, N, H)
-        xp.matmul(X, Wx, out=Hs[1:].reshape(T * N, H))     # x @ Wx for all steps at once
-        Hs[1:] += b
+        X, Hs = states_over_input_products(xs, h0, Wx, b)  # Hs[t+1] = x_t Wx + b
         ah = xp.empty((N, H), dtype=Wx.dtype)
         for t in range(T):
             xp.matmul(Hs[t], Wh, out=ah)
