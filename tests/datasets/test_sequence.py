@@ -77,6 +77,21 @@ def test_addition_format():
     assert max(sums) >= 1000 and min(sums) < 100  # four-digit and short answers both occur
 
 
+def test_addition_questions_are_distinct_pairs_in_the_books_mix():
+    lines = make_addition(50000, np.random.default_rng(5))  # the mix depends on n
+    pairs = [tuple(sorted(map(int, line[:7].split("+")))) for line in lines]
+    assert len(set(pairs)) == len(pairs)  # neither a+b twice nor both a+b and b+a
+    digits = np.array([len(operand) for line in lines for operand in line[:7].rstrip().split("+")])
+    # the book's addition.txt: 9.7% / 32.5% / 57.8% one-, two-, three-digit operands
+    shares = [np.mean(digits == d) for d in (1, 2, 3)]
+    assert shares == pytest.approx([0.097, 0.325, 0.578], abs=0.02)
+
+
+def test_addition_asks_for_at_most_the_distinct_pairs():
+    with pytest.raises(ValueError, match="at most 500500"):
+        make_addition(500501, np.random.default_rng(0))
+
+
 def test_addition_example_layout():
     line = "16+75".ljust(7) + "_" + "91".ljust(4)
     assert line == "16+75  _91  "

@@ -38,6 +38,7 @@ __all__ = [
 SEPARATOR = "_"
 ADDITION_WIDTHS = (7, 4)  # question, answer (without the separator)
 DATES_WIDTHS = (29, 10)
+_ADDITION_PAIRS = 1000 * 1001 // 2  # unordered pairs of 0..999
 
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
@@ -52,13 +53,23 @@ SequenceSplits = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
 
 # -- generators ------------------------------------------------------------------
 def make_addition(n: int, rng: np.random.Generator) -> list[str]:
-    """Generate ``n`` addition problems ``a+b`` with ``0 <= a, b <= 999`` (each operand
-    has 1, 2 or 3 digits with equal chance).
+    """Generate ``n`` distinct addition problems ``a+b`` with ``0 <= a, b <= 999``,
+    in the mix of the book's ``addition.txt``.
+
+    Each operand first gets a digit count, 1 to 3 with equal chance, then a value
+    below ``10 ** count``; a pair already drawn, in either order (``a+b`` or
+    ``b+a``), is drawn again. The repeats dropped are mostly short ones (there are
+    only 55 pairs of one-digit numbers), so 58% of the operands have three digits
+    and no question is asked twice, as in the book's file (9.7% / 32.5% / 57.8%
+    one-, two- and three-digit operands there, 50,000 distinct pairs); a test
+    split taken from these lines shares no question with the training split.
+    The mix depends on ``n``: the larger, the more short pairs are used up.
 
     Parameters
     ----------
     n : int
-        Number of lines.
+        Number of lines, at most 500,500 (the distinct unordered pairs; drawing
+        slows down as ``n`` nears it).
     rng : numpy.random.Generator
         Source of randomness (an int seed is accepted too).
 
@@ -70,14 +81,23 @@ def make_addition(n: int, rng: np.random.Generator) -> list[str]:
     """
     rng = np.random.default_rng(rng)
     n = _check_n(n)
-    # Each operand first gets a digit count, 1 to 3 with equal chance, then a value
-    # of at most that many digits: the mix of short and long operands seen in the
-    # book's addition.txt ("16+75", "8+4", "795+3", "706+796"), rather than 90%
-    # three-digit numbers.
-    digits = rng.integers(1, 4, size=(2, n))
-    a, b = rng.integers(0, 10 ** digits).tolist()
+    if n > _ADDITION_PAIRS:
+        raise ValueError(f"make_addition: n must be at most {_ADDITION_PAIRS} (the distinct "
+                         f"pairs of 0..999), got {n}")
     qw, aw = ADDITION_WIDTHS
-    return [f"{x}+{y}".ljust(qw) + SEPARATOR + str(x + y).ljust(aw) for x, y in zip(a, b)]
+    seen: set[tuple[int, int]] = set()
+    lines: list[str] = []
+    while len(lines) < n:
+        digits = rng.integers(1, 4, size=(2, n))
+        for x, y in zip(*rng.integers(0, 10 ** digits).tolist()):
+            pair = (x, y) if x <= y else (y, x)
+            if pair in seen:
+                continue
+            seen.add(pair)
+            lines.append(f"{x}+{y}".ljust(qw) + SEPARATOR + str(x + y).ljust(aw))
+            if len(lines) == n:
+                break
+    return lines
 
 
 def make_dates(n: int, rng: np.random.Generator) -> list[str]:
