@@ -75,7 +75,8 @@ class Decoder(Model):
         self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
         self.lstm = recurrent_layer("lstm", self._lstm_input_size(D, H), H, rng, dtype,
                                     stateful=True)
-        self.affine = TimeAffine(xavier(rng, H, (self._affine_input_size(H), V), dtype), zeros(V, dtype))
+        A = self._affine_input_size(H)
+        self.affine = TimeAffine(xavier(rng, A, (A, V), dtype), zeros(V, dtype))
 
     def _lstm_input_size(self, D, H):
         return D
