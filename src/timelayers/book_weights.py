@@ -1,216 +1,80 @@
-"""Import the book's pretrained weights safely.
+"""Import the book's pretrained weights into timelayers models, checkpoints and
+run folders.
 
-The book distributes trained weights as pickled lists of float16 arrays (for
-example ``BetterRnnlm.pkl``, saved by ``pickle.dump([p.astype(np.float16) for p
-in model.params], f)``). Unpickling runs whatever the file names, so this module
-reads them with a restricted unpickler of its own (no library does this job):
+The files are read by :func:`~timelayers.book_pickle.load_book_pickle` (a
+restricted unpickler). :data:`BOOK_MODELS` says, for each model the book saves,
+which of our models it becomes, the shapes of the book's arrays, how they map to
+our params, and where its vocabulary comes from:
 
-- it resolves only what such a file needs -- NumPy's array reconstruction
-  functions, ``ndarray`` (as an argument, never called) and plain numeric
-  ``dtype``s; lists and tuples are native to pickle -- and refuses anything else
-  *before* it is called;
-- it checks every declared shape against the data the file really holds, and
-  every state it sets on an array or a dtype (no object dtypes, no sub-array or
-  structured dtypes, no flags), so a small crafted file cannot allocate more
-  than it holds (a zero-stride view of a few bytes, a shape of ``10**12``).
+- ``rnnlm``, ``better-rnnlm``: a list of arrays in the book's ``params`` order,
+  which is ours (the LSTM's gate columns are f, g, i, o in both). BetterRnnlm's
+  tied output weight is saved as its own array: it is checked, not loaded. The
+  vocabulary is PTB's.
+- ``seq2seq``, ``attention``: ten arrays, encoder (embedding W, LSTM Wx, Wh, b),
+  decoder (the same, then affine W, b), in our order; attention's affine reads
+  ``[context, LSTM output]`` in both.
+- ``peeky``: as seq2seq, but the book's decoder concatenates the encoder's state
+  *before* its input (``[h, embedding]`` into the LSTM, ``[h, LSTM output]`` into
+  the affine) and ours after it, so the first ``H`` rows of those two weights move
+  to the end.
+- The seq2seq family's vocabulary comes from the data file the model was trained
+  on (the book's ``question_answer`` lines), its characters numbered in order of
+  first appearance, each line's question then its answer -- the book's numbering
+  and :func:`~timelayers.datasets.load_sequence`'s.
+- ``cbow``, ``skipgram``: the book's dict holds only the input-side weights
+  ``W_in`` (``word_vecs``) and the vocabulary. The import is our CBOW / SkipGram
+  with ``W_in = word_vecs``, the output weights zero and a uniform negative
+  sampler (the file has no word counts): ``similar`` and ``analogy`` use ``W_in``
+  alone and give the book's answers; its loss is meaningless (every score is 0).
 
-The arrays are matched to a model's params in layer order, ties included (the
-book saves the tied output weight as its own array; it is checked, not loaded).
-Their shapes are checked against the model they describe before it is built,
-and their values for NaN and infinities.
+Every array's shape is checked against the model the first arrays describe before
+anything is built (so a small file cannot declare a large model), and every value
+for NaN and infinities.
 """
 
 from __future__ import annotations
 
-import io
-import math
-import pickle
-import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .errors import CheckpointError
+from .book_pickle import UnsafePickleError, load_book_pickle
+from .errors import CheckpointError, OptionError
 
-__all__ = ["UnsafePickleError", "load_book_pickle", "model_from_book_params", "import_book_weights",
-           "BOOK_MODELS"]
-
-_NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
-
-
-class UnsafePickleError(CheckpointError):
-    """The pickle asked for something other than NumPy arrays, lists and tuples."""
+__all__ = ["UnsafePickleError", "load_book_pickle", "BookLayout", "BOOK_MODELS",
+           "model_from_book_params", "book_data_vocabulary", "read_book_model",
+           "import_book_weights", "import_book_run"]
 
 
-class _NdarrayType:
-    """Stands for ``numpy.ndarray`` inside the pickle: an argument of
-    ``_reconstruct``, which cannot be called (``ndarray(shape, dtype, buffer,
-    offset, strides)`` would make views of any size over a few bytes)."""
+@dataclass(frozen=True)
+class BookLayout:
+    """How one of the book's saved models maps to ours.
 
-    def __call__(self, *args):
-        raise UnsafePickleError("refusing to call numpy.ndarray from a weights pickle (it can "
-                                "view a few bytes as an array of any size)")
+    ``model``: our class; ``vocabulary``: ``"ptb"``, ``"pickle"`` (the file's own)
+    or ``"data"`` (a data file in the book's sequence format); ``sizes``: the
+    book's arrays -> (our model's config, the shape each array must have);
+    ``to_ours``: (arrays, config) -> the arrays in our models' layout; ``note``:
+    what an imported run records about the conversion."""
 
-
-_NDARRAY = _NdarrayType()
-
-
-def _plain_dtype(spec, align=False, copy=False):
-    """``numpy.dtype(spec)`` for a plain numeric dtype only."""
-    dtype = np.dtype(spec) if isinstance(spec, str) else None
-    if dtype is None or dtype.kind not in _NUMERIC_KINDS or dtype.fields or dtype.subdtype:
-        raise UnsafePickleError(f"refusing dtype {spec!r} in a weights pickle: only numeric "
-                                f"dtypes are allowed")
-    return np.dtype(spec, align, copy)
+    model: str
+    vocabulary: str
+    sizes: Callable = None
+    to_ours: Callable = None
+    note: str = ""
 
 
-def _array_bytes(shape, dtype) -> int:
-    if not (isinstance(shape, tuple)
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
-        raise UnsafePickleError(f"refusing array shape {shape!r} in a weights pickle")
-    if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
-        raise UnsafePickleError(f"refusing dtype {dtype!r} in a weights pickle: only numeric "
-                                f"dtypes are allowed")
-    return math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-
-
-class _ArraysOnlyUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD can be checked
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def __init__(self, file, size: int):
-        super().__init__(file)
-        self.size = size  # the file's byte count: no array can hold more
-        self.allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
-            ("numpy.core.numeric", "_frombuffer"): self._frombuffer,
-            ("numpy._core.numeric", "_frombuffer"): self._frombuffer,
-            ("numpy", "ndarray"): _NDARRAY,
-            ("numpy", "dtype"): _plain_dtype,
-            ("_codecs", "encode"): _latin1_bytes,  # how pickle protocol 2 stores bytes
-        }
-
-    def find_class(self, module, name):
-        found = self.allowed.get((module, name))
-        if found is None:
-            raise UnsafePickleError(f"refusing to load {module}.{name} from a weights pickle: "
-                                    f"only lists, tuples and NumPy arrays are allowed")
-        return found
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError("refusing a pickle with persistent ids")
-
-    def _check_size(self, shape, dtype) -> None:
-        nbytes = _array_bytes(shape, dtype)
-        if nbytes > self.size:
-            raise UnsafePickleError(f"refusing an array of shape {shape} ({nbytes} bytes) in a "
-                                    f"weights pickle of {self.size} bytes")
-
-    def _reconstruct(self, subtype, shape, typecode):
-        """NumPy's ``_reconstruct(ndarray, (0,), b'b')``: an empty array whose
-        state (shape, dtype, data) the next BUILD sets."""
-        if subtype is not _NDARRAY:
-            raise UnsafePickleError(f"refusing to reconstruct a {type(subtype).__name__} in a "
-                                    f"weights pickle")
-        self._check_size(shape, np.dtype(np.uint8))
-        return np.empty(shape, dtype=np.uint8)
-
-    def _frombuffer(self, buffer, dtype, shape, order):
-        """NumPy's ``_frombuffer`` (pickle protocol 5): ``buffer`` viewed as an
-        array, which must hold exactly ``shape``."""
-        nbytes = _array_bytes(tuple(shape) if isinstance(shape, (tuple, list)) else shape, dtype)
-        if not isinstance(buffer, (bytes, bytearray)) or len(buffer) != nbytes:
-            raise UnsafePickleError(f"refusing a buffer that does not hold an array of shape "
-                                    f"{shape} and dtype {dtype}")
-        if order not in ("C", "F"):
-            raise UnsafePickleError(f"refusing array order {order!r} in a weights pickle")
-        return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
-
-    def load_build(self):
-        """BUILD sets an object's state: allowed for the arrays and dtypes made
-        above only, after the state is checked."""
-        state = self.stack.pop()
-        target = self.stack[-1]
-        if type(target) is np.ndarray and isinstance(state, tuple) and len(state) == 5:
-            _, shape, dtype, _, data = state
-            self._check_size(shape, dtype)
-            if not isinstance(data, bytes) or len(data) != _array_bytes(shape, dtype):
-                raise UnsafePickleError(f"refusing array data that does not match shape "
-                                        f"{shape} and dtype {dtype}")
-        elif isinstance(target, np.dtype) and isinstance(state, tuple) and len(state) == 8:
-            if state[2:] != (None, None, None, -1, -1, 0):  # what plain dtypes pickle
-                raise UnsafePickleError("refusing a structured, sub-array, sized or flagged "
-                                        "dtype in a weights pickle")
-        else:
-            raise UnsafePickleError(f"refusing to set the state of a {type(target).__name__} "
-                                    f"in a weights pickle")
-        target.__setstate__(state)
-
-    dispatch[pickle.BUILD[0]] = load_build
-
-    def load_bytearray8(self):
-        """BYTEARRAY8 (protocol 5): the Python unpickler allocates the declared
-        length before reading; here it may not exceed the file."""
-        (n,) = struct.unpack("<Q", self.read(8))
-        if n > self.size:
-            raise UnsafePickleError(f"refusing a bytearray of {n} bytes in a weights pickle of "
-                                    f"{self.size} bytes")
-        data = bytearray(n)
-        self.readinto(data)
-        self.append(data)
-
-    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
-
-
-def _latin1_bytes(text, encoding="latin1"):
-    if not isinstance(text, str) or encoding != "latin1":
-        raise UnsafePickleError("refusing a call of _codecs.encode other than bytes in latin-1")
-    return text.encode("latin1")
-
-
-def load_book_pickle(path) -> list:
-    """Read a book weights file: a list (or tuple) of NumPy arrays of plain
-    numeric dtypes.
-
-    Raises
-    ------
-    UnsafePickleError
-        If the pickle references anything but NumPy arrays and numeric dtypes, or
-        declares an array larger than the file.
-    CheckpointError
-        If the file is missing, corrupt, or does not hold a list of arrays.
-    """
-    path = Path(path)
-    where = f"weights file {str(path)!r}"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where} is a folder, not a file") from None
-    try:
-        obj = _ArraysOnlyUnpickler(io.BytesIO(data), len(data)).load()
-    except UnsafePickleError as exc:
-        raise UnsafePickleError(f"{where}: {exc}") from None
-    except Exception as exc:  # any malformed pickle
-        raise CheckpointError(f"{where} is not a readable pickle: {exc}") from None
-    if not isinstance(obj, (list, tuple)) or not all(type(a) is np.ndarray for a in obj):
-        raise CheckpointError(f"{where} does not hold a list of arrays")
-    return list(obj)
-
-
-def _rnnlm_shapes(arrays):
-    """The config of the book's Rnnlm that ``arrays`` describe, and the shapes of
-    its six arrays (embedding, LSTM Wx, Wh, b, affine W, b)."""
+def _rnnlm_sizes(arrays):
+    """Embedding W (V, D), LSTM Wx (D, 4H), Wh (H, 4H), b (4H,), affine W (H, V), b (V,)."""
     V, D = arrays[0].shape
     H = arrays[2].shape[0]
     config = {"vocab_size": V, "wordvec_size": D, "hidden_size": H}
     return config, [(V, D), (D, 4 * H), (H, 4 * H), (4 * H,), (H, V), (V,)]
 
 
-def _better_rnnlm_shapes(arrays):
-    """The config of the book's BetterRnnlm (two or more LSTM layers, the affine
-    W tied to the embedding) and the shapes of its arrays."""
+def _better_rnnlm_sizes(arrays):
+    """Embedding W (V, D), two or more LSTMs' Wx, Wh, b, the tied affine W (H, V), b (V,)."""
     V, D = arrays[0].shape
     H = arrays[2].shape[0]
     num_layers = (len(arrays) - 3) // 3
@@ -221,31 +85,92 @@ def _better_rnnlm_shapes(arrays):
     return config, shapes + [(H, V), (V,)]
 
 
-BOOK_MODELS = {"rnnlm": ("Rnnlm", _rnnlm_shapes), "better-rnnlm": ("BetterRnnlm", _better_rnnlm_shapes)}
+def _seq2seq_sizes(decoder_input: str, affine_input: str):
+    """Sizes of a seq2seq model whose decoder LSTM reads ``D`` or ``H+D`` inputs
+    and whose affine reads ``H`` or ``2H``."""
+
+    def sizes(arrays):
+        V, D = arrays[0].shape
+        H = arrays[2].shape[0]
+        lstm_in = {"D": D, "H+D": H + D}[decoder_input]
+        affine_in = {"H": H, "2H": 2 * H}[affine_input]
+        lstm = [(4 * H,)]
+        shapes = [(V, D), (D, 4 * H), (H, 4 * H), *lstm,
+                  (V, D), (lstm_in, 4 * H), (H, 4 * H), *lstm, (affine_in, V), (V,)]
+        return {"vocab_size": V, "wordvec_size": D, "hidden_size": H}, shapes
+
+    return sizes
 
 
-def model_from_book_params(kind: str, arrays: list, source: str = "the weights"):
-    """Build the model ``kind`` ("rnnlm" or "better-rnnlm") sized from the book's
-    arrays and load them (cast to float32).
+_PEEKY_DECODER_LSTM_WX, _PEEKY_DECODER_AFFINE_W = 5, 8
 
-    The arrays' shapes are checked against the model they describe before it is
-    built, so arrays that declare large sizes without holding the data (an empty
-    ``(20000, 0)`` array setting the hidden size) are refused without allocating.
+
+def _peeky_to_ours(arrays, config):
+    """Move the encoder state's ``H`` rows from the front of the decoder LSTM's Wx
+    and the affine W (the book's ``[h, x]``) to their end (our ``[x, h]``)."""
+    H = config["hidden_size"]
+    ours = list(arrays)
+    for i in (_PEEKY_DECODER_LSTM_WX, _PEEKY_DECODER_AFFINE_W):
+        ours[i] = np.concatenate([arrays[i][H:], arrays[i][:H]])
+    return ours
+
+
+_WORD_VECTOR_NOTE = ("the book's file holds only W_in (word_vecs): the output weights are zero "
+                     "and the negative sampler uniform, so the loss is (1 + sample_size) * ln 2 "
+                     "whatever the words; similar and analogy use W_in")
+
+BOOK_MODELS = {
+    "rnnlm": BookLayout("Rnnlm", "ptb", _rnnlm_sizes),
+    "better-rnnlm": BookLayout("BetterRnnlm", "ptb", _better_rnnlm_sizes),
+    "cbow": BookLayout("CBOW", "pickle", note=_WORD_VECTOR_NOTE),
+    "skipgram": BookLayout("SkipGram", "pickle", note=_WORD_VECTOR_NOTE),
+    "seq2seq": BookLayout("Seq2seq", "data", _seq2seq_sizes("D", "H")),
+    "peeky": BookLayout("PeekySeq2seq", "data", _seq2seq_sizes("H+D", "2H"), _peeky_to_ours,
+                        note="the decoder's [h, embedding] and [h, LSTM output] rows moved to "
+                             "[embedding, h] and [LSTM output, h]"),
+    "attention": BookLayout("AttentionSeq2seq", "data", _seq2seq_sizes("D", "2H")),
+}
+"""The book's saved models by the name ``timelayers import-book-weights`` takes."""
+
+
+def _layout(kind: str) -> BookLayout:
+    if kind not in BOOK_MODELS:
+        raise OptionError(f"argument 'model' expected one of {', '.join(BOOK_MODELS)}, got "
+                          f"{kind!r}")
+    return BOOK_MODELS[kind]
+
+
+def model_from_book_params(kind: str, params, source: str = "the weights"):
+    """Build the model ``kind`` (a key of :data:`BOOK_MODELS`) from what
+    :func:`load_book_pickle` read, ``params``: a list of arrays, or for
+    ``cbow``/``skipgram`` the word-vector dict (the model then carries the dict's
+    vocabulary). The weights are cast to float32.
 
     Raises
     ------
     CheckpointError
-        When the arrays do not fit the model (count, shapes, NaN or infinite
-        values, or a tied weight that is not the transpose of its source); the
-        message starts with ``source``.
+        When ``params`` do not fit the model (count, shapes, sizes below 1, NaN or
+        infinite values, a tied weight that is not the transpose of its source, a
+        vocabulary that does not match the word vectors); the message starts with
+        ``source``.
     """
+    layout = _layout(kind)
+    if layout.vocabulary == "pickle":
+        if not isinstance(params, dict):
+            raise CheckpointError(f"{source} holds a list of arrays, not the book's word-vector "
+                                  f"dict of {kind}")
+        return _word_vector_model(kind, layout, params, source)
+    if isinstance(params, dict):
+        raise CheckpointError(f"{source} holds the book's word vectors, not the {kind}'s "
+                              f"list of arrays")
+    return _params_model(kind, layout, params, source)
+
+
+def _params_model(kind, layout, arrays, source):
     from . import models
 
-    if kind not in BOOK_MODELS:
-        raise ValueError(f"argument 'model' expected one of {sorted(BOOK_MODELS)}, got {kind!r}")
-    class_name, shapes_of = BOOK_MODELS[kind]
     try:
-        config, shapes = shapes_of(arrays)
+        config, shapes = layout.sizes(arrays)
     except (IndexError, ValueError) as exc:
         raise CheckpointError(f"{source}: the arrays do not look like the book's {kind}: "
                               f"{exc}") from None
@@ -256,21 +181,22 @@ def model_from_book_params(kind: str, arrays: list, source: str = "the weights")
         if tuple(a.shape) != shape:
             raise CheckpointError(f"{source}: array {i} has shape {tuple(a.shape)}, the book's "
                                   f"{kind} with {config} has {shape}")
+    small = {k: v for k, v in config.items() if v < 1}
+    if small:
+        raise CheckpointError(f"{source}: the arrays give the book's {kind} sizes {small}; "
+                              f"every size must be at least 1")
     try:
-        model = getattr(models, class_name)(**config)
+        model = getattr(models, layout.model)(**config)
     except ValueError as exc:
         raise CheckpointError(f"{source}: the arrays do not look like the book's {kind}: "
                               f"{exc}") from None
-    named = list(model.named_param_slots())
-    for (name, p, _), a in zip(named, arrays):
-        if tuple(p.shape) != tuple(a.shape):
-            raise CheckpointError(f"{source}: array for {name!r} has shape {tuple(a.shape)}, "
-                                  f"expected {tuple(p.shape)}")
+    named = [name for name, _, _ in model.named_param_slots()]
+    for name, a in zip(named, arrays):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{source}: array for {name!r} has NaN or infinite values")
-    values = {name: a for (name, _, _), a in zip(named, arrays)}
-    state = {name: values[name].astype(np.float32) for name in model.param_names}
-    model.load_state_dict(state)
+    ours = layout.to_ours(arrays, config) if layout.to_ours else arrays
+    values = dict(zip(named, ours))
+    model.load_state_dict({name: values[name].astype(np.float32) for name in model.param_names})
     for tied, source_name, transpose in getattr(model, "_ties", []):
         want = values[source_name].T if transpose else values[source_name]
         if not np.array_equal(values[tied], want):
@@ -279,27 +205,173 @@ def model_from_book_params(kind: str, arrays: list, source: str = "the weights")
     return model
 
 
+def _word_vector_model(kind, layout, params, source):
+    from . import models
+    from .recipes import RECIPES
+
+    word_vecs = params["word_vecs"]
+    if word_vecs.ndim != 2 or min(word_vecs.shape) < 1:
+        raise CheckpointError(f"{source}: 'word_vecs' has shape {word_vecs.shape}, expected "
+                              f"(vocabulary size, hidden size), both at least 1")
+    if not np.isfinite(word_vecs).all():
+        raise CheckpointError(f"{source}: 'word_vecs' has NaN or infinite values")
+    V, H = word_vecs.shape
+    vocab = _pickle_vocabulary(params, V, source)
+    defaults = RECIPES[kind].model_args
+    model = getattr(models, layout.model)(V, H, defaults["window_size"],
+                                          counts=np.ones(V, dtype=np.int64),
+                                          sample_size=defaults["sample_size"], rng=0)
+    w_in, w_out = model.param_names
+    model.load_state_dict({w_in: word_vecs.astype(np.float32),
+                           w_out: np.zeros((V, H), dtype=np.float32)})
+    model.vocab = vocab
+    return model
+
+
+def _pickle_vocabulary(params, V, source):
+    """The word-vector dict's vocabulary, checked: one word per row, ids 0..V-1,
+    ``word_to_id`` and ``id_to_word`` inverse to each other."""
+    from .vocab import Vocabulary
+
+    word_to_id, id_to_word = params["word_to_id"], params["id_to_word"]
+    if not len(word_to_id) == len(id_to_word) == V:
+        raise CheckpointError(f"{source}: 'word_vecs' has {V} rows, 'word_to_id' "
+                              f"{len(word_to_id)} words and 'id_to_word' {len(id_to_word)}; "
+                              f"expected one word per row")
+    missing = next((i for i in range(V) if i not in id_to_word), None)
+    if missing is not None:
+        raise CheckpointError(f"{source}: 'id_to_word' has no word for id {missing} (expected "
+                              f"ids 0 to {V - 1})")
+    for i in range(V):
+        word = id_to_word[i]
+        if word_to_id.get(word) != i:
+            raise CheckpointError(f"{source}: 'id_to_word' maps {i} to {word!r}, but "
+                                  f"'word_to_id' maps {word!r} to {word_to_id.get(word)}")
+    return Vocabulary(id_to_word[i] for i in range(V))
+
+
+def book_data_vocabulary(path):
+    """The character vocabulary of a data file in the book's sequence format
+    (``question_answer`` lines), numbered as the book numbers it: in order of
+    first appearance, each line's question, then its answer (``_`` first).
+
+    Raises
+    ------
+    DataError
+        If the file is missing or not in that format (naming the file and line).
+    """
+    from .datasets import load_sequence
+
+    return load_sequence(path, seed=None)[2]
+
+
+def read_book_model(kind: str, pkl_path, vocab=None):
+    """The model ``kind`` built from the book's file ``pkl_path``, with ``vocab``
+    (which must have one word per row of its embedding) or, for word vectors, the
+    file's own vocabulary."""
+    layout = _layout(kind)
+    where = f"weights file {str(pkl_path)!r}"
+    if vocab is not None and layout.vocabulary == "pickle":
+        raise OptionError(f"the book's {kind} file carries its own vocabulary; give none")
+    model = model_from_book_params(kind, load_book_pickle(pkl_path), source=where)
+    if vocab is not None:
+        _attach_vocabulary(model, vocab, where)
+    return model
+
+
+def _attach_vocabulary(model, vocab, where):
+    from .models.base import check_vocab_fits, config_dict
+
+    check_vocab_fits(vocab, config_dict(model), where, type(model).__name__)
+    model.vocab = vocab
+
+
 def import_book_weights(kind: str, pkl_path, out_path, vocab=None):
     """Read the book's pickled weights for ``kind`` and write a timelayers checkpoint.
 
     Parameters
     ----------
-    kind : {"rnnlm", "better-rnnlm"}
+    kind : a key of :data:`BOOK_MODELS`
     pkl_path, out_path : paths
     vocab : Vocabulary, optional
-        Stored with the model (the book's models use the PTB vocabulary); it must
-        have one word per row of the embedding.
+        Stored with the model (PTB's for the language models, a data file's
+        :func:`book_data_vocabulary` for seq2seq); it must have one word per row
+        of the embedding. Word vectors carry their own.
 
     Returns
     -------
     the loaded model
     """
-    from .models.base import check_vocab_fits, config_dict
-
-    where = f"weights file {str(pkl_path)!r}"
-    model = model_from_book_params(kind, load_book_pickle(pkl_path), source=where)
-    if vocab is not None:
-        check_vocab_fits(vocab, config_dict(model), where, type(model).__name__)
-        model.vocab = vocab
+    model = read_book_model(kind, pkl_path, vocab)
     model.save(out_path)
     return model
+
+
+def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, force=False):
+    """Read the book's pickled weights for ``kind`` into a run folder that
+    :func:`~timelayers.recipes.load_run` (and ``timelayers eval``, ``generate``,
+    ``similar``, ``analogy``) uses as one trained here.
+
+    The run is recipe ``kind``'s with the file's sizes; its data is PTB for the
+    language models and word vectors (the vocabulary: PTB's, or the file's own),
+    and the file ``data`` for the seq2seq models, whose characters give the
+    vocabulary (:func:`book_data_vocabulary`; ``reverse`` overrides the recipe's
+    reversed questions: the book's attention and Peeky models read them reversed).
+    ``run.json`` records the book's file and its SHA-256 under ``"imported"``.
+
+    Everything is read and checked first; then the folder is started as a new run
+    (refused if it holds one, unless ``force``), ``model.safetensors`` written and
+    ``run.json`` last, each atomically, so the folder reads as a run only once
+    it is whole.
+
+    Raises
+    ------
+    OptionError
+        ``data`` missing for a seq2seq model or given for another; ``reverse`` for
+        a model without reversed questions.
+    CheckpointError, DataError, FileExistsError
+    """
+    from ._version import __version__
+    from .models.base import config_dict
+    from .recipes import COMMON_OPTIONS, RECIPES, load_data
+    from .run_folder import sha256_of, start_new_run, write_json
+
+    layout = _layout(kind)
+    recipe = RECIPES[kind]
+    if layout.vocabulary == "data" and data is None:
+        raise OptionError(f"a {kind} run folder needs the data file in the book's format that "
+                          f"the model was trained on (its characters are the vocabulary)")
+    if layout.vocabulary != "data" and data is not None:
+        raise OptionError(f"argument 'data' gives the vocabulary of seq2seq, peeky and "
+                          f"attention; a {kind} run evaluates on PTB")
+    if reverse is not None and "reverse" not in recipe.train_args:
+        raise OptionError(f"argument 'reverse' does not apply to {kind}")
+    source = str(Path(data).resolve()) if data is not None else None
+    model = read_book_model(kind, pkl_path)  # checked before a vocabulary is read
+    if layout.vocabulary != "pickle":
+        vocab = _ptb_vocabulary() if layout.vocabulary == "ptb" else book_data_vocabulary(source)
+        _attach_vocabulary(model, vocab, f"weights file {str(pkl_path)!r}")
+    options = {**recipe.model_args, **recipe.train_args, **COMMON_OPTIONS,
+               **{k: v for k, v in config_dict(model).items() if k in recipe.model_args}}
+    if reverse is not None:
+        options["reverse"] = bool(reverse)
+    info = {"recipe": kind, "task": recipe.task.name, "data": source,
+            "data_sha256": sha256_of(source) if source is not None else None,
+            "options": options, "seed": 0, "version": __version__,
+            "imported": {"file": str(Path(pkl_path).resolve()), "sha256": sha256_of(pkl_path),
+                         "book_model": kind, **({"note": layout.note} if layout.note else {})}}
+    if source is not None:
+        task_data = load_data(recipe, source, options, info["seed"], vocab=model.vocab)
+        recipe.task.check_sizes(options, task_data, f"data file {source!r}", training=False)
+        info.update(recipe.task.run_info(task_data))
+    run_dir = Path(run_dir)
+    start_new_run(run_dir, force=force)
+    model.save(run_dir / "model.safetensors")
+    write_json(run_dir / "run.json", info)
+    return model
+
+
+def _ptb_vocabulary():
+    from .datasets import load_ptb
+
+    return load_ptb("train")[1]

@@ -8,7 +8,7 @@
     timelayers generate RUN_DIR [QUESTION ...]
     timelayers similar RUN_DIR WORD
     timelayers analogy RUN_DIR A B C
-    timelayers import-book-weights MODEL FILE.pkl OUT.safetensors
+    timelayers import-book-weights MODEL FILE.pkl OUT.safetensors | OUT_DIR --run-folder
     mpiexec -n K timelayers train MODEL ... data-parallel over K processes
 
 train, eval, generate, similar and analogy take ``--device cpu|gpu`` (default: the
@@ -219,17 +219,44 @@ def _print_ranked(pairs) -> int:
 
 
 def _cmd_import(args) -> int:
-    from .book_weights import import_book_weights
+    from . import book_weights
 
-    vocab = None
-    if args.ptb_vocab:
-        from .datasets import load_ptb
+    source = book_weights.BOOK_MODELS[args.model].vocabulary
+    if args.ptb_vocab and source != "ptb":
+        raise CliError(f"--ptb-vocab applies to rnnlm and better-rnnlm; {args.model} takes "
+                       f"{_VOCABULARY_SOURCES[source]}")
+    if args.data is not None and source != "data":
+        raise CliError(f"--data applies to seq2seq, peeky and attention; {args.model} takes "
+                       f"{_VOCABULARY_SOURCES[source]}")
+    if args.data is not None and not Path(args.data).is_file():
+        raise CliError(f"data file {args.data!r} does not exist")
+    if args.run_folder:
+        model = book_weights.import_book_run(args.model, args.pkl, args.out, data=args.data,
+                                             reverse=args.reverse, force=args.force)
+        what = "run folder"
+    else:
+        for flag, given in (("--force", args.force), ("--reverse/--no-reverse",
+                                                      args.reverse is not None)):
+            if given:
+                raise CliError(f"{flag} is an option of a run folder: add --run-folder")
+        vocab = None
+        if args.ptb_vocab:
+            from .datasets import load_ptb
 
-        _, vocab = load_ptb("train")
-    model = import_book_weights(args.model, args.pkl, args.out, vocab=vocab)
-    sizes = ", ".join(f"{k}={v}" for k, v in vars(model.config).items())
-    print(f"wrote {args.out}: {type(model).__name__}({sizes})")
+            _, vocab = load_ptb("train")
+        elif args.data is not None:
+            vocab = book_weights.book_data_vocabulary(args.data)
+        model = book_weights.import_book_weights(args.model, args.pkl, args.out, vocab=vocab)
+        what = "checkpoint"
+    sizes = ", ".join(f"{k}={v}" for k, v in vars(model.config).items()
+                      if not isinstance(v, list))  # word vectors' counts: one per word
+    print(f"wrote {what} {args.out}: {type(model).__name__}({sizes})")
     return 0
+
+
+_VOCABULARY_SOURCES = {"ptb": "the PTB vocabulary (--ptb-vocab)",
+                       "pickle": "the vocabulary in its file",
+                       "data": "the vocabulary of its data file (--data FILE)"}
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -275,6 +302,7 @@ def _add_device(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .book_weights import BOOK_MODELS
     from .recipes import RECIPES
 
     parser = argparse.ArgumentParser(
@@ -395,13 +423,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import-book-weights", help="convert the book's pickled weights safely",
                        description="Read the book's pickled weights with a restricted unpickler "
-                                   "(only lists, tuples and NumPy arrays) and write a timelayers "
-                                   "checkpoint.")
-    p.add_argument("model", choices=["rnnlm", "better-rnnlm"], metavar="MODEL",
-                   help="rnnlm or better-rnnlm")
+                                   "(only lists, tuples, dicts and NumPy arrays) and write a "
+                                   "timelayers checkpoint, or with --run-folder a run folder that "
+                                   "eval, generate, similar and analogy use as a run trained here. "
+                                   "The vocabulary: PTB's for rnnlm and better-rnnlm "
+                                   "(--ptb-vocab; a run folder always has it), the file's own for "
+                                   "cbow and skipgram (only W_in is in the file: the imported "
+                                   "output weights are zero, so eval's loss means nothing, "
+                                   "similar and analogy are the book's), and the characters of "
+                                   "the data file the model was trained on for seq2seq, peeky and "
+                                   "attention (--data, e.g. the book's date.txt), numbered in "
+                                   "order of first appearance as the book does.")
+    p.add_argument("model", choices=list(BOOK_MODELS), metavar="MODEL",
+                   help="one of: " + ", ".join(BOOK_MODELS))
     p.add_argument("pkl", metavar="FILE.pkl")
-    p.add_argument("out", metavar="OUT.safetensors")
-    p.add_argument("--ptb-vocab", action="store_true", help="store the PTB vocabulary with it")
+    p.add_argument("out", metavar="OUT",
+                   help="the checkpoint to write (OUT.safetensors), or with --run-folder the run "
+                        "folder")
+    p.add_argument("--run-folder", action="store_true",
+                   help="write OUT as a run folder (model.safetensors and run.json); a folder "
+                        "that holds a run is refused without --force")
+    p.add_argument("--force", action="store_true", help="replace a run already in OUT")
+    p.add_argument("--ptb-vocab", action="store_true",
+                   help="store the PTB vocabulary with it (rnnlm, better-rnnlm)")
+    p.add_argument("--data", metavar="FILE",
+                   help="seq2seq, peeky, attention: the data file in the book's format that the "
+                        "model was trained on (its vocabulary; a run folder evaluates on it); "
+                        "required with --run-folder")
+    p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
+                   help="with --run-folder: the questions are read reversed (default: as the "
+                        "recipe, reversed for peeky and attention, as the book trains them)")
+    p.add_argument("--no-reverse", dest="reverse", action="store_false")
     p.set_defaults(func=_cmd_import)
     return parser
 

@@ -70,6 +70,7 @@ _FIELDS = {  # field: (kind, required); a kind from timelayers.options.KINDS
     "data": ("str", True), "task": ("str", False), "version": ("str", False),
     "data_sha256": ("str", False), "shape": (list, False), "resumed": (list, False),
     "processes": ("positive int", False),
+    "imported": (dict, False),  # a run imported from the book's weights: its file and SHA-256
 }
 _MAY_BE_NULL = {"data", "data_sha256"}
 
