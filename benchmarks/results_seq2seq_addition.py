@@ -6,18 +6,23 @@ The data is the book's format and mix (``make_addition``: 50,000 distinct pairs,
 the last 10% the test split). The last 2,500 lines of the training split are held
 out as a validation split, reported next to the test split, so that a choice made
 on a curve (the stabiliser, a checkpoint) need not look at the test split. One
-stabiliser is added to the book's recipe: the learning rate follows half a cosine
-from 0.001 towards 0 over the epochs (``WarmupCosine`` with no warm-up, reaching 0
-one epoch after the last); ``--constant-lr`` runs the book's recipe as it is.
+stabiliser is added to the book's recipe (``--schedule``):
+
+- ``plateau`` (default): halve the learning rate whenever the validation accuracy
+  does not beat its best so far (``ReduceOnPlateau``, factor 2, patience 0);
+- ``cosine``: half a cosine from 0.001 towards 0 over the epochs (``WarmupCosine``
+  with no warm-up, reaching 0 one epoch after the last);
+- ``constant``: none, the book's recipe as it is.
 
 Goal: Peeky + reversed >= 98% test accuracy after the last epoch and no epoch
 after the 20th below 97%.
 
     python benchmarks/results_seq2seq_addition.py [--quick] [--epochs 25]
-        [--variants plain reversed peeky+reversed] [--constant-lr]
+        [--variants plain reversed peeky+reversed] [--schedule plateau|cosine|constant]
 
-A run of only some variants writes seq2seq_addition_<variants>.json/.png, so it
-never replaces the full result.
+A run of only some variants, or with another schedule, writes
+seq2seq_addition_<variants>_<schedule>.json/.png, so it never replaces the full
+result.
 """
 
 import sys
@@ -42,7 +47,23 @@ def split_validation(x, t, size):
     return (x[:-size], t[:-size]), (x[-size:], t[-size:])
 
 
-def train_variant(name, data, epochs, seed, constant_lr):
+SCHEDULES = {
+    "plateau": lambda opt, epochs: tl.schedules.ReduceOnPlateau(
+        opt, factor=2.0, monitor="val_accuracy", mode="max"),
+    # total_steps = epochs + 1: the cosine's zero falls after the last epoch, which still learns
+    "cosine": lambda opt, epochs: tl.schedules.WarmupCosine(opt, 0, epochs + 1),
+    "constant": lambda opt, epochs: None,
+}
+STABILISERS = {
+    "plateau": "lr halved when the validation accuracy does not beat its best "
+               "(ReduceOnPlateau(optimizer, 2.0, monitor='val_accuracy', mode='max'))",
+    "cosine": "cosine decay of the lr from 0.001 towards 0 "
+              "(WarmupCosine(optimizer, 0, epochs + 1))",
+    "constant": "none (the book's constant lr)",
+}
+
+
+def train_variant(name, data, epochs, seed, schedule_name):
     """Train one variant; its per-epoch record and summary as a dict."""
     (x_train, t_train), (x_val, t_val), (x_test, t_test), vocab = data
     cls, reverse = VARIANTS[name]
@@ -50,8 +71,7 @@ def train_variant(name, data, epochs, seed, constant_lr):
         x_train, x_val, x_test = map(reverse_questions, (x_train, x_val, x_test))
     model = cls(len(vocab), 16, 128, rng=seed)
     optimizer = tl.Adam(lr=0.001)
-    # total_steps = epochs + 1: the cosine's zero falls after the last epoch, which still learns
-    schedule = None if constant_lr else tl.schedules.WarmupCosine(optimizer, 0, epochs + 1)
+    schedule = SCHEDULES[schedule_name](optimizer, epochs)
     trainer = tl.Trainer(model, optimizer, max_grad=5.0, rng=seed, schedule=schedule)
 
     def evaluate(m):
@@ -114,8 +134,8 @@ def plot(variants, path, title):
 def main():
     parser = argument_parser(__doc__, 25)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--constant-lr", action="store_true",
-                        help="the book's recipe without the cosine decay")
+    parser.add_argument("--schedule", choices=list(SCHEDULES), default="plateau",
+                        help="the stabiliser (default plateau)")
     args = parser.parse_args()
     n, epochs, validation = (3000, 2, 300) if args.quick else (50000, args.epochs, VALIDATION)
     (x_train, t_train), test, vocab = load_addition(n=n)
@@ -123,7 +143,7 @@ def main():
     data = (train, val, test, vocab)
     variants = {}
     for name in [v for v in VARIANTS if v in args.variants]:
-        variants[name] = train_variant(name, data, epochs, args.seed, args.constant_lr)
+        variants[name] = train_variant(name, data, epochs, args.seed, args.schedule)
         print(f"{name}: test accuracy {variants[name]['final_test_accuracy']:.4f}, "
               f"validation {variants[name]['final_validation_accuracy']:.4f}")
     result = {"epochs": epochs, "examples": n,
@@ -132,16 +152,14 @@ def main():
                       "last 10%, validation = the last lines of the rest",
               "recipe": {"wordvec_size": 16, "hidden_size": 128, "batch_size": 128,
                          "optimizer": "Adam", "lr": 0.001, "max_grad": 5.0},
-              "stabiliser": "none" if args.constant_lr else
-                            "cosine decay of the learning rate from 0.001 towards 0 "
-                            "(WarmupCosine(optimizer, 0, epochs + 1))",
+              "stabiliser": STABILISERS[args.schedule],
               "variants": variants}
     if GOAL_VARIANT in variants:
         result["goal"] = goal(variants[GOAL_VARIANT], epochs)
         print(f"goal holds: {result['goal']['holds']}")
     name = "seq2seq_addition"
-    if len(variants) < len(VARIANTS) or args.constant_lr:
-        name += "".join(f"_{v}" for v in variants) + ("_constant_lr" if args.constant_lr else "")
+    if len(variants) < len(VARIANTS) or args.schedule != "plateau":
+        name += "".join(f"_{v}" for v in variants) + f"_{args.schedule}"
     path = save_result(name, result, quick=args.quick)
     plot(variants, path.with_suffix(".png"), name)
     print(f"wrote {path}")
