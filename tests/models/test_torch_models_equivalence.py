@@ -105,3 +105,28 @@ def test_lstm_to_torch_gate_order():
     np.testing.assert_array_equal(w_ih[:, 0], [2, 2, 0, 0, 1, 1, 3, 3])  # i, f, g, o
     np.testing.assert_array_equal(b_ih, [2, 2, 0, 0, 1, 1, 3, 3])
     np.testing.assert_array_equal(b_hh, 0)
+
+
+@pytest.mark.parametrize("kind", ["rnnlm", "better", "attention"])
+def test_twin_trains_as_ours(kind):
+    """Equal gradients are not enough for a training oracle: the twin must also
+    take our update. Ten SGD steps with clipping at the book's lr 20, float64:
+    the losses stay equal (a trainable ``bias_hh`` beside ``bias_ih`` moved the
+    twin's bias twice as fast and counted twice in the clipping norm)."""
+    from timelayers.optim import SGD, clip_grads
+
+    rng = np.random.default_rng(0)
+    model, twin, V, xshape, tshape = make(kind, "float64")
+    opt, topt = SGD(lr=20.0), torch.optim.SGD(twin.parameters(), lr=20.0)
+    for step in range(10):
+        xs, ts = rng.integers(0, V, xshape), rng.integers(0, V, tshape)
+        topt.zero_grad()
+        loss = twin.loss(xs, ts)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.25)
+        topt.step()
+        ours = model.forward(xs, ts)
+        model.backward()
+        clip_grads(model.grads, 0.25)
+        opt.update(model.params, model.grads)
+        assert ours == pytest.approx(loss.item(), rel=1e-9), f"{kind} step {step}"
