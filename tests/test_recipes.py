@@ -58,3 +58,27 @@ def test_a_corpus_that_is_not_utf8_is_a_data_error_naming_the_file(tmp_path):
     path.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
     with pytest.raises(DataError, match="latin1.txt"):
         recipes.read_text_corpus(path)
+
+
+def test_a_seq2seq_run_validates_on_held_out_training_lines():
+    recipe = recipes.RECIPES["peeky"]
+    data = recipes.load_data(recipe, None, {"examples": 400, "reverse": True}, seed=0)
+    whole = len(data.train[0]) + len(data.valid[0])
+    assert len(data.valid[0]) == whole // 20 and len(data.test[0]) == 40
+    questions = lambda split: {tuple(q) for q in split[0]}  # noqa: E731
+    assert not questions(data.valid) & questions(data.test)
+    assert not questions(data.valid) & questions(data.train)
+
+
+def test_peeky_halves_its_rate_when_the_validation_accuracy_stalls(tmp_path):
+    from timelayers.datasets import make_addition, write_sequence
+
+    path = tmp_path / "addition.txt"
+    write_sequence(path, make_addition(400, np.random.default_rng(0)))
+    run = recipes.train("peeky", tmp_path / "run", data=path,
+                        overrides={"epochs": 3, "hidden_size": 8, "lr": 1e-9}, seed=0)
+    # a rate too small to learn: the accuracy after epoch 2 does not beat epoch 1's,
+    # so epoch 3 runs at half the rate (each epoch's entry is the rate it ran at)
+    assert run.history["val_accuracy"][1] <= run.history["val_accuracy"][0]
+    assert run.history["lr"] == [1e-9, 1e-9, 5e-10]
+    assert "val_accuracy" in run.history

@@ -83,7 +83,7 @@ RECIPES = {r.name: r for r in [
     Recipe("seq2seq", _S2S, "Seq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
            dict(_S2S_TRAIN)),
     Recipe("peeky", _S2S, "PeekySeq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
-           dict(_S2S_TRAIN, reverse=True)),
+           dict(_S2S_TRAIN, reverse=True, plateau_factor=2.0)),
     Recipe("attention", _S2S, "AttentionSeq2seq", "dates",
            dict(wordvec_size=16, hidden_size=256, score="dot"),
            dict(_S2S_TRAIN, epochs=10, reverse=True)),
@@ -160,15 +160,16 @@ def _optimizer(options):
     return cls(lr=options["lr"], **{k: options[k] for k in _OPTIMIZER_OPTIONS if k in options})
 
 
-def _schedule(options, optimizer, iterations_per_epoch):
+def _schedule(options, optimizer, iterations_per_epoch, task):
     """The recipe's learning-rate schedule, or None: with ``plateau_factor``, the
-    book's ReduceOnPlateau on the validation perplexity; with ``warmup``, a
+    book's ReduceOnPlateau on the task's validation measure (``task.monitor``); with ``warmup``, a
     WarmupCosine counted in iterations, peaking at ``lr`` after ``warmup`` of them and
     reaching 0 at the end of epoch ``epochs`` (stepped by :func:`step_each_iteration`,
     which :func:`train` always adds)."""
     if options.get("plateau_factor"):
-        return ReduceOnPlateau(optimizer, factor=options["plateau_factor"],
-                               monitor="val_perplexity")
+        monitor, mode = task.monitor
+        return ReduceOnPlateau(optimizer, factor=options["plateau_factor"], monitor=monitor,
+                               mode=mode)
     if options.get("warmup") is not None:
         return WarmupCosine(optimizer, options["warmup"],
                             max(options["epochs"] * iterations_per_epoch, options["warmup"], 1),
@@ -366,7 +367,7 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
     model = build_model(recipe, options, task_data, np.random.default_rng(seed))
     optimizer = _optimizer(options)
     schedule = _schedule(options, optimizer,
-                         recipe.task.iterations_per_epoch(options, task_data))
+                         recipe.task.iterations_per_epoch(options, task_data), recipe.task)
     trainer = recipe.task.trainer_class()(model, optimizer, max_grad=options["max_grad"],
                                           rng=np.random.default_rng(seed + 1),
                                           schedule=schedule, callbacks=callbacks,

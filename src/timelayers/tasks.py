@@ -41,6 +41,8 @@ class Task:
     what is measured after each epoch and on the test split."""
 
     name = ""
+    monitor = ("val_perplexity", "min")
+    """The validation measure a plateau schedule watches, and its better direction."""
 
     def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
         """The data of ``recipe``: its default when ``source`` is None, else the file
@@ -175,11 +177,18 @@ class WordVectorTask(_CorpusTask):
         return {"loss": float(np.mean([float(loss) for loss in losses]))}
 
 
+VALIDATION_SHARE_INVERSE = 20
+"""A seq2seq run validates on the last 1/20 of its training lines (the learning-rate
+schedule and the per-epoch ``val_accuracy`` never see the test split)."""
+
+
 class Seq2seqTask(Task):
     """Question -> answer sequences (generated addition or dates, or a file in the
-    book's format split 90/10 after a seeded shuffle); measured by exact-match accuracy."""
+    book's format split 90/10 after a seeded shuffle); measured by exact-match
+    accuracy. The last 5% of the training lines are held out for validation."""
 
     name = "seq2seq"
+    monitor = ("val_accuracy", "max")
 
     def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
         from .datasets import load_addition, load_dates, load_sequence, reverse_questions
@@ -193,7 +202,11 @@ class Seq2seqTask(Task):
             (x_tr, t_tr), (x_te, t_te), vocab = load_sequence(source, seed=seed, vocab=vocab)
         if options.get("reverse"):
             x_tr, x_te = reverse_questions(x_tr), reverse_questions(x_te)
-        return TaskData((x_tr, t_tr), (x_te, t_te), (x_te, t_te), vocab)
+        held_out = len(x_tr) // VALIDATION_SHARE_INVERSE
+        if held_out == 0:  # fewer than 20 training lines: validate on the test split
+            return TaskData((x_tr, t_tr), (x_te, t_te), (x_te, t_te), vocab)
+        cut = len(x_tr) - held_out
+        return TaskData((x_tr[:cut], t_tr[:cut]), (x_tr[cut:], t_tr[cut:]), (x_te, t_te), vocab)
 
     def run_info(self, data):
         """The question width and the answer length, for :func:`answer`."""
