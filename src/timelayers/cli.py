@@ -63,7 +63,7 @@ def _cmd_demo(args) -> int:
 
     print()
     print(f"Training AttentionSeq2seq on {args.examples} generated dates "
-          f"(stops at {args.target:.0%} test accuracy, at most {args.epochs} epochs)...")
+          f"(stops at {args.target:.0%} validation accuracy, at most {args.epochs} epochs)...")
     t0 = time.perf_counter()
     result = recipes.train("attention", args.out, seed=args.seed, progress=True,
                            target_accuracy=args.target, force=True,

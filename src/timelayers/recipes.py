@@ -290,7 +290,7 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         Replace a run already in ``out_dir`` (by default that is refused).
     progress : bool or {"tqdm", "log"}
     target_accuracy : float, optional
-        Seq2seq: stop after the first epoch whose test accuracy reaches it.
+        Seq2seq: stop after the first epoch whose validation accuracy reaches it.
     device : {"cpu", "gpu"}
         Where the model and the data live while training; the run folder is the
         same either way (saved from NumPy copies, loadable on a CPU).
