@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_option_type("lr"), default=0.003,
                    help="Adam learning rate (default: 0.003; the book's 0.001 needs more epochs)")
     p.add_argument("--target", type=_typed("number in [0, 1]", float), default=0.99,
-                   help="stop at this test accuracy")
+                   help="stop at this validation accuracy (the test accuracy must reach it too)")
     p.add_argument("--seed", type=_typed("non-negative int"), default=0)
     p.set_defaults(func=_cmd_demo)
 
