@@ -8,7 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mkdir -p docs/results/logs
-names=${*:-"attention_dates seq2seq_addition rnnlm_ptb gru_ptb word2vec_ptb ppmi better_rnnlm transformer_seq2seq transformer_lm"}
+names=${*:-"attention_dates seq2seq_addition rnnlm_ptb gru_ptb word2vec_ptb ppmi better_rnnlm distributed_ptb transformer_seq2seq transformer_lm"}
 for name in $names; do
   case $name in
     ppmi) script=benchmarks/bench_ppmi.py ;;
