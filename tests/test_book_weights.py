@@ -4,6 +4,7 @@ back the same numbers; crafted pickles are refused with one-line errors."""
 
 import os
 import pickle
+import struct
 import tracemalloc
 from pathlib import Path
 
@@ -409,21 +410,43 @@ def _peak_while_refused(path):
         tracemalloc.stop()
 
 
-def test_a_crafted_dict_is_refused_within_its_file(tmp_path):
-    """An entry of a dict, a list or the memo costs about a hundred bytes for five
-    bytes (or one) of the file: more than the file's size allows are refused, and
-    the memory stays within about ten times the file."""
+def test_a_crafted_file_is_refused_within_its_size(tmp_path):
+    """An entry of a dict, a list or the memo, or a bare push on the stack, costs
+    tens of bytes for one to five bytes of the file: more than the file's size
+    allows are refused, and the memory stays within 2.5 times the file (plus the
+    free entries' constant)."""
     words = _vectors()
     words["id_to_word"] = {i: "w" for i in range(300_000)}  # the value memoized once
     big = _write(tmp_path / "big.pkl", words)
+    book_sized = dict(_vectors(), word_vecs=np.zeros((10000, 100), np.float16))
+    book_sized["word_to_id"] = {f"word{i}": i for i in range(200_000)}
+    inflated = _write(tmp_path / "inflated.pkl", book_sized)
     memo = tmp_path / "memo.pkl"
     memo.write_bytes(b"\x80\x04N" + pickle.MEMOIZE * 1_000_000 + b"." )
-    for path in (big, memo):
+    pushes = tmp_path / "pushes.pkl"  # a mark, then a million ints on the stack
+    pushes.write_bytes(b"\x80\x04" + pickle.MARK + (pickle.BININT + b"\x00\x01\x00\x00") * 1_000_000
+                       + pickle.STOP)
+    for path in (big, inflated, memo, pushes):
         size = path.stat().st_size
-        assert _peak_while_refused(path) < 12 * size + (1 << 20)
+        assert _peak_while_refused(path) < 2.5 * size + (1 << 20), path.name
     # a file the size of the book's cbow_params.pkl (10000 words, 100 wide) loads
     words = [f"word{i}" for i in range(10000)]
     book = _write(tmp_path / "cbow_params.pkl", {
         "word_vecs": np.zeros((10000, 100), np.float16),
         "word_to_id": {w: i for i, w in enumerate(words)}, "id_to_word": dict(enumerate(words))})
     assert len(load_book_pickle(book)["id_to_word"]) == 10000
+
+
+@pytest.mark.parametrize("opcode", [pickle.BINBYTES8, pickle.BINUNICODE8])
+def test_a_declared_length_beyond_the_file_allocates_nothing(tmp_path, opcode):
+    """Bytes and strings declare their length: 2**40 is read as what the file
+    holds, not allocated first."""
+    path = tmp_path / "long.pkl"
+    path.write_bytes(b"\x80\x04" + opcode + struct.pack("<Q", 1 << 40) + b"abc")
+    tracemalloc.start()
+    try:
+        with pytest.raises(tl.CheckpointError, match="is not a readable pickle"):
+            load_book_pickle(path)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
