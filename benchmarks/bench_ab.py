@@ -13,6 +13,11 @@ seed, and their steps (forward, backward, clip, update, as in
 one after ``--lead-in`` untimed ones of its own. Reported: the medians and the
 ratio B / A, with the spread of the per-round ratios (so that a change within
 the machine's noise reads as one).
+
+``--parts`` splits each timed step into its parts, every layer's forward and
+backward (the model's layer attributes, timed by wrapping their methods), the
+clipping and the update, and reports the same figures for each part, so that a
+difference between A and B is found where it is.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import importlib.util
 import os
 import statistics
 import sys
+import time
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")  # as `import timelayers` sets it
 
@@ -71,8 +77,30 @@ def batches(name, rng, n=4):
              rng.integers(0, 10000, (20, 35)).astype(np.int32)) for _ in range(n)], 10000
 
 
-def make_step(pkg, name, data, V):
-    """One training step of model ``name`` built with package ``pkg``."""
+def _layers(model):
+    """``(name, layer)`` for the model's attributes that are layers, lists of
+    layers included (``rnns[0]``)."""
+    for attr, value in vars(model).items():
+        items = [(f"{attr}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) \
+            else [(attr, value)]
+        for key, layer in items:
+            if callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward",
+                                                                              None)):
+                yield key, layer
+
+
+def _timed(fn, key, record):
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        record[key] = record.get(key, 0.0) + time.perf_counter() - t0
+        return out
+    return timed
+
+
+def make_step(pkg, name, data, V, parts=None):
+    """One training step of model ``name`` built with package ``pkg``. With a
+    list ``parts``, each call appends ``{part: seconds}`` to it."""
     m, optim = pkg.models, pkg.optim
     if name == "rnnlm":
         model, opt, clip = m.Rnnlm(V, 100, 100, rng=0), optim.SGD(lr=20.0), 0.25
@@ -83,16 +111,35 @@ def make_step(pkg, name, data, V):
         model, opt, clip = m.AttentionSeq2seq(V, 16, 256, rng=0), optim.Adam(lr=1e-3), 5.0
     model.train()
     count = [0]
+    record = {}
+    clip_grads, update = optim.clip_grads, opt.update
+    if parts is not None:
+        for key, layer in _layers(model):
+            layer.forward = _timed(layer.forward, f"{key}.forward", record)
+            layer.backward = _timed(layer.backward, f"{key}.backward", record)
+        clip_grads = _timed(clip_grads, "clip_grads", record)
+        update = _timed(update, "update", record)
 
     def step():
         xs, ts = data[count[0] % len(data)]
         count[0] += 1
+        record.clear()
         model.forward(xs, ts)
         model.backward()
-        optim.clip_grads(model.grads, clip)
-        opt.update(model.params, model.grads)
+        clip_grads(model.grads, clip)
+        update(model.params, model.grads)
+        if parts is not None:
+            parts.append(dict(record))
 
     return step
+
+
+def _ratio_row(label, a, b):
+    ratios = sorted(tb / ta for ta, tb in zip(a, b))
+    q = len(ratios) // 4
+    return [label, f"{statistics.median(a) * 1e3:.2f}", f"{statistics.median(b) * 1e3:.2f}",
+            f"{statistics.median(b) / statistics.median(a):.3f}",
+            f"{ratios[q]:.3f} .. {ratios[-1 - q]:.3f}"]
 
 
 def main(argv=None):
@@ -103,27 +150,34 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--lead-in", type=int, default=1)
+    ap.add_argument("--parts", action="store_true",
+                    help="also time each layer's forward and backward, the clipping and update")
     args = ap.parse_args(argv)
     a = load_package(args.a, "timelayers_a")
     b = load_package(args.b, "timelayers_b")
     print(f"A: {args.a}\nB: {args.b}\n{os.cpu_count()} CPUs; median of {args.repeats} "
           f"interleaved steps after {args.warmup} warm-up, each after {args.lead_in} untimed "
           f"step(s) of its own")
+    headers = ["model", "A ms", "B ms", "B / A (medians)", "B / A per round (middle half)"]
     rows = []
     for name in [c.strip() for c in args.models.split(",") if c.strip()]:
         data, V = batches(name, np.random.default_rng(0))
-        times = interleaved_times({"A": make_step(a, name, data, V), "B": make_step(b, name, data, V)},
+        parts = {"A": [], "B": []} if args.parts else {"A": None, "B": None}
+        times = interleaved_times({k: make_step(pkg, name, data, V, parts[k])
+                                   for k, pkg in (("A", a), ("B", b))},
                                   args.repeats, args.warmup, args.lead_in)
-        ratios = sorted(tb / ta for ta, tb in zip(times["A"], times["B"]))
-        q = len(ratios) // 4
-        rows.append([name, f"{statistics.median(times['A']) * 1e3:.1f}",
-                     f"{statistics.median(times['B']) * 1e3:.1f}",
-                     f"{statistics.median(times['B']) / statistics.median(times['A']):.3f}",
-                     f"{ratios[q]:.3f} .. {ratios[-1 - q]:.3f}"])
-        print(table(rows[-1:], ["model", "A ms", "B ms", "B / A (medians)",
-                                "B / A per round (middle half)"]).splitlines()[-1], flush=True)
+        rows.append(_ratio_row(name, times["A"], times["B"]))
+        print(table(rows[-1:], headers).splitlines()[-1], flush=True)
+        if args.parts:
+            # the timed calls among all calls: after the warm-up, each after its lead-in
+            timed = [args.warmup + r * (args.lead_in + 1) + args.lead_in
+                     for r in range(args.repeats)]
+            part_rows = [_ratio_row(f"{name} {key}", [parts["A"][i][key] for i in timed],
+                                    [parts["B"][i][key] for i in timed])
+                         for key in parts["A"][0] if key in parts["B"][0]]
+            print(table(part_rows, ["part"] + headers[1:]), flush=True)
     print()
-    print(table(rows, ["model", "A ms", "B ms", "B / A (medians)", "B / A per round (middle half)"]))
+    print(table(rows, headers))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_distributed.py                  # 1 and 2 processes
     python benchmarks/bench_distributed.py --ranks 1,2,4,8  # a machine with >= 8 cores
     python benchmarks/bench_distributed.py --quick          # small models, few steps
+    python benchmarks/bench_distributed.py --repeats 5      # 5 interleaved rounds, medians
 
 For each model and process count K the script starts ``mpiexec -n K`` on itself
 (one BLAS thread a process: OMP/OPENBLAS/MKL_NUM_THREADS=1). Every process trains
@@ -17,7 +18,10 @@ one. After ``--warmup`` steps, ``--steps`` steps are timed between two barriers
 (the slowest process's time counts). Reported: tokens per second (global batch x
 T x steps / time), the speed-up over 1 process, milliseconds per step, and the
 milliseconds per step spent in the reduction (packing the gradients into one
-flat buffer, the ``Allreduce``, unpacking), measured on rank 0.
+flat buffer, the ``Allreduce``, unpacking), measured on rank 0. With ``--repeats R``
+the process counts take turns R times (1, 2, 1, 2, ...) and each figure is the
+median of its R runs, so that a busy moment of a shared machine does not decide
+a speed-up.
 
 Cases: Rnnlm V=10000, D=H=100; BetterRnnlm V=10000, D=H=650, 2 LSTM layers,
 dropout 0.5, tied; T=35, 20 rows a process, SGD(lr=20), clip 0.25 (the book's).
@@ -109,19 +113,30 @@ def main():
     parser.add_argument("--ranks", default="1,2", help="process counts (default 1,2)")
     parser.add_argument("--models", default="rnnlm,better")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="interleaved rounds; medians are reported (default 1)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    counts = [int(r) for r in args.ranks.split(",")]
     rows = []
     for model in args.models.split(","):
+        runs = {ranks: [] for ranks in counts}
+        for _ in range(args.repeats):
+            for ranks in counts:
+                runs[ranks].append(launch(model, ranks, args.quick))
         base = None
-        for ranks in [int(r) for r in args.ranks.split(",")]:
-            r = launch(model, ranks, args.quick)
-            base = base or r["tokens_per_s"]
-            rows.append([model, ranks, r["global_batch"], f"{r['tokens_per_s']:.0f}",
-                         f"{r['tokens_per_s'] / base:.2f}x", f"{r['ms_per_step']:.1f}",
-                         f"{r['reduce_ms_per_step']:.1f}"])
+        for ranks in counts:
+            median = {key: float(np.median([r[key] for r in runs[ranks]]))
+                      for key in ("tokens_per_s", "ms_per_step", "reduce_ms_per_step")}
+            base = base or median["tokens_per_s"]
+            rows.append([model, ranks, runs[ranks][0]["global_batch"],
+                         f"{median['tokens_per_s']:.0f}",
+                         f"{median['tokens_per_s'] / base:.2f}x", f"{median['ms_per_step']:.1f}",
+                         f"{median['reduce_ms_per_step']:.1f}"])
     print(table(rows, ["model", "processes", "global batch", "tokens/s", "speed-up",
                        "ms/step", "reduction ms/step"]))
 
