@@ -83,6 +83,9 @@ def test_flat_buffers_round_trip_arrays_of_any_layout_one_buffer_per_dtype():
     for a, e in zip(arrays, expected):
         np.testing.assert_array_equal(a, 2 * e)
     assert arrays[1].flags.f_contiguous
+    scaled = buffers[0].gather(scale=0.25)  # scaled in the same pass, in the buffer's dtype
+    np.testing.assert_array_equal(scaled[12:], (2 * expected[1] * np.float32(0.25)).ravel())
+    assert scaled is buffers[0].data and scaled.dtype == np.float32
 
 
 def test_one_process_runs_without_mpi(monkeypatch):

@@ -156,9 +156,7 @@ class DataParallel:
         if ids != self._grad_ids:  # the first call, or the model's arrays were replaced
             self._grad_buffers, self._grad_ids = flat_buffers(grads), ids
         for buf in self._grad_buffers:
-            data = buf.gather()
-            if self._weight != 1.0:
-                data *= data.dtype.type(self._weight)
+            data = buf.gather(scale=self._weight)
             self.collectives.allreduce_sum(data)
             buf.scatter()
         self.reduce_seconds += time.perf_counter() - start

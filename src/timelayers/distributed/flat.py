@@ -28,10 +28,15 @@ class FlatBuffer:
             start += a.size
         self.data = xp.empty(start, dtype=self.arrays[0].dtype)  # (total size,)
 
-    def gather(self):
-        """Copy the arrays into ``data``; returns ``data``."""
+    def gather(self, scale=1.0):
+        """Copy the arrays, times ``scale`` (in the same pass), into ``data``;
+        returns ``data``."""
+        xp = get_array_module(self.data)
         for a, (lo, hi) in zip(self.arrays, self.spans):
-            self.data[lo:hi].reshape(a.shape)[...] = a
+            if scale == 1.0:
+                self.data[lo:hi].reshape(a.shape)[...] = a
+            else:
+                xp.multiply(a, self.data.dtype.type(scale), out=self.data[lo:hi].reshape(a.shape))
         return self.data
 
     def scatter(self) -> None:
