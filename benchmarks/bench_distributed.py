@@ -21,7 +21,10 @@ milliseconds per step spent in the reduction (packing the gradients into one
 flat buffer, the ``Allreduce``, unpacking), measured on rank 0. With ``--repeats R``
 the process counts take turns R times (1, 2, 1, 2, ...) and each figure is the
 median of its R runs, so that a busy moment of a shared machine does not decide
-a speed-up.
+a speed-up. With ``--ceiling``, each K > 1 is also run as K independent
+one-process runs started together (no MPI, no reduction): their summed tokens per
+second are what K processes get from the machine's cores, caches and memory
+alone, the ceiling of the data-parallel speed-up there.
 
 Cases: Rnnlm V=10000, D=H=100; BetterRnnlm V=10000, D=H=650, 2 LSTM layers,
 dropout 0.5, tied; T=35, 20 rows a process, SGD(lr=20), clip 0.25 (the book's).
@@ -95,17 +98,30 @@ def worker(args):
                       "reduce_ms_per_step": 1e3 * reduce_seconds / steps}))
 
 
-def launch(model, ranks, quick):
+def launch(model, ranks, quick, independent=False):
+    """Run ``ranks`` processes of the worker (under ``mpiexec``, or with
+    ``independent`` as that many one-process runs at once) and return the JSON
+    line of rank 0 (or of the independent runs together)."""
     command = [sys.executable, __file__, "--worker", model] + (["--quick"] if quick else [])
-    if ranks > 1:
+    if ranks > 1 and not independent:
         mpiexec = Path(sys.executable).parent / "mpiexec"
         command = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks)] + command
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PMI_", "OMPI_", "MV2_", "HYDRA_"))}
-    result = subprocess.run(command, capture_output=True, text=True, env={**env, **ONE_THREAD})
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**env, **ONE_THREAD})
+            for _ in range(ranks if independent else 1)]
+    results = []
+    for run in runs:
+        out, err = run.communicate()
+        if run.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed:\n{err}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    if not independent:
+        return results[0]
+    return {"global_batch": sum(r["global_batch"] for r in results),
+            "tokens_per_s": sum(r["tokens_per_s"] for r in results),
+            "ms_per_step": max(r["ms_per_step"] for r in results), "reduce_ms_per_step": 0.0}
 
 
 def main():
@@ -115,6 +131,8 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=1,
                         help="interleaved rounds; medians are reported (default 1)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run each K > 1 as K independent one-process runs at once")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -122,18 +140,21 @@ def main():
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     counts = [int(r) for r in args.ranks.split(",")]
+    cases = [(k, False) for k in counts] + [(k, True) for k in counts if k > 1 and args.ceiling]
     rows = []
     for model in args.models.split(","):
-        runs = {ranks: [] for ranks in counts}
+        runs = {case: [] for case in cases}
         for _ in range(args.repeats):
-            for ranks in counts:
-                runs[ranks].append(launch(model, ranks, args.quick))
+            for ranks, independent in cases:
+                runs[ranks, independent].append(launch(model, ranks, args.quick, independent))
         base = None
-        for ranks in counts:
-            median = {key: float(np.median([r[key] for r in runs[ranks]]))
+        for case in cases:
+            median = {key: float(np.median([r[key] for r in runs[case]]))
                       for key in ("tokens_per_s", "ms_per_step", "reduce_ms_per_step")}
             base = base or median["tokens_per_s"]
-            rows.append([model, ranks, runs[ranks][0]["global_batch"],
+            ranks, independent = case
+            rows.append([model, f"{ranks} independent" if independent else ranks,
+                         runs[case][0]["global_batch"],
                          f"{median['tokens_per_s']:.0f}",
                          f"{median['tokens_per_s'] / base:.2f}x", f"{median['ms_per_step']:.1f}",
                          f"{median['reduce_ms_per_step']:.1f}"])
