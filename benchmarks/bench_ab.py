@@ -15,7 +15,7 @@ ratio B / A, with the spread of the per-round ratios (so that a change within
 the machine's noise reads as one).
 
 ``--parts`` splits each timed step into its parts, every layer's forward and
-backward (the model's layer attributes, timed by wrapping their methods), the
+backward (``Model.named_layers``, timed by wrapping their methods), the
 clipping and the update, and reports the same figures for each part, so that a
 difference between A and B is found where it is.
 """
@@ -77,18 +77,6 @@ def batches(name, rng, n=4):
              rng.integers(0, 10000, (20, 35)).astype(np.int32)) for _ in range(n)], 10000
 
 
-def _layers(model):
-    """``(name, layer)`` for the model's attributes that are layers, lists of
-    layers included (``rnns[0]``)."""
-    for attr, value in vars(model).items():
-        items = [(f"{attr}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) \
-            else [(attr, value)]
-        for key, layer in items:
-            if callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward",
-                                                                              None)):
-                yield key, layer
-
-
 def _timed(fn, key, record):
     def timed(*args, **kwargs):
         t0 = time.perf_counter()
@@ -114,7 +102,7 @@ def make_step(pkg, name, data, V, parts=None):
     record = {}
     clip_grads, update = optim.clip_grads, opt.update
     if parts is not None:
-        for key, layer in _layers(model):
+        for key, layer in model.named_layers():
             layer.forward = _timed(layer.forward, f"{key}.forward", record)
             layer.backward = _timed(layer.backward, f"{key}.backward", record)
         clip_grads = _timed(clip_grads, "clip_grads", record)
