@@ -17,12 +17,14 @@ on ``--batch`` rows of its own (the global batch is ``K * batch``) with
 one. After ``--warmup`` steps, ``--steps`` steps are timed between two barriers
 (the slowest process's time counts). Reported: tokens per second (global batch x
 T x steps / time), the speed-up over 1 process, milliseconds per step, and the
-milliseconds per step spent in the reduction (packing the gradients into one
-flat buffer, the ``Allreduce``, unpacking), measured on rank 0. With ``--repeats R``
+milliseconds per step spent in the reduction (weighting the rank's share, the
+``Allreduce`` over the flat buffer that holds the gradients; nothing is copied,
+see ``Model.flatten_grads``), measured on rank 0. With ``--repeats R``
 the process counts take turns R times (1, 2, 1, 2, ...) and each figure is the
 median of its R runs, so that a busy moment of a shared machine does not decide
 a speed-up. With ``--ceiling``, each K > 1 is also run as K independent
-one-process runs started together (no MPI, no reduction): their summed tokens per
+one-process runs started together (no MPI, no reduction; their timed steps start
+together, after a barrier of files): their summed tokens per
 second are what K processes get from the machine's cores, caches and memory
 alone, the ceiling of the data-parallel speed-up there.
 
@@ -36,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,6 +82,8 @@ def worker(args):
         trainer.train_step(xs, ts, 0.25)
     if comm is not None:
         comm.Barrier()
+    else:
+        wait_for_the_others()
     reduce_before = wrapper.reduce_seconds if wrapper else 0.0
     start = time.perf_counter()
     for xs, ts in batches[s["warmup"]:]:
@@ -98,6 +103,18 @@ def worker(args):
                       "reduce_ms_per_step": 1e3 * reduce_seconds / steps}))
 
 
+def wait_for_the_others():
+    """An independent run's barrier (no MPI there): mark this process ready in
+    the folder $BENCH_BARRIER and wait until $BENCH_BARRIER_COUNT are, so that
+    the timed steps of the independent runs overlap as an MPI run's do."""
+    folder, count = os.environ.get("BENCH_BARRIER"), int(os.environ.get("BENCH_BARRIER_COUNT", 1))
+    if not folder:
+        return
+    Path(folder, str(os.getpid())).touch()
+    while len(os.listdir(folder)) < count:
+        time.sleep(0.001)
+
+
 def launch(model, ranks, quick, independent=False):
     """Run ``ranks`` processes of the worker (under ``mpiexec``, or with
     ``independent`` as that many one-process runs at once) and return the JSON
@@ -108,12 +125,16 @@ def launch(model, ranks, quick, independent=False):
         command = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks)] + command
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PMI_", "OMPI_", "MV2_", "HYDRA_"))}
+    barrier = tempfile.TemporaryDirectory()
+    if independent:
+        env.update(BENCH_BARRIER=barrier.name, BENCH_BARRIER_COUNT=str(ranks))
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**env, **ONE_THREAD})
             for _ in range(ranks if independent else 1)]
     results = []
-    for run in runs:
-        out, err = run.communicate()
+    with barrier:
+        outputs = [run.communicate() for run in runs]
+    for run, (out, err) in zip(runs, outputs):
         if run.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{err}")
         results.append(json.loads(out.strip().splitlines()[-1]))

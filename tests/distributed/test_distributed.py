@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from timelayers.distributed import DistributedError, mpi_world, shard_bounds
-from timelayers.distributed.flat import flat_buffers
 
 SCRIPT = Path(__file__).parent / "mpi" / "train_replicas.py"
 TIMEOUT = 120
@@ -63,29 +62,6 @@ def test_shard_bounds_split_the_rows_evenly_first_ranks_take_the_remainder():
     assert [shard_bounds(6, 2, r) for r in range(2)] == [(0, 3), (3, 6)]
     with pytest.raises(DistributedError, match="batch of 1 rows cannot be split across 2"):
         shard_bounds(1, 2, 0)
-
-
-def test_flat_buffers_round_trip_arrays_of_any_layout_one_buffer_per_dtype():
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal((3, 4)).astype(np.float32),
-              np.asfortranarray(rng.standard_normal((5, 2)).astype(np.float32)),
-              rng.standard_normal(6)]
-    expected = [a.copy() for a in arrays]
-    buffers = flat_buffers(arrays)
-    assert [b.data.dtype for b in buffers] == [np.float32, np.float64]
-    assert [b.data.size for b in buffers] == [22, 6]
-    for b in buffers:
-        b.gather()
-    np.testing.assert_array_equal(buffers[0].data[12:], expected[1].ravel(order="C"))
-    for b in buffers:
-        b.data *= 2
-        b.scatter()
-    for a, e in zip(arrays, expected):
-        np.testing.assert_array_equal(a, 2 * e)
-    assert arrays[1].flags.f_contiguous
-    scaled = buffers[0].gather(scale=0.25)  # scaled in the same pass, in the buffer's dtype
-    np.testing.assert_array_equal(scaled[12:], (2 * expected[1] * np.float32(0.25)).ravel())
-    assert scaled is buffers[0].data and scaled.dtype == np.float32
 
 
 def test_one_process_runs_without_mpi(monkeypatch):

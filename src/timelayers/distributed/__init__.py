@@ -10,8 +10,8 @@ of this by itself when started by ``mpiexec``.
 
 The modules: :mod:`.world` (the MPI environment, :func:`mpi_world`),
 :mod:`.data_parallel` (:class:`DataParallel`, :func:`parallelize`),
-:mod:`.collectives` (MPI, NCCL, host staging), :mod:`.flat` (flat buffers),
-:mod:`.seeding` (random draws per rank).
+:mod:`.collectives` (MPI, NCCL, host staging), :mod:`.seeding` (random draws per
+rank); the flat buffers are :mod:`timelayers.flat_arrays`.
 """
 
 from .collectives import HostCollectives, NcclCollectives, StagedCollectives, collectives_for

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..backend import get_array_module, to_cpu
 from .collectives import collectives_for
-from .flat import flat_buffers
+from ..flat_arrays import flat_buffers
 from .seeding import ReseedEachEpoch
 from .world import DistributedError
 
@@ -65,9 +65,11 @@ class DataParallel:
     module : the wrapped model
     rank, size : int
     reduce_seconds : float
-        Time spent in the gradient reduction (packing, the collective, unpacking)
-        since the wrapper was made; on a GPU with NCCL the collective is
-        asynchronous and this is mostly the launch time.
+        Time spent in the gradient reduction (weighting by the rank's rows and
+        the collective; the model's gradients live in the flat buffers, see
+        :meth:`~timelayers.models.base.Model.flatten_grads`, so nothing is
+        copied) since the wrapper was made; on a GPU with NCCL the collective
+        is asynchronous and this is mostly the launch time.
     """
 
     def __init__(self, model, comm, collectives=None):
@@ -151,10 +153,11 @@ class DataParallel:
     # -- inside ------------------------------------------------------------------------
     def _reduce_grads(self) -> None:
         start = time.perf_counter()
-        grads = self.module.grads
-        ids = [id(g) for g in grads]
+        ids = [id(g) for g in self.module.grads]
         if ids != self._grad_ids:  # the first call, or the model's arrays were replaced
-            self._grad_buffers, self._grad_ids = flat_buffers(grads), ids
+            flatten = getattr(self.module, "flatten_grads", None)
+            self._grad_buffers = flatten() if flatten else flat_buffers(self.module.grads)
+            self._grad_ids = [id(g) for g in self.module.grads]
         for buf in self._grad_buffers:
             data = buf.gather(scale=self._weight)
             self.collectives.allreduce_sum(data)

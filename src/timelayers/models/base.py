@@ -34,6 +34,7 @@ import numpy as np
 
 from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
 from ..errors import CheckpointError
+from ..flat_arrays import flat_buffers
 from ..layers.base import Layer
 from ..layers.plans.base import Plan
 from ..serialization import load_tensors, save_tensors
@@ -256,6 +257,24 @@ class Model:
                 layer, k = slots[prefix + tied]
                 layer.params[k] = src_layer.params[j].T if transpose else src_layer.params[j]
         return self
+
+    def flatten_grads(self) -> list:
+        """Lay the gradients (``grads``: each array once, tied ones left out) end
+        to end in one flat buffer per dtype, and make every layer's gradient array
+        a view of its place there (values and layout kept). A backward then writes
+        straight into the buffers, so an operation over all the gradients (a
+        collective, a scaling) needs no copy in or out. Returns the
+        :class:`~timelayers.flat_arrays.FlatBuffer` list, aliased.
+
+        The views stay valid while the model's arrays stay where they are: after
+        :meth:`to_gpu` or :meth:`to_cpu` the gradients are separate arrays
+        again (call it again)."""
+        buffers = flat_buffers(self.grads)
+        replaced = {}
+        for buf in buffers:
+            replaced.update(buf.alias())
+        self._move_arrays(lambda a: replaced[id(a)][1] if id(a) in replaced else a)
+        return buffers
 
     # -- saving and loading --------------------------------------------------------
     def state_dict(self) -> dict:

@@ -1,0 +1,97 @@
+"""Arrays laid end to end in flat buffers, one per dtype, so that one operation
+(a collective, a scaling) covers all of them in one call.
+
+A :class:`FlatBuffer` either copies its arrays in and out (:meth:`FlatBuffer.gather`,
+:meth:`FlatBuffer.scatter`), or, after :meth:`FlatBuffer.alias`, *is* their memory:
+the arrays are replaced by views of the buffer and the copies vanish
+(:meth:`timelayers.models.base.Model.flatten_grads` does that to a model's
+gradients).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module
+
+__all__ = ["FlatBuffer", "flat_buffers"]
+
+
+class FlatBuffer:
+    """Arrays of one dtype and one array module, and a 1-D buffer holding them all.
+
+    Parameters
+    ----------
+    arrays : list of arrays of any shape and layout (C or Fortran order)
+
+    Attributes
+    ----------
+    arrays : list of arrays
+        The arrays; after :meth:`alias`, views of ``data``.
+    spans : list of (start, stop)
+        Where each array lies in ``data``.
+    data : array, (total size,)
+    aliased : bool
+        Whether ``arrays`` are views of ``data`` (:meth:`alias`).
+    """
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        xp = get_array_module(*self.arrays)
+        self.spans = []
+        start = 0
+        for a in self.arrays:
+            self.spans.append((start, start + a.size))
+            start += a.size
+        self.data = xp.empty(start, dtype=self.arrays[0].dtype)  # (total size,)
+        self.aliased = False
+
+    def view(self, i):
+        """Array ``i``'s place in ``data``: its shape, and Fortran order if the
+        array is Fortran-ordered (and not also C-ordered)."""
+        a, (lo, hi) = self.arrays[i], self.spans[i]
+        order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+        return self.data[lo:hi].reshape(a.shape, order=order)
+
+    def gather(self, scale=1.0):
+        """Copy the arrays, times ``scale`` (in the same pass), into ``data``;
+        returns ``data``. Once aliased, nothing is copied and ``data`` is scaled
+        in place."""
+        xp = get_array_module(self.data)
+        if self.aliased:
+            if scale != 1.0:
+                self.data *= self.data.dtype.type(scale)
+            return self.data
+        for i, a in enumerate(self.arrays):
+            if scale == 1.0:
+                self.view(i)[...] = a
+            else:
+                xp.multiply(a, self.data.dtype.type(scale), out=self.view(i))
+        return self.data
+
+    def scatter(self) -> None:
+        """Copy ``data`` back into the arrays, in place (nothing to do once aliased)."""
+        if self.aliased:
+            return
+        for i, a in enumerate(self.arrays):
+            a[...] = self.view(i)
+
+    def alias(self) -> dict:
+        """Copy the arrays' values into ``data`` and put views of ``data`` in their
+        place in ``arrays``. Returns ``{id(old array): (old array, its view)}``
+        for the owner of the old arrays to replace them by."""
+        if self.aliased:
+            return {}
+        self.gather()
+        views = [self.view(i) for i in range(len(self.arrays))]
+        replaced = {id(a): (a, view) for a, view in zip(self.arrays, views)}
+        self.arrays, self.aliased = views, True
+        return replaced
+
+
+def flat_buffers(arrays) -> list:
+    """One :class:`FlatBuffer` per dtype of ``arrays``, the arrays in their order."""
+    by_dtype = {}
+    for a in arrays:
+        by_dtype.setdefault(np.dtype(a.dtype), []).append(a)
+    return [FlatBuffer(group) for group in by_dtype.values()]
