@@ -197,6 +197,7 @@ def no_device_sync(xp):
 PRELUDE = r"""
 #include <cmath>
 using std::exp;
+using std::log;
 using std::tanh;
 struct Index { int x; };
 Index blockIdx = {0}, blockDim = {1}, threadIdx = {0};

@@ -12,7 +12,7 @@ import timelayers as tl
 from helpers import assert_close, assert_gradcheck, randn
 from timelayers.layers.sampling import NegativeSamplingLoss, UnigramSampler
 
-METHODS = ["rejection", "exponential"]
+METHODS = ["rejection", "exponential", "counter"]
 
 
 def chi2_critical(df, z=3.09):
@@ -127,14 +127,33 @@ def test_reproducible_from_seed():
     np.testing.assert_array_equal(a, b)
 
 
-def test_same_samples_on_every_array_module(xp):
+def test_every_array_module_draws_what_the_counter_method_draws_on_the_cpu(xp):
+    """CuPy targets are drawn on the GPU by the counter method, whatever the
+    sampler's method; a CPU sampler with method="counter" draws the same."""
     counts = np.arange(1, 201)
     t = np.random.default_rng(0).integers(0, 200, 64)
-    ref = UnigramSampler(counts, rng=np.random.default_rng(9)).get_negative_sample(t)
-    got = UnigramSampler(xp.asarray(counts), rng=np.random.default_rng(9)).get_negative_sample(
-        xp.asarray(t))
-    assert tl.get_array_module(got) is xp
+    ref = UnigramSampler(counts, rng=np.random.default_rng(9),
+                         method="counter").get_negative_sample(t)
+    method = "counter" if xp is np else "auto"
+    got = UnigramSampler(xp.asarray(counts), rng=np.random.default_rng(9),
+                         method=method).get_negative_sample(xp.asarray(t))
+    assert tl.get_array_module(got) is xp and got.dtype == np.int64 and got.shape == (64, 5)
     np.testing.assert_array_equal(tl.to_cpu(got), ref)
+    other = UnigramSampler(counts, rng=np.random.default_rng(9)).get_negative_sample(t)
+    assert not np.array_equal(other, ref)   # the CPU's own methods draw otherwise
+
+
+def test_counter_method_draws_the_same_in_row_blocks(monkeypatch):
+    from timelayers.layers import sampling
+
+    counts = np.arange(1, 31)
+    t = np.random.default_rng(1).integers(0, 30, 50)
+    whole = UnigramSampler(counts, rng=np.random.default_rng(2),
+                           method="counter").get_negative_sample(t)
+    monkeypatch.setattr(sampling, "_COUNTER_MAX_KEYS", 7 * 30)   # blocks of 7 rows
+    blocks = UnigramSampler(counts, rng=np.random.default_rng(2),
+                            method="counter").get_negative_sample(t)
+    np.testing.assert_array_equal(blocks, whole)
 
 
 def test_argument_errors():

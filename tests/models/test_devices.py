@@ -17,6 +17,7 @@ import pytest
 from helpers import MODEL_FACTORIES
 from timelayers import models
 from timelayers.layers import Dropout
+from timelayers.layers.sampling import NegativeSamplingLoss
 from timelayers.layers.base import Layer
 from timelayers.backend import to_cpu, to_gpu
 from timelayers.optim import Adam
@@ -158,12 +159,16 @@ def test_to_cpu_of_a_cpu_model_changes_nothing_but_the_arrays():
 @pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
 @pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_gpu_training_step_matches_cpu(name):
-    """Dropout draws its masks on the device (README, "On a GPU"): off here."""
+    """Dropout draws its masks on the device (README, "On a GPU"): off here.
+    Negative samples are drawn on the device by the counter method, which the CPU
+    twin uses too."""
     cpu, gpu, opt_cpu, opt_gpu, batches = twins(name, 2, seed=2)
     for model in (cpu, gpu):
         for _, layer in model.named_layers():
             if isinstance(layer, Dropout):
                 layer.dropout_ratio = 0.0
+            if isinstance(layer, NegativeSamplingLoss):
+                layer.sampler.method = "counter"
     assert gpu.to_gpu() is gpu
     for b in batches:
         loss_cpu = one_step(cpu, b, opt_cpu)

@@ -13,8 +13,11 @@ replace=False, p=p_without_target)``: the first negative is drawn from ``p``
 renormalised without the target, each next one from ``p`` renormalised without
 the target and the negatives already drawn. It is drawn for the whole batch at
 once (no loop over rows, unlike the book's sampler, whose GPU variant also
-skips the exclusion of the target), on the CPU from a ``numpy.random.Generator``,
-so NumPy and CuPy callers get the same samples from the same seed.
+skips the exclusion of the target). For NumPy targets it is drawn on the CPU from
+a ``numpy.random.Generator``; for CuPy targets, on the GPU, from a seed drawn
+from that generator (``method="counter"``, :mod:`timelayers.device_random`), so
+that a training step never waits for the device. A CPU sampler with
+``method="counter"`` draws what the GPU draws from the same seed.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ import numpy as np
 
 from .._checks import check_ids, check_ndim, check_shape
 from ..backend import get_array_module, to_cpu
+from ..device_random import exponential_keys, exponential_keys_reference, inverse_probabilities
 from .base import Layer
 from .core import EmbeddingDot
 from .losses import SigmoidWithLoss
 
 __all__ = ["UnigramSampler", "NegativeSamplingLoss"]
 
-_METHODS = ("auto", "rejection", "exponential")
+_METHODS = ("auto", "rejection", "exponential", "counter")
+
+# The counter method makes its keys for at most this many (row, word) pairs at a
+# time (2**22 float64 keys: 32 MB).
+_COUNTER_MAX_KEYS = 1 << 22
 
 # "auto" uses rejection while the k most probable words hold at most this much
 # mass: every redraw is then accepted with probability >= 1/2.
@@ -87,10 +95,9 @@ class UnigramSampler:
         words with a positive count minus one.
     rng : numpy.random.Generator, optional
         Source of randomness; defaults to ``numpy.random.default_rng()`` (not
-        reproducible). Samples are always drawn on the CPU with it and then moved
-        to the target's array module, so NumPy and CuPy give the same samples from
-        one seed.
-    method : {"auto", "rejection", "exponential"}
+        reproducible). For CuPy targets only a seed is drawn from it, and the
+        samples are drawn on the GPU by ``"counter"``.
+    method : {"auto", "rejection", "exponential", "counter"}
         Both methods give exactly the distribution described in the module
         docstring; they differ in cost. ``"rejection"`` draws all ``N * k``
         values with replacement (Walker's alias method, ``O(1)`` each), then
@@ -107,7 +114,11 @@ class UnigramSampler:
         per batch, and its cost does not depend on ``p``. ``"auto"`` picks
         rejection when the ``k`` most probable words hold at most half of the
         mass (every redraw then succeeds with probability at least 1/2),
-        exponential otherwise.
+        exponential otherwise. ``"counter"`` is exponential with the ``E`` made
+        from a hash of one seed and the (row, word) index
+        (:func:`timelayers.device_random.exponential_keys`): what CuPy targets
+        always use, on the GPU, whatever ``method`` says; on the CPU it gives
+        the GPU's samples.
 
     Attributes
     ----------
@@ -145,6 +156,7 @@ class UnigramSampler:
         self.power = power
         self.rng = rng if rng is not None else np.random.default_rng()
         self._earlier = None
+        self._device_inv_p = {}  # GPU id -> inverse_probabilities(word_p) there
         self._prob, self._alias = _alias_table(self.word_p)
         with np.errstate(divide="ignore"):
             self._inv_p = 1.0 / self.word_p  # inf for zero-count words
@@ -213,13 +225,42 @@ class UnigramSampler:
         return out
 
     def _sample_exponential(self, t):
-        N, k = t.shape[0], self.sample_size
+        N = t.shape[0]
         keys = self.rng.standard_exponential((N, self.vocab_size))
         keys *= self._inv_p  # E / p: inf where p == 0
         keys[np.arange(N), t] = np.inf
+        return self._smallest(keys, np)
+
+    def _smallest(self, keys, xp):
+        """The columns of the ``k`` smallest keys of each row ``(N, V)``, in
+        increasing order of key (the order of drawing): ``(N, k)``."""
+        k = self.sample_size
+        if xp is not np:  # CuPy's argpartition sorts the whole row anyway
+            return xp.argsort(keys, axis=1)[:, :k]
         part = np.argpartition(keys, k - 1, axis=1)[:, :k]  # the k smallest, unordered
         order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
-        return np.take_along_axis(part, order, axis=1)  # in order of drawing
+        return np.take_along_axis(part, order, axis=1)
+
+    def _sample_counter(self, target, xp):
+        """The counter method on ``target``'s device (NumPy: the reference keys)."""
+        seed = int(self.rng.integers(0, 2**63))
+        N, V = target.shape[0], self.vocab_size
+        if xp is np:
+            inv_p, keys_of = inverse_probabilities(self.word_p), exponential_keys_reference
+        else:
+            inv_p, keys_of = self._inv_p_on_device(xp), exponential_keys
+        out = xp.empty((N, self.sample_size), dtype=np.int64)
+        rows = max(1, _COUNTER_MAX_KEYS // V)
+        for lo in range(0, N, rows):
+            hi = min(N, lo + rows)
+            out[lo:hi] = self._smallest(keys_of(seed, target[lo:hi], inv_p, first_row=lo), xp)
+        return out
+
+    def _inv_p_on_device(self, xp):
+        device = xp.cuda.Device().id
+        if device not in self._device_inv_p:
+            self._device_inv_p[device] = xp.asarray(inverse_probabilities(self.word_p))
+        return self._device_inv_p[device]
 
     def get_negative_sample(self, target):
         """Negatives for a batch of targets.
@@ -239,13 +280,14 @@ class UnigramSampler:
         xp = get_array_module(target)
         check_ndim(where, "target", target, 1)
         check_ids(where, "target", target, self.vocab_size)
-        t = to_cpu(target).astype(np.int64, copy=False)
+        if xp is not np or self.method == "counter":
+            return self._sample_counter(target, xp)
+        t = np.asarray(target).astype(np.int64, copy=False)
         if self.method == "rejection":
             out = self._sample_rejection(t)
         else:
             out = self._sample_exponential(t)
-        out = out.astype(np.int64, copy=False)
-        return out if xp is np else xp.asarray(out)
+        return out.astype(np.int64, copy=False)
 
 
 class NegativeSamplingLoss(Layer):
