@@ -9,6 +9,8 @@
 #   run(command="bash benchmarks/gpu_check.sh", carry=["data"], timeout_s=600)
 # BETTER_SECONDS bounds the BetterRnnlm run (its run folder keeps a checkpoint
 # after every epoch: continue it with --resume in a later call).
+# With device time left, benchmarks/mpi_check.sh measures data parallel at 1-8
+# processes on the machine's 16 cores (issue 16; see its header).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
