@@ -219,13 +219,14 @@ def main(argv=None):
         rows.append(row)
         results[name] = r
         del case
+        print("  " + "  ".join(row), flush=True)   # each case as it ends (a timeout keeps them)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=1)
     headers = ["case", "timelayers", "PyTorch", "book", "ours / torch", "ours / book"]
     if args.profile and args.device == "gpu":
         headers += ["ours host ms", "ours GPU ms"]
     print(table(rows, headers))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1)
     return results
 
 

@@ -6,7 +6,7 @@ epochs can be estimated).
 
     python benchmarks/results_better_rnnlm.py [--quick] [--iters N] [--dropout 0] [--seed 1]
     python benchmarks/results_better_rnnlm.py --dropout 0 --dtype float64 --iters 25
-    python benchmarks/results_better_rnnlm.py --dropout 0 --twin nudged
+    python benchmarks/results_better_rnnlm.py --dropout 0 --twin nudged [--twin nudged-down]
 
 With ``--dropout 0`` both sides compute the same function, so what is left between
 them is the implementation (and float32 summation order); with dropout on, each
@@ -15,7 +15,8 @@ the defaults writes ``better_rnnlm.json``; others add their dropout and seed to 
 name (``better_rnnlm_dropout0_seed0.json``), and ``--dtype float64`` adds its dtype.
 
 ``--twin nudged`` puts our own model in PyTorch's place, started from the same
-weights moved by one unit in the last place (``np.nextafter``) and trained on the
+weights moved up (or, ``nudged-down``, down) by one unit in the last place
+(``np.nextafter``) and trained on the
 same batches (the same dropout masks): the gap between the two is what the
 recipe's own rounding makes of one epoch, the floor under any comparison of two
 implementations in that dtype (``..._nudged.json``).
@@ -82,13 +83,14 @@ class torch_twin:
 
 
 class nudged_twin:
-    """Our BetterRnnlm built from the same seed, every weight then moved up by one
-    unit in the last place, trained as ours is."""
+    """Our BetterRnnlm built from the same seed, every weight then moved by one
+    unit in the last place towards ``direction`` (``np.inf`` or ``-np.inf``),
+    trained as ours is."""
 
-    def __init__(self, vocab_size, dropout, seed, dtype):
+    def __init__(self, vocab_size, dropout, seed, dtype, direction=np.inf):
         self.model = tl.models.BetterRnnlm(vocab_size, 650, 650, dropout, rng=seed, dtype=dtype)
         for p in self.model.params:
-            p[...] = np.nextafter(p, np.inf)
+            p[...] = np.nextafter(p, direction)
         self.opt = tl.SGD(lr=20.0)
         self.model.reset_state()
 
@@ -108,8 +110,9 @@ def main():
     parser.add_argument("--iters", type=int, help="iterations (default: one epoch)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout ratio of both sides")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--twin", choices=["torch", "nudged"], default="torch",
-                        help="the other side: PyTorch's model (default) or ours nudged by one ulp")
+    parser.add_argument("--twin", choices=["torch", "nudged", "nudged-down"], default="torch",
+                        help="the other side: PyTorch's model (default) or ours nudged by one "
+                             "ulp up (or down)")
     args = parser.parse_args()
     import torch
 
@@ -124,7 +127,8 @@ def main():
     model = tl.models.BetterRnnlm(len(vocab), 650, 650, args.dropout, rng=args.seed,
                                   dtype=args.dtype)
     twin = (torch_twin(torch, model) if args.twin == "torch"
-            else nudged_twin(len(vocab), args.dropout, args.seed, args.dtype))
+            else nudged_twin(len(vocab), args.dropout, args.seed, args.dtype,
+                             -np.inf if args.twin == "nudged-down" else np.inf))
     opt = tl.SGD(lr=20.0)
 
     ours_s = torch_s = 0.0
@@ -163,7 +167,8 @@ def main():
         name += f"_{args.dtype}"
     if args.twin != "torch":
         name += f"_{args.twin}"
-        result["twin"] = "ours, every initial weight moved up by one ulp (np.nextafter)"
+        result["twin"] = (f"ours, every initial weight moved {'down' if 'down' in args.twin else 'up'}"
+                          f" by one ulp (np.nextafter)")
     path = save_result(name, result, quick=args.quick)
     print(f"val perplexity ours {ours_val:.2f}, {args.twin} {torch_val:.2f} "
           f"({result['relative_difference']:.1%} apart); {ours_s:.0f} s vs {torch_s:.0f} s; "

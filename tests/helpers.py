@@ -2,12 +2,14 @@
 assertions, test doubles, tiny models with their data, and the harness that runs
 the CUDA kernels on a CPU."""
 
+import contextlib
 import ctypes
 import math
 import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,16 +176,24 @@ def assert_gradcheck_attention(layer, *inputs, tol=1e-6, **kwargs):
     return errors
 
 
+@contextlib.contextmanager
 def no_device_sync(xp):
     """A context in which CuPy refuses to wait for the GPU
-    (``cupyx.allow_synchronize(False)``); nothing for NumPy."""
-    import contextlib
-
+    (``cupyx.allow_synchronize(False)``); nothing for NumPy. The id checks that
+    earlier code left pending are flushed first: their flush, a host read, must
+    not fall inside."""
     if xp is np:
-        return contextlib.nullcontext()
+        yield
+        return
     import cupyx
 
-    return cupyx.allow_synchronize(False)
+    from timelayers._checks import flush_device_checks
+
+    flush_device_checks()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # CuPy warns that allow_synchronize will go
+        with cupyx.allow_synchronize(False):
+            yield
 
 # ----------------------------------------------------------------------------- CUDA on a CPU
 # The library's CUDA kernels compiled for the CPU, to test their arithmetic and

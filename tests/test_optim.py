@@ -297,7 +297,8 @@ def test_clip_grads_on_the_array_module(xp, rng):
     want = clip_on_the_host(grads, 0.5)
     with no_device_sync(xp):
         norm = clip_grads(on_xp, 0.5)
-    assert float(norm) == pytest.approx(want, rel=1e-12)
+    # CuPy sums the float32 squares in another order than the host's BLAS
+    assert float(norm) == pytest.approx(want, rel=1e-12 if xp is np else 1e-6)
     for d, g in zip(on_xp, grads):
         np.testing.assert_allclose(to_cpu(d), g, rtol=1e-6)
 

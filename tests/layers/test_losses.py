@@ -24,7 +24,7 @@ def test_softmax_with_loss(xp, rng, onehot):
     t = rng.integers(0, 5, 4)
     tt = xp.asarray(np.eye(5)[t] if onehot else t)
     layer = tl.SoftmaxWithLoss()
-    assert layer.forward(x, tt) == pytest.approx(ref_softmax_ce(tl.to_cpu(x), t), rel=1e-12)
+    assert float(layer.forward(x, tt)) == pytest.approx(ref_softmax_ce(tl.to_cpu(x), t), rel=1e-12)
     assert_gradcheck(tl.SoftmaxWithLoss(), x, tt)
 
 
@@ -36,7 +36,7 @@ def test_time_softmax_with_loss(xp, rng, N, T):
         ts[0, 0] = -1
     layer = tl.TimeSoftmaxWithLoss()
     loss = layer.forward(xs, xp.asarray(ts))
-    assert loss == pytest.approx(ref_softmax_ce(tl.to_cpu(xs), ts, ignore=-1), rel=1e-12)
+    assert float(loss) == pytest.approx(ref_softmax_ce(tl.to_cpu(xs), ts, ignore=-1), rel=1e-12)
     assert_gradcheck(tl.TimeSoftmaxWithLoss(), xs, xp.asarray(ts))
 
 
@@ -70,8 +70,8 @@ def test_time_softmax_large_scores_stable(xp):
     xs = xp.asarray([[[1000.0, 0.0, -1000.0]]])
     layer = tl.TimeSoftmaxWithLoss()
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        assert layer.forward(xs, xp.asarray([[0]])) == pytest.approx(0.0, abs=1e-12)
-        assert layer.forward(xs, xp.asarray([[1]])) == pytest.approx(1000.0)
+        assert float(layer.forward(xs, xp.asarray([[0]]))) == pytest.approx(0.0, abs=1e-12)
+        assert float(layer.forward(xs, xp.asarray([[1]]))) == pytest.approx(1000.0)
 
 
 @pytest.mark.parametrize("shape", [(5,), (4, 3)])
@@ -81,7 +81,7 @@ def test_sigmoid_with_loss(xp, rng, shape):
     xc, tc = tl.to_cpu(x), tl.to_cpu(t)
     y = 1 / (1 + np.exp(-xc))
     ref = -(tc * np.log(y) + (1 - tc) * np.log(1 - y)).mean()
-    assert tl.SigmoidWithLoss().forward(x, t) == pytest.approx(ref, rel=1e-12)
+    assert float(tl.SigmoidWithLoss().forward(x, t)) == pytest.approx(ref, rel=1e-12)
     assert_gradcheck(tl.SigmoidWithLoss(), x, t)
 
 
