@@ -55,3 +55,64 @@ def table(rows, headers):
     for r in rows:
         out.append("| " + " | ".join(str(c) for c in r) + " |")
     return "\n".join(out)
+
+
+class PartTimes:
+    """The time each step spends in its parts -- every leaf layer's forward and
+    backward (:meth:`wrap_model`) and whatever else is wrapped (:meth:`wrap`) --
+    by wrapping them. Host seconds always; given CuPy's module, the GPU's too,
+    from CUDA events recorded around each call and read only at :meth:`end`, so
+    that the step does not wait inside (a part's GPU time then runs from the
+    moment the GPU reaches its first event to its last: idle gaps between its
+    kernels count, as they do in the step).
+
+    ``steps`` holds one ``{part: (host seconds, GPU seconds or None)}`` per step
+    between :meth:`begin` and :meth:`end`."""
+
+    def __init__(self, cupy=None):
+        self.cupy = cupy
+        self.steps = []
+        self._host, self._events = {}, []
+
+    def wrap(self, fn, key):
+        """``fn``, timed as part ``key`` (calls within one step add up)."""
+        def timed(*args, **kwargs):
+            if self.cupy is not None:
+                start = self.cupy.cuda.Event()
+                start.record()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self._host[key] = self._host.get(key, 0.0) + time.perf_counter() - t0
+            if self.cupy is not None:
+                stop = self.cupy.cuda.Event()
+                stop.record()
+                self._events.append((key, start, stop))
+            return out
+        return timed
+
+    def wrap_model(self, model):
+        """Wrap every leaf layer's ``forward`` and ``backward`` (``model.named_layers()``)."""
+        for key, layer in model.named_layers():
+            layer.forward = self.wrap(layer.forward, f"{key}.forward")
+            layer.backward = self.wrap(layer.backward, f"{key}.backward")
+
+    def begin(self):
+        self._host, self._events = {}, []
+
+    def end(self):
+        gpu = {}
+        for key, start, stop in self._events:
+            stop.synchronize()
+            gpu[key] = gpu.get(key, 0.0) + self.cupy.cuda.get_elapsed_time(start, stop) / 1e3
+        self.steps.append({key: (host, gpu.get(key)) for key, host in self._host.items()})
+
+    def medians(self, steps=None):
+        """``{part: (median host seconds, median GPU seconds or None)}`` over ``steps``
+        (default all), in the order of the first step."""
+        steps = self.steps if steps is None else steps
+        out = {}
+        for key in steps[0]:
+            host = [s[key][0] for s in steps if key in s]
+            gpu = [s[key][1] for s in steps if key in s and s[key][1] is not None]
+            out[key] = (statistics.median(host), statistics.median(gpu) if gpu else None)
+        return out

@@ -27,14 +27,13 @@ import importlib.util
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")  # as `import timelayers` sets it
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import interleaved_times, table  # noqa: E402
+from _timing import PartTimes, interleaved_times, table  # noqa: E402
 
 CASES = ("rnnlm", "better", "attention")
 
@@ -77,18 +76,9 @@ def batches(name, rng, n=4):
              rng.integers(0, 10000, (20, 35)).astype(np.int32)) for _ in range(n)], 10000
 
 
-def _timed(fn, key, record):
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        record[key] = record.get(key, 0.0) + time.perf_counter() - t0
-        return out
-    return timed
-
-
 def make_step(pkg, name, data, V, parts=None):
     """One training step of model ``name`` built with package ``pkg``. With a
-    list ``parts``, each call appends ``{part: seconds}`` to it."""
+    :class:`PartTimes` ``parts``, each call adds its parts' times to it."""
     m, optim = pkg.models, pkg.optim
     if name == "rnnlm":
         model, opt, clip = m.Rnnlm(V, 100, 100, rng=0), optim.SGD(lr=20.0), 0.25
@@ -99,25 +89,23 @@ def make_step(pkg, name, data, V, parts=None):
         model, opt, clip = m.AttentionSeq2seq(V, 16, 256, rng=0), optim.Adam(lr=1e-3), 5.0
     model.train()
     count = [0]
-    record = {}
     clip_grads, update = optim.clip_grads, opt.update
     if parts is not None:
-        for key, layer in model.named_layers():
-            layer.forward = _timed(layer.forward, f"{key}.forward", record)
-            layer.backward = _timed(layer.backward, f"{key}.backward", record)
-        clip_grads = _timed(clip_grads, "clip_grads", record)
-        update = _timed(update, "update", record)
+        parts.wrap_model(model)
+        clip_grads = parts.wrap(clip_grads, "clip_grads")
+        update = parts.wrap(update, "update")
 
     def step():
         xs, ts = data[count[0] % len(data)]
         count[0] += 1
-        record.clear()
+        if parts is not None:
+            parts.begin()
         model.forward(xs, ts)
         model.backward()
         clip_grads(model.grads, clip)
         update(model.params, model.grads)
         if parts is not None:
-            parts.append(dict(record))
+            parts.end()
 
     return step
 
@@ -150,7 +138,8 @@ def main(argv=None):
     rows = []
     for name in [c.strip() for c in args.models.split(",") if c.strip()]:
         data, V = batches(name, np.random.default_rng(0))
-        parts = {"A": [], "B": []} if args.parts else {"A": None, "B": None}
+        parts = ({"A": PartTimes(), "B": PartTimes()} if args.parts
+                 else {"A": None, "B": None})
         times = interleaved_times({k: make_step(pkg, name, data, V, parts[k])
                                    for k, pkg in (("A", a), ("B", b))},
                                   args.repeats, args.warmup, args.lead_in)
@@ -160,9 +149,10 @@ def main(argv=None):
             # the timed calls among all calls: after the warm-up, each after its lead-in
             timed = [args.warmup + r * (args.lead_in + 1) + args.lead_in
                      for r in range(args.repeats)]
-            part_rows = [_ratio_row(f"{name} {key}", [parts["A"][i][key] for i in timed],
-                                    [parts["B"][i][key] for i in timed])
-                         for key in parts["A"][0] if key in parts["B"][0]]
+            a_steps, b_steps = parts["A"].steps, parts["B"].steps
+            part_rows = [_ratio_row(f"{name} {key}", [a_steps[i][key][0] for i in timed],
+                                    [b_steps[i][key][0] for i in timed])
+                         for key in a_steps[0] if key in b_steps[0]]
             print(table(part_rows, ["part"] + headers[1:]), flush=True)
     print()
     print(table(rows, headers))

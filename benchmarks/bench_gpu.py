@@ -5,7 +5,7 @@ Usage::
 
     python benchmarks/bench_gpu.py                         # the five cases below
     python benchmarks/bench_gpu.py --book-code ~/deep-learning-from-scratch-2
-    python benchmarks/bench_gpu.py --cases better-128 --profile
+    python benchmarks/bench_gpu.py --cases better-128 --profile --parts 10
     python benchmarks/bench_gpu.py --device cpu --quick --cases rnnlm-20   # the harness on a CPU
 
 A step is the one of ``benchmarks/bench_models.py`` (forward, backward, clip,
@@ -27,7 +27,10 @@ attention-128   AttentionSeq2seq on dates (D 16, H 256), batch 128, Adam(1e-3), 
 ``--profile`` adds, for our step, the host time and the GPU time of
 ``cupyx.profiler.benchmark``: a host time as long as the GPU time means the
 host waits on the device (a host read) or launches kernels as fast as the GPU
-runs them.
+runs them. ``--parts STEPS`` then splits our step into its parts, every layer's
+forward and backward, the clipping and the update, with the host time of each
+and its GPU time from CUDA events around it (``_timing.PartTimes``), medians
+over STEPS steps: where the step's time goes, part by part.
 
 The book's code: ``--book-code PATH`` is the root of the book's repository
 (``common/``, ``ch06/``, ``ch08/``); its ``common.config.GPU`` is set before its
@@ -47,7 +50,7 @@ import timelayers as tl  # noqa: F401  (before NumPy, see bench_models.py)
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import interleaved_times, table  # noqa: E402
+from _timing import PartTimes, interleaved_times, table  # noqa: E402
 from bench_models import AttentionCase, BetterRnnlmCase, RnnlmCase  # noqa: E402
 
 CASES = {
@@ -150,6 +153,29 @@ class BookStep:
         return loss
 
 
+def part_ms(case, device, steps):
+    """Our step of ``case`` split into its parts (every layer's forward and
+    backward, the clipping, the update): ``{part: [host ms, GPU ms or None]}``,
+    medians over ``steps`` steps after one more, and the step's own."""
+    import bench_models
+
+    timer = PartTimes(device.cupy if device.name == "gpu" else None)
+    timer.wrap_model(case.model)
+    update, clip = case.optimizer.update, bench_models.clip_grads
+    case.optimizer.update = timer.wrap(update, "update")
+    bench_models.clip_grads = timer.wrap(clip, "clip_grads")
+    step = timer.wrap(device.synchronized(case.step_ours), "(the whole step)")
+    try:
+        for _ in range(steps):
+            timer.begin()
+            step()
+            timer.end()
+    finally:
+        case.optimizer.update, bench_models.clip_grads = update, clip
+    return {key: [host * 1e3, None if gpu is None else gpu * 1e3]
+            for key, (host, gpu) in timer.medians(timer.steps[1:]).items()}
+
+
 def host_and_gpu_ms(step, n_repeat=20):
     """Median host and GPU milliseconds of ``step`` (``cupyx.profiler.benchmark``)."""
     from cupyx.profiler import benchmark
@@ -174,6 +200,10 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="time ours (and the book's) only")
     ap.add_argument("--profile", action="store_true",
                     help="host and GPU time of our step (cupyx.profiler.benchmark)")
+    ap.add_argument("--parts", type=int, default=0, metavar="STEPS",
+                    help="also time our step's parts (each layer's forward and backward, the "
+                         "clipping, the update: host ms and GPU ms from CUDA events) over STEPS "
+                         "steps after the timing")
     ap.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -218,6 +248,11 @@ def main(argv=None):
             row += [f"{r['host_ms']:.2f}", f"{r['gpu_ms']:.2f}"]
         rows.append(row)
         results[name] = r
+        if args.parts:
+            r["parts_ms"] = part_ms(case, device, args.parts + 1)
+            print(table([[f"{name} {key}", f"{host:.3f}", "-" if gpu is None else f"{gpu:.3f}"]
+                         for key, (host, gpu) in r["parts_ms"].items()],
+                        ["part", "host ms", "GPU ms"]), flush=True)
         del case
         print("  " + "  ".join(row), flush=True)   # each case as it ends (a timeout keeps them)
         if args.json:

@@ -51,7 +51,8 @@ fi
 
 if stage bench; then
     echo "== bench_gpu ($(date -u +%T), ${SECONDS} s)"
-    timeout -s INT "$(left 150)" python3 benchmarks/bench_gpu.py --profile --json "$OUT/bench_gpu.json"
+    timeout -s INT "$(left 150)" python3 benchmarks/bench_gpu.py --profile --parts 10 \
+        --json "$OUT/bench_gpu.json"
 fi
 
 if stage better; then
