@@ -108,3 +108,52 @@ def test_functions_log_softmax_and_cross_entropy(rng):
     ce = tl.functions.cross_entropy(y, t)
     assert ce == pytest.approx(-np.log(y[np.arange(4), t] + 1e-7).mean())
     assert tl.functions.cross_entropy(y, np.eye(5)[t]) == pytest.approx(ce)
+
+
+# -- the GPU's kernels, compiled as C++ and run on NumPy arrays ------------------------------
+@pytest.fixture
+def softmax_kernels_on_cpu(monkeypatch):
+    """``softmax_cuda`` with its CUDA kernels built for the CPU and its row
+    reduction done by NumPy: the GPU path's own steps, here."""
+    from helpers import CpuKernels, cxx_compiler
+    from timelayers.layers import softmax_cuda
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")
+    kernels = CpuKernels(softmax_cuda.kernel_source)
+    monkeypatch.setattr(softmax_cuda, "_launch", lambda name, dtype, threads, *args:
+                        kernels.launch(name, np.dtype(dtype).name, threads, list(args)))
+    monkeypatch.setattr(softmax_cuda, "_row_sum_exp",
+                        lambda x, m: np.exp(x - m[:, None]).sum(axis=1))
+    return softmax_cuda
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ignore", [None, -1])
+def test_gpu_softmax_cross_entropy_equals_the_numpy_path(rng, softmax_kernels_on_cpu, dtype,
+                                                         ignore):
+    x = (3 * rng.standard_normal((7, 5))).astype(dtype)
+    x[2] += 200                                    # a row far from 0: the maximum is taken off
+    t = rng.integers(0, 5, 7)
+    if ignore is not None:
+        t[[1, 4]] = ignore
+    layer = tl.TimeSoftmaxWithLoss(ignore_label=ignore) if ignore is not None else tl.SoftmaxWithLoss()
+    shaped = (lambda a: a[None]) if ignore is not None else (lambda a: a)
+    want_loss = layer.forward(shaped(x), shaped(t))
+    want_dx = layer.backward(2.5).reshape(7, 5)
+    loss, cache = softmax_kernels_on_cpu.forward(x, t, ignore)
+    dx = softmax_kernels_on_cpu.backward(cache, 2.5)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert float(loss) == pytest.approx(want_loss, rel=tol)
+    assert float(cache.count) == (7 if ignore is None else 5)
+    assert dx.dtype == dtype and dx.shape == (7, 5)
+    np.testing.assert_allclose(dx, want_dx, rtol=tol, atol=tol * 1e-2)
+    if ignore is not None:
+        assert not dx[[1, 4]].any()
+
+
+def test_gpu_softmax_cross_entropy_with_every_label_ignored(rng, softmax_kernels_on_cpu):
+    x = rng.standard_normal((3, 4))
+    loss, cache = softmax_kernels_on_cpu.forward(x, np.full(3, -1), -1)
+    assert float(loss) == 0.0
+    assert not softmax_kernels_on_cpu.backward(cache).any()

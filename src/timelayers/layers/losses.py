@@ -16,6 +16,7 @@ from ..backend import get_array_module
 from ..errors import ShapeError
 from ..functions import sigmoid, softplus
 from ..parallel import parallel_rows
+from . import softmax_cuda
 from .base import Layer
 
 __all__ = ["SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss"]
@@ -44,12 +45,9 @@ _MIN_ELEMENTS_PER_THREAD = 1 << 18
 _NO_SHIFT = 60.0
 
 
-def _over_row_blocks(xp, M, C, fn):
+def _over_row_blocks(M, C, fn):
     """Call ``fn(start, stop)`` over cache-sized blocks of the ``M`` rows of an
-    ``(M, C)`` array, split across threads for NumPy (one call for CuPy)."""
-    if xp is not np:
-        fn(0, M)
-        return
+    ``(M, C)`` array, split across threads."""
     parallel_rows(fn, M, min_rows=max(1, _MIN_ELEMENTS_PER_THREAD // max(1, C)),
                   max_block=max(1, _BLOCK_ELEMENTS // max(1, C)))
 
@@ -64,8 +62,12 @@ class _SoftmaxCrossEntropy(Layer):
     max)`` into a new buffer (``e = exp(x)`` when every maximum of the block is
     within +-60, which saves a pass and changes nothing but rounding), and the
     row sums. The cache keeps the unnormalised exponentials ``e``, the row
-    reciprocals ``1 / sum(e)``, the labels and the mask. Backward makes one pass, ``dx = e * (scale / sum(e)) - scale *
-    onehot(t)``, where ``scale`` is ``dout * mask / count``, in the same blocks.
+    reciprocals ``1 / sum(e)``, the labels and the mask. Backward makes one
+    pass, ``dx = e * (scale / sum(e)) - scale * onehot(t)``, where ``scale`` is
+    ``dout * mask / count``, in the same blocks.
+
+    CuPy arrays take :mod:`timelayers.layers.softmax_cuda`: the same math in a
+    few kernels, the loss left on the device.
     """
 
     ignore_label = None
@@ -76,11 +78,14 @@ class _SoftmaxCrossEntropy(Layer):
 
     def _forward2d(self, x2d, t1d):
         xp = get_array_module(x2d)
+        if xp is not np:  # the same math in a few CUDA kernels, nothing read back
+            loss, self.cache = softmax_cuda.forward(x2d, t1d, self.ignore_label)
+            return loss
         M, C = x2d.shape
         mask = None
         if self.ignore_label is not None:
             mask = t1d != self.ignore_label
-            count = int(mask.sum()) if xp is np else mask.sum()  # no host read on a device
+            count = int(mask.sum())
             t1d = xp.where(mask, t1d, 0)
         else:
             count = M
@@ -92,7 +97,7 @@ class _SoftmaxCrossEntropy(Layer):
         def block(a, b):
             xb, eb = x2d[a:b], e[a:b]
             xmax = xb.max(axis=1, keepdims=True)  # (b - a, 1)
-            if xp is np and -_NO_SHIFT <= float(xmax.min()) and float(xmax.max()) <= _NO_SHIFT:
+            if -_NO_SHIFT <= float(xmax.min()) and float(xmax.max()) <= _NO_SHIFT:
                 xp.exp(xb, out=eb)  # no overflow, and no underflow that matters
                 target[a:b] = xb[rows[:b - a], t1d[a:b]]
             else:
@@ -101,23 +106,21 @@ class _SoftmaxCrossEntropy(Layer):
                 xp.exp(eb, out=eb)
             eb.sum(axis=1, out=s[a:b])
 
-        _over_row_blocks(xp, M, C, block)
+        _over_row_blocks(M, C, block)
         nll = xp.log(s) - target
         if mask is not None:
             nll *= mask
-        if xp is np:
-            loss = float(nll.sum()) / count if count else 0.0
-        else:  # a 0-d array, read by the caller when it needs the number
-            loss = nll.sum() / xp.maximum(count, 1)
         self.cache = (e, 1.0 / s, t1d, mask, count)
-        return loss
+        return float(nll.sum()) / count if count else 0.0
 
     def _backward2d(self, dout):
+        if isinstance(self.cache, softmax_cuda.SoftmaxCache):
+            return softmax_cuda.backward(self.cache, dout)
         e, inv_s, t1d, mask, count = self.cache
         xp = get_array_module(e)
-        if xp is np and count == 0:
+        if count == 0:
             return xp.zeros_like(e)
-        weight = dout / (count if xp is np else xp.maximum(count, 1))  # all-masked: mask zeroes it
+        weight = dout / count
         scale = weight * inv_s  # (M,)
         if mask is not None:
             scale = scale * mask
@@ -127,7 +130,7 @@ class _SoftmaxCrossEntropy(Layer):
         def block(a, b):
             xp.multiply(e[a:b], scale[a:b], out=dx[a:b])
 
-        _over_row_blocks(xp, e.shape[0], e.shape[1], block)
+        _over_row_blocks(e.shape[0], e.shape[1], block)
         rows = xp.arange(e.shape[0])
         step = xp.zeros(e.shape[0], dtype=e.dtype)
         step += weight
