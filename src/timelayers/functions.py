@@ -2,11 +2,16 @@
 cross entropy.
 
 Every function takes NumPy or CuPy arrays and returns arrays of the same module
-and dtype. Softmax-like functions work over the last axis, for any leading shape.
+and dtype. Softmax-like functions work over the last axis, for any leading shape;
+on CuPy, the softmax of short rows and its backward are one kernel each
+(:mod:`timelayers.softmax_cuda`).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from . import softmax_cuda
 from .backend import get_array_module
 
 __all__ = ["sigmoid", "relu", "softmax", "softmax_backward", "log_softmax", "cross_entropy",
@@ -52,6 +57,8 @@ def softmax(x):
     array, shape (..., C), rows summing to 1.
     """
     xp = get_array_module(x)
+    if xp is not np and 0 < x.shape[-1] <= softmax_cuda.MAX_ROW and x.size:
+        return softmax_cuda.softmax_rows(x)  # one kernel
     y = x - x.max(axis=-1, keepdims=True)
     xp.exp(y, out=y)
     y /= y.sum(axis=-1, keepdims=True)
@@ -63,6 +70,9 @@ def softmax_backward(y, dy):
     ``dy``, the gradient of ``y`` (same shape ``(..., C)``), over the last axis:
     ``dx = y * (dy - sum(y * dy))``. Modifies neither argument.
     """
+    xp = get_array_module(y)
+    if xp is not np and 0 < y.shape[-1] <= softmax_cuda.MAX_ROW and y.size:
+        return softmax_cuda.softmax_rows_backward(y, dy)  # one kernel
     dx = y * dy
     dx -= y * dx.sum(axis=-1, keepdims=True)
     return dx

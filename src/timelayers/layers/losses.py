@@ -16,7 +16,7 @@ from ..backend import get_array_module
 from ..errors import ShapeError
 from ..functions import sigmoid, softplus
 from ..parallel import parallel_rows
-from . import softmax_cuda
+from .. import softmax_cuda
 from .base import Layer
 
 __all__ = ["SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss"]
@@ -66,7 +66,7 @@ class _SoftmaxCrossEntropy(Layer):
     pass, ``dx = e * (scale / sum(e)) - scale * onehot(t)``, where ``scale`` is
     ``dout * mask / count``, in the same blocks.
 
-    CuPy arrays take :mod:`timelayers.layers.softmax_cuda`: the same math in a
+    CuPy arrays take :mod:`timelayers.softmax_cuda`: the same math in a
     few kernels, the loss left on the device.
     """
 

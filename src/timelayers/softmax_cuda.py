@@ -1,21 +1,31 @@
-"""Softmax cross entropy on the GPU in as few kernels as its math needs (CuPy
-arrays only; the NumPy path is :class:`timelayers.layers.losses._SoftmaxCrossEntropy`).
+"""The softmax on the GPU in as few kernels as its math needs (CuPy arrays only;
+the NumPy paths are :func:`timelayers.functions.softmax` and
+:class:`timelayers.layers.losses._SoftmaxCrossEntropy`).
 
-For scores ``x (M, C)`` and labels ``t (M,)`` (``ignore`` for rows that do not
-count), with ``m`` the row maxima and ``s = sum_j exp(x - m)``::
+**Short rows** (attention weights over the encoder's steps or a window's keys,
+at most :data:`MAX_ROW` entries): one thread a row, which takes the row's
+maximum, its exponentials and their sum, and writes ``y = exp(x - max) / sum``
+(:func:`softmax_rows`); backward, ``dx = y * dy - y * sum(y * dy)``, one thread a
+row too (:func:`softmax_rows_backward`). One kernel each way instead of five and
+four.
+
+**Softmax cross entropy** over scores ``x (M, C)`` and labels ``t (M,)``
+(``ignore`` for rows that do not count), with ``m`` the row maxima and
+``s = sum_j exp(x - m)``::
 
     nll_i = log(s_i) - (x[i, t_i] - m_i)          loss = sum_i nll_i / count
     dx[i, j] = (exp(x[i, j] - m_i) / s_i - [j == t_i]) * dout / count
 
-Forward: the row maxima (CuPy's reduction), the row sums of ``exp(x - m)`` (one
-reduction kernel, nothing written per element), one kernel over the rows for
-``nll`` and the rows that count, and the two sums. Backward: one kernel over the
-elements, which computes the softmax again from ``x``, ``m`` and ``s`` rather
-than keeping an ``(M, C)`` array of exponentials from the forward. Nothing is
-read back to the host: the loss and the count stay 0-d arrays on the device.
+Forward (:func:`forward`): the row maxima (CuPy's reduction), the row sums of
+``exp(x - m)`` (one reduction kernel, nothing written per element), one kernel
+over the rows for ``nll`` and the rows that count, and the two sums. Backward
+(:func:`backward`): one kernel over the elements, which computes the softmax
+again from ``x``, ``m`` and ``s`` rather than keeping an ``(M, C)`` array of
+exponentials from the forward. Nothing is read back to the host: the loss and
+the count stay 0-d arrays on the device.
 
-``forward`` and ``backward`` take the array module from their inputs, and the
-two places where CuPy compiles code, :func:`_launch` (the CUDA source below) and
+The functions take the array module from their inputs, and the two places
+where CuPy compiles code, :func:`_launch` (the CUDA source below) and
 :func:`_row_sum_exp`, are module functions, so that the tests run these same
 steps on NumPy arrays with the kernels compiled as C++.
 """
@@ -26,13 +36,40 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_array_module
+from .backend import get_array_module
 
-__all__ = ["forward", "backward", "kernel_source", "SoftmaxCache"]
+__all__ = ["softmax_rows", "softmax_rows_backward", "forward", "backward", "kernel_source",
+           "SoftmaxCache", "MAX_ROW"]
 
 _THREADS = 256
+MAX_ROW = 128  # the longest row the one-thread-a-row kernels take
 
 KERNEL_SOURCE = r"""
+extern "C" __global__ void softmax_rows(const T* x, T* y, const long long M, const long long C) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M) return;
+    const T* xi = x + i * C;
+    T* yi = y + i * C;
+    T m = xi[0];
+    for (long long j = 1; j < C; ++j) m = xi[j] > m ? xi[j] : m;
+    T s = T(0);
+    for (long long j = 0; j < C; ++j) {
+        yi[j] = exp(xi[j] - m);
+        s += yi[j];
+    }
+    for (long long j = 0; j < C; ++j) yi[j] = yi[j] / s;
+}
+
+extern "C" __global__ void softmax_rows_backward(
+        const T* y, const T* dy, T* dx, const long long M, const long long C) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M) return;
+    const long long at = i * C;
+    T s = T(0);
+    for (long long j = 0; j < C; ++j) s += y[at + j] * dy[at + j];
+    for (long long j = 0; j < C; ++j) dx[at + j] = y[at + j] * dy[at + j] - y[at + j] * s;
+}
+
 extern "C" __global__ void softmax_ce_rows(
         const T* x, const T* row_max, const T* row_sum, const long long* t,
         T* nll_and_counted, const long long M, const long long C, const long long ignore) {
@@ -91,6 +128,29 @@ def _row_sum_exp(x2d, row_max):
         _kernels["row_sum_exp"] = cupy.ReductionKernel(
             "T x, T m", "T s", "exp(x - m)", "a + b", "s = a", "0", "row_sum_exp")
     return _kernels["row_sum_exp"](x2d, row_max[:, None], axis=1)
+
+
+def softmax_rows(x):
+    """Softmax over the last axis of ``x (..., C)``, ``C <= MAX_ROW``, one thread a row."""
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    y = xp.empty_like(x)
+    C = x.shape[-1]
+    M = x.size // C
+    _launch("softmax_rows", x.dtype, M, x, y, np.int64(M), np.int64(C))
+    return y
+
+
+def softmax_rows_backward(y, dy):
+    """``dx = y * (dy - sum(y * dy))`` over the last axis, ``C <= MAX_ROW``."""
+    xp = get_array_module(y)
+    y = xp.ascontiguousarray(y)
+    dy = xp.ascontiguousarray(dy, dtype=y.dtype)
+    dx = xp.empty_like(y)
+    C = y.shape[-1]
+    M = y.size // C
+    _launch("softmax_rows_backward", y.dtype, M, y, dy, dx, np.int64(M), np.int64(C))
+    return dx
 
 
 class SoftmaxCache(NamedTuple):
