@@ -3,7 +3,9 @@ weight tying, save/load, the evaluation context of the language model, the
 decoding protocol (step by step equals teacher forcing; greedy and beam search),
 training runs that learn, and moving between array modules."""
 
+import contextlib
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -314,3 +316,27 @@ def test_attention_map_matches_decoding(rng):
     _, mean = model.attention_map(xs, 0, 3)
     assert_close(mean.sum(axis=-1), np.ones((2, 3)), rtol=1e-5)
     assert model.training
+
+
+@pytest.mark.skipif(os.environ.get("TIMELAYERS_TEST_CUPY") != "1",
+                    reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@pytest.mark.parametrize("make", [small_lm, small_seq2seq])
+def test_gpu_training_step_never_waits_for_the_device(rng, make):
+    """Forward (dropout on: masks drawn on the device), backward, clip and AdamW
+    make no host read after a first step."""
+    import cupy
+
+    from helpers import no_device_sync
+    from timelayers.optim import clip_grads
+
+    model = make(dropout=0.1, dtype="float32").to_gpu()
+    optimizer = AdamW(lr=1e-3)
+    lm = isinstance(model, models.TransformerLM)
+    batches = [(cupy.asarray(rng.integers(0, V, (3, 6))),
+                cupy.asarray(rng.integers(0, V, (3, 6 if lm else 5)))) for _ in range(2)]
+    for i, (x, t) in enumerate(batches):
+        with no_device_sync(cupy) if i else contextlib.nullcontext():
+            model.forward(x, t)
+            model.backward()
+            clip_grads(model.grads, 1.0)
+            optimizer.update(model.params, model.grads)
