@@ -156,10 +156,11 @@ class UnigramSampler:
         self.power = power
         self.rng = rng if rng is not None else np.random.default_rng()
         self._earlier = None
-        self._device_inv_p = {}  # GPU id -> inverse_probabilities(word_p) there
         self._prob, self._alias = _alias_table(self.word_p)
         with np.errstate(divide="ignore"):
             self._inv_p = 1.0 / self.word_p  # inf for zero-count words
+        # the counter method's 1 / p (-1 where p == 0): None -> on the CPU, GPU id -> there
+        self._counter_inv_p = {None: inverse_probabilities(self.word_p)}
         if method == "auto":
             top_mass = np.sort(self.word_p)[-k:].sum()
             method = "rejection" if top_mass <= _REJECTION_MAX_MASS else "exponential"
@@ -246,7 +247,7 @@ class UnigramSampler:
         seed = int(self.rng.integers(0, 2**63))
         N, V = target.shape[0], self.vocab_size
         if xp is np:
-            inv_p, keys_of = inverse_probabilities(self.word_p), exponential_keys_reference
+            inv_p, keys_of = self._counter_inv_p[None], exponential_keys_reference
         else:
             inv_p, keys_of = self._inv_p_on_device(xp), exponential_keys
         out = xp.empty((N, self.sample_size), dtype=np.int64)
@@ -258,9 +259,9 @@ class UnigramSampler:
 
     def _inv_p_on_device(self, xp):
         device = xp.cuda.Device().id
-        if device not in self._device_inv_p:
-            self._device_inv_p[device] = xp.asarray(inverse_probabilities(self.word_p))
-        return self._device_inv_p[device]
+        if device not in self._counter_inv_p:
+            self._counter_inv_p[device] = xp.asarray(self._counter_inv_p[None])
+        return self._counter_inv_p[device]
 
     def get_negative_sample(self, target):
         """Negatives for a batch of targets.
