@@ -57,6 +57,22 @@ def use_shared_ptb() -> None:
         os.environ["TIMELAYERS_DATA"] = str(shared)
 
 
+def ptb_splits(quick_train_tokens=None):
+    """``(train, valid, test, vocab)`` of the Penn Treebank (after
+    :func:`use_shared_ptb`); with ``quick_train_tokens``, the first that many
+    tokens of train (and one more, for the targets) and 7,000 of valid and test,
+    for checking a script in minutes."""
+    import timelayers as tl
+
+    use_shared_ptb()
+    train, vocab = tl.datasets.load_ptb("train")
+    valid, _ = tl.datasets.load_ptb("valid")
+    test, _ = tl.datasets.load_ptb("test")
+    if quick_train_tokens:
+        train, valid, test = train[:quick_train_tokens + 1], valid[:7001], test[:7001]
+    return train, valid, test, vocab
+
+
 def save_result(name: str, result: dict, history=None, quick=False) -> Path:
     """Write docs/results/NAME.json (and NAME.png from ``history``); quick runs go
     to docs/results/quick/ so they never overwrite a full result."""

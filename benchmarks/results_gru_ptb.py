@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import argument_parser, save_result, use_shared_ptb  # noqa: E402
+from _results import argument_parser, ptb_splits, save_result  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 from timelayers.recipes import RECIPES  # noqa: E402
@@ -65,14 +65,9 @@ def main():
                          f"{recipe.train_args['optimizer']}")
     parser = argument_parser(__doc__, recipe.train_args["epochs"])
     args = parser.parse_args()
-    use_shared_ptb()
-    train, vocab = tl.datasets.load_ptb("train")
-    valid, _ = tl.datasets.load_ptb("valid")
-    test, _ = tl.datasets.load_ptb("test")
-    epochs = args.epochs
-    if args.quick:
-        steps = recipe.train_args["batch_size"] * recipe.train_args["time_size"] * QUICK_STEPS
-        train, valid, test, epochs = train[:steps + 1], valid[:7001], test[:7001], 1
+    steps = recipe.train_args["batch_size"] * recipe.train_args["time_size"] * QUICK_STEPS
+    train, valid, test, vocab = ptb_splits(steps if args.quick else None)
+    epochs = 1 if args.quick else args.epochs
 
     rows, curves = {}, {}
     for cell in CELLS:

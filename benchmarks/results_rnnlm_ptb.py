@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import argument_parser, save_result, use_shared_ptb  # noqa: E402
+from _results import argument_parser, ptb_splits, save_result  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 
@@ -19,13 +19,8 @@ import timelayers as tl  # noqa: E402
 def main():
     parser = argument_parser(__doc__, 4)
     args = parser.parse_args()
-    use_shared_ptb()
-    corpus, vocab = tl.datasets.load_ptb("train")
-    valid, _ = tl.datasets.load_ptb("valid")
-    test, _ = tl.datasets.load_ptb("test")
-    epochs = args.epochs
-    if args.quick:
-        corpus, valid, test, epochs = corpus[:20 * 35 * 300 + 1], valid[:7001], test[:7001], 1
+    corpus, valid, test, vocab = ptb_splits(20 * 35 * 300 if args.quick else None)
+    epochs = 1 if args.quick else args.epochs
 
     model = tl.models.Rnnlm(len(vocab), 100, 100, rng=args.seed)
     trainer = tl.RnnlmTrainer(model, tl.SGD(lr=20.0), max_grad=0.25, rng=args.seed)
