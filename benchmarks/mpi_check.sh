@@ -22,12 +22,16 @@ PREFIX=/tmp/mpi
 mkdir -p "$OUT"
 PYVER=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PYTAG=cp${PYVER/./}
-python3 -m pip install -q --no-index --no-deps --no-compile --prefix "$PREFIX" \
+python3 -m pip install -q --no-index --no-deps --no-compile --ignore-installed --prefix "$PREFIX" \
     .whl/mpich-*.whl .whl/mpi4py-*-"$PYTAG"-*.whl > "$OUT/install.log" 2>&1 || {
     echo "no MPICH or mpi4py wheel for $PYTAG in .whl/ (see this script's header)"; exit 1; }
-export PATH=$PREFIX/bin:$PATH
-export LD_LIBRARY_PATH=$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export PYTHONPATH=$PREFIX/lib/python$PYVER/site-packages${PYTHONPATH:+:$PYTHONPATH}
+# where the prefix's scheme put them (Debian's Python adds local/ and dist-packages)
+BIN=$(dirname "$(find "$PREFIX" -name mpiexec -type f | head -n 1)")
+LIB=$(dirname "$(find "$PREFIX" -name 'libmpi.so.12*' | head -n 1)")
+SITE=$(dirname "$(find "$PREFIX" -type d -name mpi4py | head -n 1)")
+export PATH=$BIN:$PATH
+export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$OUT/install.log" 2>&1
 { nproc; lscpu | grep -m1 "Model name"; } | tee "$OUT/machine.txt"
 mpiexec -n 2 python3 -c "from mpi4py import MPI; c = MPI.COMM_WORLD; print(c.Get_rank(), 'of', c.Get_size(), MPI.Get_library_version().splitlines()[0])" \
