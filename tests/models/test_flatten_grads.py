@@ -106,3 +106,32 @@ def test_flattened_gradients_on_the_gpu(name):
         cupy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     for g in flat.grads:
         assert sum(cupy.shares_memory(g, buf.data) for buf in buffers) == 1
+
+
+def test_flattened_gradients_through_row_blocks():
+    """The LSTM plan that splits the batch into row blocks keeps buffers of its
+    own for the later blocks and adds them into the layer's gradients: into the
+    flat buffer's views, after flattening."""
+    from timelayers.layers.plans import FastLSTM, RowBlocks
+
+    def trained(flat):
+        model = models.BetterRnnlm(V, 6, 6, dropout_ratio=0.0, dtype="float64", rng=0)
+        for _, layer in model.named_layers():
+            if hasattr(layer, "_plan"):
+                layer.plan = RowBlocks(FastLSTM(False, False, True, True, False), 3)
+        opt = Adam(lr=0.01)
+        rng = np.random.default_rng(5)
+        losses = []
+        for step in range(3):
+            if flat and step == 1:   # after a step: the plan has made its block buffers
+                model.flatten_grads()
+            batch = rng.integers(0, V, (7, 4)), rng.integers(0, V, (7, 4))
+            losses.append(one_step(model, batch, opt))
+        assert all(type(layer._plan) is RowBlocks
+                   for _, layer in model.named_layers() if hasattr(layer, "_plan"))
+        return losses, model.params
+
+    (losses_plain, plain), (losses_flat, flat) = trained(False), trained(True)
+    assert losses_flat == losses_plain
+    for a, b in zip(flat, plain):
+        np.testing.assert_array_equal(a, b)
