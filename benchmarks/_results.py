@@ -38,12 +38,17 @@ def cpu_model() -> str:
 
 def machine() -> dict:
     cpu = cpu_model()
+    from timelayers.parallel import get_num_threads
+
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
+            "numpy": np.__version__, "threads": get_num_threads(),
+            **{k.lower(): os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+               if k in os.environ}}
     try:
         import torch
 
         info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
     return info
