@@ -9,8 +9,6 @@ on CuPy, the softmax of short rows and its backward are one kernel each
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import softmax_cuda
 from .backend import get_array_module
 
@@ -56,9 +54,9 @@ def softmax(x):
     -------
     array, shape (..., C), rows summing to 1.
     """
-    xp = get_array_module(x)
-    if xp is not np and 0 < x.shape[-1] <= softmax_cuda.MAX_ROW and x.size:
+    if softmax_cuda.takes_rows(x):
         return softmax_cuda.softmax_rows(x)  # one kernel
+    xp = get_array_module(x)
     y = x - x.max(axis=-1, keepdims=True)
     xp.exp(y, out=y)
     y /= y.sum(axis=-1, keepdims=True)
@@ -70,8 +68,7 @@ def softmax_backward(y, dy):
     ``dy``, the gradient of ``y`` (same shape ``(..., C)``), over the last axis:
     ``dx = y * (dy - sum(y * dy))``. Modifies neither argument.
     """
-    xp = get_array_module(y)
-    if xp is not np and 0 < y.shape[-1] <= softmax_cuda.MAX_ROW and y.size:
+    if softmax_cuda.takes_rows(y):
         return softmax_cuda.softmax_rows_backward(y, dy)  # one kernel
     dx = y * dy
     dx -= y * dx.sum(axis=-1, keepdims=True)

@@ -38,8 +38,8 @@ import numpy as np
 
 from .backend import get_array_module
 
-__all__ = ["softmax_rows", "softmax_rows_backward", "forward", "backward", "kernel_source",
-           "SoftmaxCache", "MAX_ROW"]
+__all__ = ["takes", "takes_rows", "softmax_rows", "softmax_rows_backward", "forward", "backward",
+           "kernel_source", "SoftmaxCache", "MAX_ROW"]
 
 _THREADS = 256
 MAX_ROW = 128  # the longest row the one-thread-a-row kernels take
@@ -103,6 +103,17 @@ extern "C" __global__ void softmax_ce_backward(
 
 _C_TYPES = {"float32": "float", "float64": "double"}
 _kernels = {}  # (kernel name, dtype name) -> cupy.RawKernel, or "row_sum_exp" -> ReductionKernel
+
+
+def takes(x):
+    """Whether ``x`` is a CuPy array of a dtype the kernels are built for."""
+    return get_array_module(x) is not np and x.dtype.name in _C_TYPES
+
+
+def takes_rows(x):
+    """Whether :func:`softmax_rows` takes ``x``: :func:`takes` it, and its rows
+    have between 1 and :data:`MAX_ROW` entries."""
+    return takes(x) and x.size > 0 and x.shape[-1] <= MAX_ROW
 
 
 def kernel_source(dtype_name):
