@@ -45,9 +45,13 @@ _MIN_ELEMENTS_PER_THREAD = 1 << 18
 _NO_SHIFT = 60.0
 
 
-def _over_row_blocks(M, C, fn):
+def _over_row_blocks(xp, M, C, fn):
     """Call ``fn(start, stop)`` over cache-sized blocks of the ``M`` rows of an
-    ``(M, C)`` array, split across threads."""
+    ``(M, C)`` array, split across threads for NumPy (one call for CuPy: float16,
+    which the kernels of :mod:`timelayers.softmax_cuda` do not take)."""
+    if xp is not np:
+        fn(0, M)
+        return
     parallel_rows(fn, M, min_rows=max(1, _MIN_ELEMENTS_PER_THREAD // max(1, C)),
                   max_block=max(1, _BLOCK_ELEMENTS // max(1, C)))
 
@@ -106,7 +110,7 @@ class _SoftmaxCrossEntropy(Layer):
                 xp.exp(eb, out=eb)
             eb.sum(axis=1, out=s[a:b])
 
-        _over_row_blocks(M, C, block)
+        _over_row_blocks(xp, M, C, block)
         nll = xp.log(s) - target
         if mask is not None:
             nll *= mask
@@ -130,7 +134,7 @@ class _SoftmaxCrossEntropy(Layer):
         def block(a, b):
             xp.multiply(e[a:b], scale[a:b], out=dx[a:b])
 
-        _over_row_blocks(e.shape[0], e.shape[1], block)
+        _over_row_blocks(xp, e.shape[0], e.shape[1], block)
         rows = xp.arange(e.shape[0])
         step = xp.zeros(e.shape[0], dtype=e.dtype)
         step += weight
