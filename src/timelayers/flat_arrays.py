@@ -23,6 +23,9 @@ class FlatBuffer:
     Parameters
     ----------
     arrays : list of arrays of any shape and layout (C or Fortran order)
+    allocate : callable ``(size, dtype) -> 1-D array``, optional
+        Where ``data`` comes from (default: a new array of the arrays' module;
+        e.g. shared memory, :class:`~timelayers.distributed.collectives.SharedMemoryCollectives`).
 
     Attributes
     ----------
@@ -35,7 +38,7 @@ class FlatBuffer:
         Whether ``arrays`` are views of ``data`` (:meth:`alias`).
     """
 
-    def __init__(self, arrays):
+    def __init__(self, arrays, allocate=None):
         self.arrays = list(arrays)
         xp = get_array_module(*self.arrays)
         self.spans = []
@@ -43,7 +46,8 @@ class FlatBuffer:
         for a in self.arrays:
             self.spans.append((start, start + a.size))
             start += a.size
-        self.data = xp.empty(start, dtype=self.arrays[0].dtype)  # (total size,)
+        dtype = self.arrays[0].dtype
+        self.data = allocate(start, dtype) if allocate else xp.empty(start, dtype=dtype)  # (total,)
         self.aliased = False
 
     def view(self, i):
@@ -89,9 +93,10 @@ class FlatBuffer:
         return replaced
 
 
-def flat_buffers(arrays) -> list:
-    """One :class:`FlatBuffer` per dtype of ``arrays``, the arrays in their order."""
+def flat_buffers(arrays, allocate=None) -> list:
+    """One :class:`FlatBuffer` per dtype of ``arrays``, the arrays in their order
+    (``allocate``: see :class:`FlatBuffer`)."""
     by_dtype = {}
     for a in arrays:
         by_dtype.setdefault(np.dtype(a.dtype), []).append(a)
-    return [FlatBuffer(group) for group in by_dtype.values()]
+    return [FlatBuffer(group, allocate) for group in by_dtype.values()]

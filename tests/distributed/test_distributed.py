@@ -197,3 +197,15 @@ def test_an_error_on_rank_0_stops_the_waiting_rank_within_seconds(workdir):
     assert again.returncode != 0
     assert "(process 0 of 2): error: run folder 'run' already holds a run" in again.stderr
     assert seconds < 30
+
+
+@needs_mpi
+def test_processes_on_one_machine_sum_in_shared_memory():
+    """Three processes (an uneven split of every buffer): the host collectives sum
+    the buffers they allocate in shared memory, as Allreduce does, with the same
+    bits on every rank; other buffers still go through Allreduce."""
+    result, _ = launch([SCRIPT.parent / "sum_buffers.py"], 3)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"collectives": "SharedMemoryCollectives", "equal": True,
+                      "same_bits_everywhere": True, "plain": [3.0] * 5}

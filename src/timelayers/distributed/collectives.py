@@ -3,6 +3,9 @@ communicator, for NumPy and for CuPy buffers.
 
 - :class:`HostCollectives`: NumPy buffers through MPI (``Allreduce`` in place,
   ``Bcast``);
+- :class:`SharedMemoryCollectives`: NumPy buffers of processes on one machine,
+  allocated in memory they share and summed there (the host collectives'
+  choice when every rank is on one machine);
 - :class:`NcclCollectives`: CuPy buffers reduced on the GPUs through NCCL
   (``cupy.cuda.nccl``), the communicator set up with an id that MPI broadcasts;
   each process needs a GPU of its own;
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["HostCollectives", "NcclCollectives", "StagedCollectives", "collectives_for"]
+__all__ = ["HostCollectives", "SharedMemoryCollectives", "NcclCollectives", "StagedCollectives",
+           "collectives_for"]
 
 
 class HostCollectives:
@@ -42,6 +46,58 @@ class HostCollectives:
     def allgather(self, obj) -> list:
         """Every rank's ``obj`` (picklable), in rank order."""
         return self.comm.allgather(obj)
+
+
+class SharedMemoryCollectives(HostCollectives):
+    """Collectives for NumPy buffers of processes on one machine: a buffer made by
+    :meth:`allocate` lies in an MPI shared-memory window, where every rank can
+    read every other rank's. Its sum is made in two passes over memory: each
+    rank adds the other ranks' copies of its own ``1/K`` of the elements into its
+    copy, then copies the other ranks' finished parts (``Allreduce`` moves the
+    data several times more). Every element is summed by one rank, in one order,
+    so every rank ends with the same bits. Other buffers go through ``Allreduce``.
+    """
+
+    def __init__(self, comm):
+        super().__init__(comm)
+        self._windows = {}  # id(this rank's array) -> (window, every rank's array)
+
+    def allocate(self, size: int, dtype) -> np.ndarray:
+        """A 1-D array of ``size`` elements in shared memory (a collective call)."""
+        from mpi4py import MPI
+
+        dtype = np.dtype(dtype)
+        window = MPI.Win.Allocate_shared(max(1, size) * dtype.itemsize, dtype.itemsize,
+                                         comm=self.comm)
+        arrays = [np.frombuffer(window.Shared_query(r)[0], dtype=dtype, count=size)
+                  for r in range(self.size)]
+        window.Lock_all(MPI.MODE_NOCHECK)
+        self._windows[id(arrays[self.rank])] = (window, arrays)
+        return arrays[self.rank]
+
+    def allreduce_sum(self, buf) -> None:
+        entry = self._windows.get(id(buf))
+        if entry is None or entry[1][self.rank] is not buf:
+            super().allreduce_sum(buf)
+            return
+        window, arrays = entry
+        bounds = [buf.size * r // self.size for r in range(self.size + 1)]
+        lo, hi = bounds[self.rank], bounds[self.rank + 1]
+        self._sync(window)  # every rank's buffer is complete
+        mine = buf[lo:hi]
+        for r, other in enumerate(arrays):
+            if r != self.rank:
+                np.add(mine, other[lo:hi], out=mine)
+        self._sync(window)  # every part is summed
+        for r, other in enumerate(arrays):
+            if r != self.rank:
+                buf[bounds[r]:bounds[r + 1]] = other[bounds[r]:bounds[r + 1]]
+        self._sync(window)  # nobody reads this rank's buffer any more
+
+    def _sync(self, window) -> None:
+        window.Sync()
+        self.comm.Barrier()
+        window.Sync()
 
 
 class StagedCollectives(HostCollectives):
@@ -98,7 +154,12 @@ def collectives_for(comm, on_gpu: bool):
     (:func:`~timelayers.distributed.world.use_local_gpu` chose it), else staging.
     A collective call: every rank of ``comm`` makes it."""
     if not on_gpu:
-        return HostCollectives(comm)
+        from mpi4py import MPI
+
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        one_machine = node.Get_size() == comm.Get_size()
+        node.Free()
+        return SharedMemoryCollectives(comm) if one_machine else HostCollectives(comm)
     import cupy
 
     from .world import local_rank_and_size

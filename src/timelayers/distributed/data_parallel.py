@@ -156,7 +156,9 @@ class DataParallel:
         ids = [id(g) for g in self.module.grads]
         if ids != self._grad_ids:  # the first call, or the model's arrays were replaced
             flatten = getattr(self.module, "flatten_grads", None)
-            self._grad_buffers = flatten() if flatten else flat_buffers(self.module.grads)
+            allocate = getattr(self.collectives, "allocate", None)
+            self._grad_buffers = (flatten(allocate) if flatten
+                                  else flat_buffers(self.module.grads, allocate))
             self._grad_ids = [id(g) for g in self.module.grads]
         for buf in self._grad_buffers:
             data = buf.gather(scale=self._weight)

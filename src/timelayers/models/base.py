@@ -258,7 +258,7 @@ class Model:
                 layer.params[k] = src_layer.params[j].T if transpose else src_layer.params[j]
         return self
 
-    def flatten_grads(self) -> list:
+    def flatten_grads(self, allocate=None) -> list:
         """Lay the gradients (``grads``: each array once, tied ones left out) end
         to end in one flat buffer per dtype, and make every layer's gradient array
         a view of its place there (values and layout kept). A backward then writes
@@ -268,8 +268,10 @@ class Model:
 
         The views stay valid while the model's arrays stay where they are: after
         :meth:`to_gpu` or :meth:`to_cpu` the gradients are separate arrays
-        again (call it again)."""
-        buffers = flat_buffers(self.grads)
+        again (call it again). ``allocate`` ``(size, dtype) -> 1-D array`` gives
+        the buffers' memory (default: new arrays; data parallel on one machine
+        passes shared memory)."""
+        buffers = flat_buffers(self.grads, allocate)
         replaced = {}
         for buf in buffers:
             replaced.update(buf.alias())
