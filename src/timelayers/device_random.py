@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import launch_kernel, with_float_type
+
 __all__ = ["keep_mask", "keep_mask_reference", "exponential_keys", "exponential_keys_reference",
            "KERNEL_SOURCE"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
-_THREADS = 256
-
 KERNEL_SOURCE = r"""
 __device__ __forceinline__ unsigned long long mix64(const unsigned long long seed,
                                                     const long long i) {
@@ -69,26 +69,9 @@ extern "C" __global__ void exponential_keys(
 }
 """
 
-_C_TYPES = {"float32": "float", "float64": "double"}
-_kernels = {}
-
-
 def kernel_source(dtype_name):
-    """The kernel's CUDA source for ``"float32"`` or ``"float64"``."""
-    return f"typedef {_C_TYPES[dtype_name]} T;\n" + KERNEL_SOURCE
-
-
-def _kernel(name, dtype):
-    import cupy
-
-    key = (name, dtype.name)
-    if key not in _kernels:
-        _kernels[key] = cupy.RawKernel(kernel_source(dtype.name), name)
-    return _kernels[key]
-
-
-def _blocks(n):
-    return (max(1, (n + _THREADS - 1) // _THREADS),)
+    """The kernels' CUDA source for ``"float32"`` or ``"float64"``."""
+    return with_float_type(KERNEL_SOURCE, dtype_name)
 
 
 def keep_mask(seed, shape, ratio, dtype):
@@ -99,9 +82,9 @@ def keep_mask(seed, shape, ratio, dtype):
     dtype = np.dtype(dtype)
     mask = cupy.empty(shape, dtype=dtype)
     n = mask.size
-    _kernel("scaled_keep_mask", dtype)(_blocks(n), (_THREADS,),
-                                       (mask, np.uint64(seed), np.int64(n), np.float32(ratio),
-                                        dtype.type(1.0 / (1.0 - ratio))))
+    launch_kernel(KERNEL_SOURCE, "scaled_keep_mask", dtype.name, n,
+                  (mask, np.uint64(seed), np.int64(n), np.float32(ratio),
+                   dtype.type(1.0 / (1.0 - ratio))))
     return mask
 
 
@@ -134,10 +117,10 @@ def exponential_keys(seed, targets, inv_p, first_row=0):
     targets = cupy.ascontiguousarray(targets, dtype=cupy.int64)
     rows, vocab = targets.size, inv_p.size
     keys = cupy.empty((rows, vocab), dtype=cupy.float64)
-    _kernel("exponential_keys", np.dtype(np.float64))(
-        _blocks(keys.size), (_THREADS,),
-        (keys, cupy.ascontiguousarray(inv_p, dtype=cupy.float64), targets, np.uint64(seed),
-         np.int64(first_row), np.int64(rows), np.int64(vocab), np.float64(np.inf)))
+    launch_kernel(KERNEL_SOURCE, "exponential_keys", "float64", keys.size,
+                  (keys, cupy.ascontiguousarray(inv_p, dtype=cupy.float64), targets,
+                   np.uint64(seed), np.int64(first_row), np.int64(rows), np.int64(vocab),
+                   np.float64(np.inf)))
     return keys
 
 

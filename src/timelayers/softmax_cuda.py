@@ -36,12 +36,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import get_array_module, launch_kernel, with_float_type
 
 __all__ = ["takes", "takes_rows", "softmax_rows", "softmax_rows_backward", "forward", "backward",
            "kernel_source", "SoftmaxCache", "MAX_ROW"]
 
-_THREADS = 256
 MAX_ROW = 128  # the longest row the one-thread-a-row kernels take
 
 KERNEL_SOURCE = r"""
@@ -101,13 +100,12 @@ extern "C" __global__ void softmax_ce_backward(
 }
 """
 
-_C_TYPES = {"float32": "float", "float64": "double"}
-_kernels = {}  # (kernel name, dtype name) -> cupy.RawKernel, or "row_sum_exp" -> ReductionKernel
+_row_sum_exp_kernel = []  # the ReductionKernel, once made
 
 
 def takes(x):
     """Whether ``x`` is a CuPy array of a dtype the kernels are built for."""
-    return get_array_module(x) is not np and x.dtype.name in _C_TYPES
+    return get_array_module(x) is not np and x.dtype.name in ("float32", "float64")
 
 
 def takes_rows(x):
@@ -118,29 +116,22 @@ def takes_rows(x):
 
 def kernel_source(dtype_name):
     """The kernels' CUDA source for ``"float32"`` or ``"float64"``."""
-    return f"typedef {_C_TYPES[dtype_name]} T;\n" + KERNEL_SOURCE
+    return with_float_type(KERNEL_SOURCE, dtype_name)
 
 
 def _launch(name, dtype, threads, *args):
     """Run kernel ``name`` on ``threads`` threads (arrays C-contiguous)."""
-    if threads == 0:  # no rows: a launch of no blocks is an error
-        return
-    import cupy
-
-    key = (name, np.dtype(dtype).name)
-    if key not in _kernels:
-        _kernels[key] = cupy.RawKernel(kernel_source(key[1]), name)
-    _kernels[key](((threads + _THREADS - 1) // _THREADS,), (_THREADS,), args)
+    launch_kernel(KERNEL_SOURCE, name, np.dtype(dtype).name, threads, args)
 
 
 def _row_sum_exp(x2d, row_max):
     """``sum_j exp(x[i, j] - row_max[i])`` for every row, ``(M,)``, in one kernel."""
-    import cupy
+    if not _row_sum_exp_kernel:
+        import cupy
 
-    if "row_sum_exp" not in _kernels:
-        _kernels["row_sum_exp"] = cupy.ReductionKernel(
-            "T x, T m", "T s", "exp(x - m)", "a + b", "s = a", "0", "row_sum_exp")
-    return _kernels["row_sum_exp"](x2d, row_max[:, None], axis=1)
+        _row_sum_exp_kernel.append(cupy.ReductionKernel(
+            "T x, T m", "T s", "exp(x - m)", "a + b", "s = a", "0", "row_sum_exp"))
+    return _row_sum_exp_kernel[0](x2d, row_max[:, None], axis=1)
 
 
 def softmax_rows(x):

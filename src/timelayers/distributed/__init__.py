@@ -10,11 +10,12 @@ of this by itself when started by ``mpiexec``.
 
 The modules: :mod:`.world` (the MPI environment, :func:`mpi_world`),
 :mod:`.data_parallel` (:class:`DataParallel`, :func:`parallelize`),
-:mod:`.collectives` (MPI, NCCL, host staging), :mod:`.seeding` (random draws per
+:mod:`.collectives` (MPI, shared memory, NCCL, host staging), :mod:`.seeding` (random draws per
 rank); the flat buffers are :mod:`timelayers.flat_arrays`.
 """
 
-from .collectives import HostCollectives, NcclCollectives, StagedCollectives, collectives_for
+from .collectives import (HostCollectives, NcclCollectives, SharedMemoryCollectives,
+                          StagedCollectives, collectives_for)
 from .data_parallel import DataParallel, parallelize, shard_bounds
 from .seeding import ReseedEachEpoch, model_generators, reseed_generators
 from .world import (DistributedError, abort_on_error, local_rank_and_size, mpi_world,
@@ -22,6 +23,7 @@ from .world import (DistributedError, abort_on_error, local_rank_and_size, mpi_w
 
 __all__ = ["DataParallel", "parallelize", "shard_bounds", "mpi_world",
            "processes_in_environment", "use_local_gpu", "local_rank_and_size",
-           "abort_on_error", "DistributedError", "HostCollectives", "NcclCollectives",
+           "abort_on_error", "DistributedError", "HostCollectives", "SharedMemoryCollectives",
+           "NcclCollectives",
            "StagedCollectives", "collectives_for", "ReseedEachEpoch", "model_generators",
            "reseed_generators"]

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ...backend import get_array_module
+import numpy as np
+
+from ...backend import get_array_module, launch_kernel, with_float_type
 from .base import (Plan, batch_major, gradients_over_steps, input_preactivations,
                    states_over_input_products, time_major, with_initial)
 from .batched import GRUCache, RNNCache
 
 __all__ = ["FusedRNN", "FusedLSTM", "FusedGRU", "KERNEL_SOURCE"]
-
-_THREADS = 256
 
 # One thread per (n, j) of an (N, H) block; the gates of row n sit at
 # n*4H + {0, H, 2H, 3H} + j, in the book's order f, g, i, o.
@@ -224,28 +224,15 @@ extern "C" __global__ void gru_reset_after_step_backward(
 }
 """
 
-_C_TYPES = {"float32": "float", "float64": "double"}
-_kernels = {}       # (kernel name, dtype name) -> cupy.RawKernel
-
-
 def kernel_source(dtype_name):
     """The kernels' CUDA source for ``"float32"`` or ``"float64"``."""
-    return f"typedef {_C_TYPES[dtype_name]} T;\n" + KERNEL_SOURCE
+    return with_float_type(KERNEL_SOURCE, dtype_name)
 
 
 def _launch(name, dtype, N, H, *arrays):
     """Run kernel ``name`` on one thread per element of an ``(N, H)`` block; the
     arrays must be C-contiguous."""
-    if N * H == 0:  # nothing to do: a launch of no blocks is an error
-        return
-    import cupy
-    import numpy as np
-
-    key = (name, dtype.name)
-    if key not in _kernels:
-        _kernels[key] = cupy.RawKernel(kernel_source(dtype.name), name)
-    blocks = (N * H + _THREADS - 1) // _THREADS
-    _kernels[key]((blocks,), (_THREADS,), (*arrays, np.int32(N), np.int32(H)))
+    launch_kernel(KERNEL_SOURCE, name, dtype.name, N * H, (*arrays, np.int32(N), np.int32(H)))
 
 
 class FusedCache(NamedTuple):
