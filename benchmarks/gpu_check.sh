@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU issue's whole check in one call on a GPU machine (issue 14), for a
-# session that is lent one: the CuPy test suite, the five-case benchmark with
-# its profile, then the book's best model (BetterRnnlm, 40 epochs) for the time
-# left. It writes at most 6 files under $OUT (default gpu_out/; a call brings
-# back 8 at most): check.log (what the call printed), tests.log, bench_gpu.json,
-# better_rnnlm.log and the run's run.json and history.json.
+# session that is lent one: the CuPy test suite, what CuPy's stream capture
+# takes of our step (probe_cuda_graph.py, goal 5, a few seconds), the five-case
+# benchmark with its profile, then the book's best model (BetterRnnlm, 40
+# epochs) for the time left. It writes at most 6 files under $OUT (default
+# gpu_out/; a call brings back 8 at most): check.log (what the call printed),
+# tests.log, bench_gpu.json, better_rnnlm.log and the run's run.json and
+# history.json.
 #
 # Before the call, on this machine: copy the Penn Treebank into the ignored
 # folder data/ptb/ (cp ../shared/datasets/ptb/ptb.*.txt data/ptb/) and carry it:
@@ -13,8 +15,8 @@
 # (default 570, under the 600 s a call may run); BETTER_SECONDS caps the
 # BetterRnnlm run (default: all the time left). Its run folder stays on the
 # device machine (its checkpoints are over the size a call brings back), so a
-# later call starts the run afresh. STAGES picks the stages (default "tests bench
-# better"): STAGES=better gives the book's 40 epochs the whole call (goal 7 asks
+# later call starts the run afresh. STAGES picks the stages (default "tests graph
+# bench better"): STAGES=better gives the book's 40 epochs the whole call (goal 7 asks
 # for them within 10 minutes).
 # With device time left, benchmarks/mpi_check.sh measures data parallel at 1-8
 # processes on the machine's 16 cores (issue 16; see its header).
@@ -23,7 +25,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
 DEADLINE=${DEADLINE:-570}
 BETTER_SECONDS=${BETTER_SECONDS:-$DEADLINE}
-STAGES=${STAGES:-tests bench better}
+STAGES=${STAGES:-tests graph bench better}
 RUN=/tmp/better-rnnlm
 mkdir -p "$OUT/better-rnnlm"
 export TIMELAYERS_DATA=$PWD/data/ptb PYTHONUNBUFFERED=1
@@ -47,6 +49,11 @@ if stage tests; then
     TIMELAYERS_TEST_CUPY=1 timeout -s INT "$(left 170)" python3 -m pytest -q -n 12 \
         -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
     grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -n 40 || tail -n 15 "$OUT/tests.log"
+fi
+
+if stage graph; then
+    echo "== can CuPy capture a step as a CUDA graph? ($(date -u +%T), ${SECONDS} s)"
+    timeout -s INT "$(left 60)" python3 benchmarks/probe_cuda_graph.py
 fi
 
 if stage bench; then
