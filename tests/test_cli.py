@@ -389,3 +389,136 @@ def test_device_gpu_runs_load_on_the_cpu(tmp_path, corpus_file, addition_file, c
                "--window", 1, "--batch-size", 16, "--out", cbow, "--device", "gpu")[0] == 0
     code, out, err = run(capsys, "similar", cbow, "cat", "--device", "gpu")
     assert code == 0 and len(out.strip().split("\n")) == 5, err
+
+
+# -- every bad argument: one line naming it, exit status 2, checked before anything runs -----
+def test_parse_errors_are_one_line_without_the_usage_block(capsys):
+    for argv in (["train", "rnnlm", "--epochs", "0"], ["train", "rnnlm", "--cell", "gru2"],
+                 ["generate"], ["nonsense"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and len(err.strip().split("\n")) == 1, err
+        assert err.startswith("timelayers") and "error:" in err and "usage" not in err
+    main_err = subprocess.run([sys.executable, "-m", "timelayers", "train", "rnnlm", "--lr", "nan"],
+                              capture_output=True, text=True)
+    assert main_err.returncode == 2 and main_err.stderr.count("\n") == 1
+    assert "argument --lr: expected a positive finite number, got 'nan'" in main_err.stderr
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "rnnlm", "--data", "{dir}"], "--data: data file '{dir}' is a folder, not a file"),
+    (["eval", "{lm}", "--data", "{dir}"], "--data: data file '{dir}' is a folder, not a file"),
+    (["train", "rnnlm", "--data", "{corpus}", "--out", "{corpus}"],
+     "--out: run folder '{corpus}' is a file, not a folder"),
+    (["train", "rnnlm", "--data", "{corpus}", "--out", ""], "--out: run folder expected the path"),
+    (["train", "rnnlm", "--resume", "--out", "{corpus}"], "is a file, not a folder"),
+    (["eval", "{corpus}"], "run folder '{corpus}' is a file, not a folder"),
+    (["demo", "--out", "{corpus}"], "--out: run folder '{corpus}' is a file, not a folder"),
+    (["import-book-weights", "rnnlm", "{corpus}", "{dir}"],
+     "OUT: checkpoint file '{dir}' is a folder, not a file"),
+    (["import-book-weights", "rnnlm", "{corpus}", "{corpus}", "--run-folder"],
+     "OUT: run folder '{corpus}' is a file, not a folder"),
+])
+def test_paths_of_the_wrong_kind_are_named(lm_run, corpus_file, capsys, argv, message):
+    names = {"{dir}": str(corpus_file.parent), "{lm}": str(lm_run), "{corpus}": str(corpus_file)}
+    for key, value in names.items():
+        argv = [a.replace(key, value) for a in argv]
+        message = message.replace(key, value)
+    before = sorted(p.name for p in corpus_file.parent.iterdir())
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and len(err.strip().split("\n")) == 1, err
+    assert out == "" and sorted(p.name for p in corpus_file.parent.iterdir()) == before
+
+
+@pytest.mark.parametrize("model,data", [("seq2seq", "addition_file"), ("cbow", "corpus_file"),
+                                        ("better-rnnlm", "corpus_file")])
+def test_no_eval_where_validation_is_not_optional_is_refused(tmp_path, request, capsys, model,
+                                                             data):
+    # seq2seq always validates, word vectors never do, and better-rnnlm's learning rate
+    # follows the validation perplexity (it failed with a KeyError after the first epoch)
+    code, _, err = run(capsys, "train", model, "--data", request.getfixturevalue(data),
+                       "--no-eval", "--epochs", 1, "--out", tmp_path / "run")
+    assert code == 2 and f"--no-eval does not apply to {model}" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_api_refuses_eval_valid_where_it_means_nothing(tmp_path, corpus_file):
+    from timelayers import recipes
+    from timelayers.errors import OptionError
+
+    with pytest.raises(OptionError, match="eval_valid"):
+        recipes.train("better-rnnlm", tmp_path / "x", data=corpus_file,
+                      overrides=dict(eval_valid=False, epochs=1))
+    assert not (tmp_path / "x").exists()
+
+
+def test_generate_options_of_the_other_kind_of_run_are_refused(lm_run, tmp_path, addition_file,
+                                                               capsys):
+    s2s = tmp_path / "s2s"
+    assert run(capsys, "train", "seq2seq", "--data", addition_file, "--epochs", 1, "--hidden", 4,
+               "--batch-size", 32, "--out", s2s)[0] == 0
+    for argv, message in [(["generate", lm_run, "--beam", 3], "--beam does not apply to rnnlm run"),
+                          (["generate", s2s, "1+2", "--temperature", 0.5],
+                           "--temperature does not apply to seq2seq run"),
+                          (["generate", s2s, "1+2", "--seed", 1], "--seed does not apply"),
+                          (["generate", s2s, "1+2", "--start", "the"], "--start does not apply")]:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and message in err and out == "", err
+    code, out, err = run(capsys, "generate", s2s, "1+2", "--beam", 2)
+    assert code == 0 and out.startswith("1+2\t"), err
+
+
+def test_demo_training_options_with_seed_check_only_are_refused(capsys):
+    code, out, err = run(capsys, "demo", "--seed-check-only", "--epochs", 5)
+    assert code == 2 and "--epochs does not apply to --seed-check-only" in err
+    assert "seed check" not in out
+
+
+def test_force_keeps_the_old_run_when_the_model_cannot_be_built(lm_run, corpus_file, capsys):
+    before = {p.name: p.read_bytes() for p in lm_run.iterdir()}
+    code, _, err = run(capsys, "train", "transformer-lm", "--data", corpus_file, "--d-model", 10,
+                       "--heads", 4, "--time-size", 5, "--batch-size", 2, "--out", lm_run,
+                       "--force")
+    assert code == 2 and "num_heads" in err
+    assert {p.name: p.read_bytes() for p in lm_run.iterdir()} == before
+
+
+def test_word_vectors_check_the_test_split_before_training(tmp_path, corpus_file, capsys):
+    out_dir = tmp_path / "cbow"  # 702 training words fit window 100, the 78 test words do not
+    code, out, err = run(capsys, "train", "cbow", "--data", corpus_file, "--epochs", 1,
+                         "--hidden", 4, "--window", 100, "--batch-size", 16, "--out", out_dir)
+    assert code == 2 and "the test split has 78 words, fewer than the 201" in err
+    assert len(err.strip().split("\n")) == 1 and not out_dir.exists()
+
+
+def test_resuming_a_finished_run_without_more_epochs_is_refused(lm_run, capsys, recwarn):
+    code, out, err = run(capsys, "train", "rnnlm", "--resume", "--out", lm_run)
+    assert code == 2 and "already trained 1 epochs" in err and "give more epochs" in err
+    # a run stopped after its last checkpoint, before its metrics, resumes to finish them
+    (lm_run / "metrics.json").unlink()
+    code, out, err = run(capsys, "train", "rnnlm", "--resume", "--out", lm_run)
+    assert code == 0 and out.startswith("perplexity") and err == "", err
+    assert (lm_run / "metrics.json").exists()
+    assert not [w for w in recwarn if "nothing to train" in str(w.message)]
+
+
+def test_running_out_of_memory_is_a_one_line_error(monkeypatch, tmp_path, corpus_file, capsys):
+    from timelayers import recipes
+
+    def huge(*args, **kwargs):
+        raise MemoryError("Unable to allocate 284. PiB for an array with shape (100, 10**15)")
+
+    monkeypatch.setattr(recipes, "train", huge)
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, "--out", tmp_path / "lm")
+    assert code == 2 and "out of memory: Unable to allocate 284. PiB" in err
+    assert len(err.strip().split("\n")) == 1
+
+
+def test_a_bad_device_variable_is_named(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TIMELAYERS_DEVICE", "GPU")
+    with pytest.raises(SystemExit) as exc:
+        main(["similar", str(tmp_path), "cat"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().split("\n")) == 1
+    assert "$TIMELAYERS_DEVICE expected cpu or gpu (or unset: cpu), got 'GPU'" in err

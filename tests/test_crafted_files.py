@@ -369,3 +369,101 @@ def test_nan_weights_are_not_loaded_into_a_trainer(tmp_path, trainer_file):
         trainer.load_checkpoint(bad)
     for k, v in trainer.model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+# -- JSON nested too deeply, numbers too long, arrays that allocate (the audit of issue 17) -------
+DEEP = "[" * 100_000
+LONG_NUMBER = "1" * 100_000  # Python refuses to read an int of more than 4300 digits
+
+
+@pytest.mark.parametrize("text", [DEEP, '{"a":' * 100_000, LONG_NUMBER])
+def test_unreadable_model_metadata_is_a_checkpoint_error(tmp_path, text):
+    bad = tmp_path / "bad.safetensors"
+    save_tensors(bad, {"a": np.zeros(2, np.float32)}, {"timelayers": text})
+    err = refused_within(lambda: Model.load(bad), CheckpointError,
+                         "timelayers metadata that cannot be read", 1 << 24)
+    assert str(bad) in str(err)
+
+
+@pytest.mark.parametrize("text", [DEEP, LONG_NUMBER])
+def test_an_unreadable_run_json_is_a_data_error(tmp_path, text):
+    from timelayers.errors import DataError
+    from timelayers.run_folder import read_run_json
+
+    (tmp_path / "run.json").write_text(text)
+    err = refused_within(lambda: read_run_json(tmp_path), DataError, "is corrupt", 1 << 24)
+    assert str(tmp_path / "run.json") in str(err)
+
+
+def test_a_vocabulary_nested_too_deeply_is_a_data_error(tmp_path):
+    from timelayers.errors import DataError
+
+    path = tmp_path / "vocab.json"
+    path.write_text(DEEP)
+    err = refused_within(lambda: Vocabulary.load(path), DataError, "not a vocabulary file",
+                         1 << 24)
+    assert str(path) in str(err)
+
+
+@pytest.mark.parametrize("text, message", [(DEEP, "not a history file"),
+                                           ("[1, 2]", "expected a JSON object of lists, got a list"),
+                                           ("{", "not a history file")])
+def test_a_bad_history_file_is_a_data_error(tmp_path, text, message):
+    from timelayers.errors import DataError
+    from timelayers.training import load_history
+
+    path = tmp_path / "history.json"
+    path.write_text(text)
+    err = refused_within(lambda: load_history(path), DataError, message, 1 << 24)
+    assert str(path) in str(err)
+
+
+@pytest.mark.parametrize("array, message", [
+    # 4 numbers of a (1000, 1000) subarray dtype: 32 MB once built (100 of (10000, 10000): 74 GiB)
+    ({"__ndarray__": [0] * 4, "dtype": "(1000,1000)f8"}, "plain number type"),
+    ({"__ndarray__": 0, "dtype": "V100000000000"}, "plain number type"),
+    ({"__ndarray__": [1], "dtype": "O"}, "plain number type"),
+    ({"__ndarray__": "abc", "dtype": "<f8"}, "numbers or lists, got str"),
+    ({"__ndarray__": [[1], [1, 2]], "dtype": "<f8"}, "cannot hold its values"),
+])
+def test_an_array_in_the_training_metadata_allocates_no_more_than_its_numbers(
+        tmp_path, trainer_file, array, message):
+    bad = rewrite(trainer_file, tmp_path / "bad.safetensors",
+                  lambda ts, m: m["training"].update(layer_rng_states={"x": array}))
+    err = refused_within(lambda: Trainer.resume(bad), CheckpointError, message, 1 << 22)
+    assert str(bad) in str(err)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    """A small rnnlm run folder (2 epochs on a 600-word corpus)."""
+    from timelayers import recipes
+
+    folder = tmp_path_factory.mktemp("run")
+    words = np.random.default_rng(0).choice(["the", "cat", "sat", "on", "a", "mat"], 600)
+    (folder / "corpus.txt").write_text("\n".join(" ".join(words[i:i + 10])
+                                                 for i in range(0, 600, 10)))
+    recipes.train("rnnlm", folder / "run", data=folder / "corpus.txt", progress=False,
+                  overrides=dict(epochs=1, hidden_size=8, wordvec_size=8, batch_size=2,
+                                 time_size=5))
+    return folder / "run"
+
+
+@pytest.mark.parametrize("key, value", [("hidden_size", 999), ("cell", "gru")])
+def test_a_run_json_that_contradicts_the_model_is_refused(tmp_path, lm_run, key, value):
+    import shutil
+
+    from timelayers import recipes
+    from timelayers.errors import DataError
+
+    run = tmp_path / "run"
+    shutil.copytree(lm_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["options"][key] = value
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match=f"says {key}={value!r}, but .*model.safetensors' holds "
+                                        f"a Rnnlm with {key}="):
+        recipes.load_run(run)
+    with pytest.raises(DataError, match="checkpoint.safetensors' holds a Rnnlm"):
+        recipes.train("rnnlm", run, resume=True, progress=False, overrides=dict(epochs=2))
+    assert recipes.load_run(lm_run).model.config.hidden_size == 8

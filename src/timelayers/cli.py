@@ -33,8 +33,41 @@ from .errors import TimelayersError
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2 (as are the library's
-    own errors, :class:`~timelayers.errors.TimelayersError`, and those of files,
-    :class:`OSError`; any other exception is a bug and shows its traceback)."""
+    own errors, :class:`~timelayers.errors.TimelayersError`, those of files,
+    :class:`OSError`, and sizes too large for the memory, :class:`MemoryError`; any
+    other exception is a bug and shows its traceback)."""
+
+
+_USER_ERRORS = (CliError, TimelayersError, OSError, MemoryError)
+
+
+def _message(exc) -> str:
+    return f"out of memory: {exc}" if isinstance(exc, MemoryError) else str(exc)
+
+
+def _check_path(path, what: str, *, folder: bool, must_exist: bool = True) -> None:
+    """Raise :class:`CliError` unless ``path`` names a folder (``folder``) or a file,
+    existing when ``must_exist`` (else absent or of that kind: a place to write);
+    ``what`` starts the message (``"--data: data file"``)."""
+    kind, other = ("folder", "file") if folder else ("file", "folder")
+    if not str(path):
+        raise CliError(f"{what} expected the path of a {kind}, got ''")
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        raise CliError(f"{what} {str(path)!r} is a {other}, not a {kind}")
+    if must_exist and not p.exists():
+        raise CliError(f"{what} {str(path)!r} does not exist")
+
+
+def _given_or_default(args, defaults: dict, applies: bool, why: str) -> None:
+    """Give each option of ``defaults`` (parsed with default None) its default, and
+    raise :class:`CliError` naming the first one given when they do not apply
+    (``why``: to what they do apply)."""
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif not applies:
+            raise CliError(f"--{name.replace('_', '-')} does not apply {why}")
 
 
 # -- demo ------------------------------------------------------------------------------
@@ -55,7 +88,15 @@ def _seed_check() -> None:
     print("seed check: OK")
 
 
+_DEMO_DEFAULTS = dict(out="runs/demo", epochs=3, hidden=128, examples=50000, lr=0.003,
+                     target=0.99, seed=0)
+
+
 def _cmd_demo(args) -> int:
+    _given_or_default(args, _DEMO_DEFAULTS, not args.seed_check_only,
+                      "to --seed-check-only (it trains nothing)")
+    if not args.seed_check_only:
+        _check_path(args.out, "--out: run folder", folder=True, must_exist=False)
     _seed_check()
     if args.seed_check_only:
         return 0
@@ -111,8 +152,8 @@ def _report_on_rank(args, exc, comm) -> int:
     if isinstance(exc, KeyboardInterrupt):
         print(f"timelayers {args.command} ({where}): interrupted", file=sys.stderr)
         return 130
-    if isinstance(exc, (CliError, TimelayersError, OSError)):
-        print(f"timelayers {args.command} ({where}): error: {exc}", file=sys.stderr)
+    if isinstance(exc, _USER_ERRORS):
+        print(f"timelayers {args.command} ({where}): error: {_message(exc)}", file=sys.stderr)
         return 2
     print(f"timelayers {args.command} ({where}):", file=sys.stderr)
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
@@ -123,32 +164,26 @@ def _train(args, comm) -> int:
     from . import recipes
 
     recipe = recipes.get_recipe(args.model)
-    known = set(recipe.model_args) | set(recipe.train_args)
+    known = recipes.recipe_options(recipe)
+    given = [(f"--{flag.replace('_', '-')}", key, getattr(args, flag))
+             for flag, key in _OVERRIDES.items()]
+    given += [("--reverse/--no-reverse", "reverse", args.reverse), ("--cell", "cell", args.cell),
+              ("--no-eval", "eval_valid", False if args.no_eval else None)]
     overrides = {}
-    for flag, key in _OVERRIDES.items():
-        value = getattr(args, flag)
+    for flag, key, value in given:
         if value is None:
             continue
         if key not in known:
-            raise CliError(f"--{flag.replace('_', '-')} does not apply to {args.model}")
+            raise CliError(f"{flag} does not apply to {args.model}")
         overrides[key] = value
-    if args.reverse is not None:
-        if "reverse" not in known:
-            raise CliError(f"--reverse/--no-reverse does not apply to {args.model}")
-        overrides["reverse"] = args.reverse
-    if args.cell is not None:
-        if "cell" not in known:
-            raise CliError(f"--cell does not apply to {args.model}")
-        overrides["cell"] = args.cell
-    if args.no_eval:
-        overrides["eval_valid"] = False
     if args.resume and args.data is not None:
         raise CliError("--resume continues with the run's own data; drop --data")
     if args.resume and args.force:
         raise CliError("--resume continues the run in --out, --force replaces it: give one")
-    if args.data is not None and not Path(args.data).is_file():
-        raise CliError(f"data file {args.data!r} does not exist")
-    out = args.out or f"runs/{args.model}"
+    if args.data is not None:
+        _check_path(args.data, "--data: data file", folder=False)
+    out = args.out if args.out is not None else f"runs/{args.model}"
+    _check_path(out, "--out: run folder", folder=True, must_exist=args.resume)
     result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
                            resume=args.resume, force=args.force, progress=True,
                            device=args.device, comm=comm)
@@ -163,20 +198,24 @@ def _train(args, comm) -> int:
 def _load_run(args):
     from . import recipes
 
-    if not Path(args.run_dir).is_dir():
-        raise CliError(f"run folder {args.run_dir!r} does not exist")
+    _check_path(args.run_dir, "run folder", folder=True)
     return recipes.load_run(args.run_dir, device=args.device)
 
 
 def _cmd_eval(args) -> int:
     from . import recipes
 
+    if args.data is not None:
+        _check_path(args.data, "--data: data file", folder=False)
     run = _load_run(args)
-    if args.data is not None and not Path(args.data).is_file():
-        raise CliError(f"data file {args.data!r} does not exist")
     for key, value in recipes.evaluate(run, data=args.data).items():
         print(f"{key} {value:.4f}")
     return 0
+
+
+_GENERATE_SEQ2SEQ = dict(beam=1)
+_GENERATE_LM = dict(start="you", length=100, temperature=1.0, top_k=None, seed=None)
+"""The options of ``generate`` for each kind of run, with their defaults."""
 
 
 def _cmd_generate(args) -> int:
@@ -184,7 +223,12 @@ def _cmd_generate(args) -> int:
     from .tasks import LanguageModelTask, Seq2seqTask
 
     run = _load_run(args)
-    if isinstance(run.recipe.task, Seq2seqTask):
+    seq2seq = isinstance(run.recipe.task, Seq2seqTask)
+    language_model = isinstance(run.recipe.task, LanguageModelTask)
+    which = f"to {run.recipe.name} run {args.run_dir!r}"
+    _given_or_default(args, _GENERATE_SEQ2SEQ, seq2seq, f"{which} (only to seq2seq runs)")
+    _given_or_default(args, _GENERATE_LM, language_model, f"{which} (only to language models)")
+    if seq2seq:
         if not args.inputs:
             raise CliError("give the questions to answer, e.g. timelayers generate RUN '16+75'")
         for q, a in zip(args.inputs, recipes.answer(run, args.inputs, beam=args.beam)):
@@ -228,8 +272,12 @@ def _cmd_import(args) -> int:
     if args.data is not None and source != "data":
         raise CliError(f"--data applies to seq2seq, peeky and attention; {args.model} takes "
                        f"{_VOCABULARY_SOURCES[source]}")
-    if args.data is not None and not Path(args.data).is_file():
-        raise CliError(f"data file {args.data!r} does not exist")
+    if args.data is not None:
+        _check_path(args.data, "--data: data file", folder=False)
+    if args.run_folder:
+        _check_path(args.out, "OUT: run folder", folder=True, must_exist=False)
+    else:
+        _check_path(args.out, "OUT: checkpoint file", folder=False, must_exist=False)
     if args.run_folder:
         model = book_weights.import_book_run(args.model, args.pkl, args.out, data=args.data,
                                              reverse=args.reverse, force=args.force)
@@ -290,22 +338,38 @@ _DEVICE_ENV = "TIMELAYERS_DEVICE"
 
 def _device(text: str) -> str:
     if text not in ("cpu", "gpu"):
-        raise argparse.ArgumentTypeError(f"expected cpu or gpu (default: ${_DEVICE_ENV} or cpu), "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected cpu or gpu, got {text!r}")
     return text
 
 
 def _add_device(p) -> None:
-    p.add_argument("--device", type=_device, default=os.environ.get(_DEVICE_ENV) or "cpu",
+    # default None: main() takes $TIMELAYERS_DEVICE, else cpu (an error names the variable)
+    p.add_argument("--device", type=_device,
                    help=f"cpu or gpu (needs CuPy and a GPU; default: ${_DEVICE_ENV} or cpu); "
                         f"run folders are the same on both")
+
+
+def _default_device(parser, args) -> None:
+    if "device" in vars(args) and args.device is None:
+        args.device = os.environ.get(_DEVICE_ENV) or "cpu"
+        if args.device not in ("cpu", "gpu"):
+            parser.exit(2, f"timelayers {args.command}: error: ${_DEVICE_ENV} expected cpu or gpu "
+                           f"(or unset: cpu), got {args.device!r}\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as the commands' own (exit
+    status 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .book_weights import BOOK_MODELS
     from .recipes import RECIPES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="timelayers",
         description="Train and use sequence models built from hand-written NumPy layers.")
     parser.add_argument("--version", action="version", version=f"timelayers {__version__}")
@@ -319,19 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "folder with a checkpoint, history, learning curve and "
                                    "attention map.")
     p.add_argument("--seed-check-only", action="store_true", help="only replay the seed's check")
-    p.add_argument("--out", default="runs/demo",
-                   help="run folder, replaced if it holds a run (default: runs/demo)")
-    p.add_argument("--epochs", type=_option_type("epochs"), default=3,
+    # the training options' defaults are in _DEMO_DEFAULTS (None here: given or not)
+    p.add_argument("--out", help="run folder, replaced if it holds a run (default: runs/demo)")
+    p.add_argument("--epochs", type=_option_type("epochs"),
                    help="at most this many epochs (default: 3)")
-    p.add_argument("--hidden", type=_option_type("hidden_size"), default=128,
-                   help="LSTM size (default: 128)")
-    p.add_argument("--examples", type=_option_type("examples"), default=50000,
+    p.add_argument("--hidden", type=_option_type("hidden_size"), help="LSTM size (default: 128)")
+    p.add_argument("--examples", type=_option_type("examples"),
                    help="generated dates (default: 50000)")
-    p.add_argument("--lr", type=_option_type("lr"), default=0.003,
+    p.add_argument("--lr", type=_option_type("lr"),
                    help="Adam learning rate (default: 0.003; the book's 0.001 needs more epochs)")
-    p.add_argument("--target", type=_typed("number in [0, 1]", float), default=0.99,
-                   help="stop at this validation accuracy (the test accuracy must reach it too)")
-    p.add_argument("--seed", type=_typed("non-negative int"), default=0)
+    p.add_argument("--target", type=_typed("number in [0, 1]", float),
+                   help="stop at this validation accuracy (the test accuracy must reach it too; "
+                        "default: 0.99)")
+    p.add_argument("--seed", type=_typed("non-negative int"), help="default: 0")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train a model with the book's recipe",
@@ -373,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reverse the questions (seq2seq)")
     p.add_argument("--no-reverse", dest="reverse", action="store_false")
     p.add_argument("--no-eval", action="store_true",
-                   help="skip the validation perplexity after each epoch (language models)")
+                   help="skip the validation perplexity after each epoch (language models but "
+                        "better-rnnlm, whose learning rate follows it)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (only --epochs and --lr may change)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
@@ -395,13 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the questions given as arguments.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("inputs", nargs="*", metavar="QUESTION")
-    p.add_argument("--beam", type=_typed("positive int"), default=1,
-                   help="beam width (seq2seq, default 1: greedy)")
-    p.add_argument("--start", default="you", help="first word (language models)")
-    p.add_argument("--length", type=_typed("positive int"), default=100, help="words to sample")
-    p.add_argument("--temperature", type=_typed("non-negative finite number", float), default=1.0)
-    p.add_argument("--top-k", type=_typed("positive int"))
-    p.add_argument("--seed", type=_typed("non-negative int"))
+    # defaults in _GENERATE_SEQ2SEQ and _GENERATE_LM (None here: given or not)
+    p.add_argument("--beam", type=_typed("positive int"),
+                   help="beam width (seq2seq; default 1: greedy)")
+    p.add_argument("--start", help="first word (language models; default: you)")
+    p.add_argument("--length", type=_typed("positive int"),
+                   help="words to sample (language models; default: 100)")
+    p.add_argument("--temperature", type=_typed("non-negative finite number", float),
+                   help="(language models; default: 1.0, 0: always the likeliest word)")
+    p.add_argument("--top-k", type=_typed("positive int"),
+                   help="sample among the k likeliest words (language models; default: all)")
+    p.add_argument("--seed", type=_typed("non-negative int"),
+                   help="seed of the sampling (language models; default: a fresh one)")
     _add_device(p)
     p.set_defaults(func=_cmd_generate)
 
@@ -462,6 +532,7 @@ def main(argv=None) -> int:
     np.set_printoptions(linewidth=75)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _default_device(parser, args)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("timelayers")
@@ -472,8 +543,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"timelayers {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, TimelayersError, OSError) as exc:  # a bug's exception keeps its traceback
-        print(f"timelayers {args.command}: error: {exc}", file=sys.stderr)
+    except _USER_ERRORS as exc:  # a bug's exception keeps its traceback
+        print(f"timelayers {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
     finally:
         logger.removeHandler(handler)

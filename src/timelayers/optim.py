@@ -60,7 +60,8 @@ import math
 import numpy as np
 
 from .backend import get_array_module, to_cpu
-from .errors import CheckpointError
+from .errors import CheckpointError, OptionError
+from .options import check_value
 from .parallel import parallel_rows
 
 __all__ = [
@@ -69,6 +70,14 @@ __all__ = [
 ]
 
 OPTIMIZERS: dict = {}
+
+HYPER_KINDS = {
+    "lr": "non-negative finite number", "weight_decay": "non-negative finite number",
+    "eps": "non-negative finite number", "momentum": "number in [0, 1)",
+    "decay_rate": "number in [0, 1)", "beta1": "number in [0, 1)", "beta2": "number in [0, 1)",
+}
+"""What each hyper-parameter must be (:data:`timelayers.options.KINDS`), checked
+whenever it is set: by the constructor, a schedule, or a checkpoint."""
 
 _BLOCK = 1 << 15                  # elements per block of a blockwise update
 _MIN_PER_THREAD = 1 << 18         # fewer elements than this per thread are not worth a thread
@@ -112,11 +121,18 @@ class Optimizer:
         OPTIMIZERS[cls.__name__] = cls
 
     def __init__(self, lr):
-        self.lr = float(lr)
+        self.lr = lr
         self.iter = 0
         for name in self._slots:
             setattr(self, name, None)
         self._scratch = {}
+
+    def __setattr__(self, name, value):
+        kind = HYPER_KINDS.get(name)
+        if kind is not None:
+            check_value(kind, value, f"{type(self).__name__}: argument {name!r}")
+            value = float(value)
+        object.__setattr__(self, name, value)
 
     # -- the update ------------------------------------------------------------
     def update(self, params, grads):
@@ -211,6 +227,7 @@ class Optimizer:
         missing = [h for h in (*self._hyper, "iter") if h not in state["hyper"]]
         if missing:
             raise CheckpointError(f"{name}: optimizer state lacks {missing}")
+        _check_hyper(type(self), state["hyper"])
         arrays = state.get("arrays") or {}
         counts = []
         for slot in self._slots:
@@ -268,13 +285,29 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _check_hyper(cls, hyper: dict) -> None:
+    """Raise :class:`CheckpointError` when a saved hyper-parameter of a ``cls``
+    optimizer (or its update count) is not what the optimizer takes."""
+    try:
+        for h in cls._hyper:
+            if h in hyper:
+                check_value(HYPER_KINDS[h], hyper[h], f"{cls.__name__}: hyper-parameter {h!r}")
+        if "iter" in hyper:
+            check_value("non-negative int", hyper["iter"], f"{cls.__name__}: update count 'iter'")
+    except OptionError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def optimizer_from_state(state: dict) -> Optimizer:
     """Build the optimizer that :meth:`Optimizer.state_dict` describes."""
     name = state.get("type") if isinstance(state, dict) else None
     cls = OPTIMIZERS.get(name)
     if cls is None:
         raise CheckpointError(f"unknown optimizer type {name!r} (known: {sorted(OPTIMIZERS)})")
-    hyper = {h: state["hyper"][h] for h in cls._hyper if h in state.get("hyper", {})}
+    if not isinstance(state.get("hyper"), dict):
+        raise CheckpointError(f"{name}: optimizer state must be a dict with 'hyper' and 'arrays'")
+    _check_hyper(cls, state["hyper"])
+    hyper = {h: state["hyper"][h] for h in cls._hyper if h in state["hyper"]}
     opt = cls(**hyper)
     opt.load_state_dict(state)
     return opt
@@ -317,7 +350,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
-        self.momentum = float(momentum)
+        self.momentum = momentum
 
     def _step(self, p, g, tmp, v):
         xp = get_array_module(p)
@@ -379,7 +412,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr=0.01, eps=1e-7):
         super().__init__(lr)
-        self.eps = float(eps)
+        self.eps = eps
 
     def _step(self, p, g, tmp, h):
         xp = get_array_module(p)
@@ -407,8 +440,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=0.01, decay_rate=0.99, eps=1e-7):
         super().__init__(lr)
-        self.decay_rate = float(decay_rate)
-        self.eps = float(eps)
+        self.decay_rate = decay_rate
+        self.eps = eps
 
     def _step(self, p, g, tmp, h):
         xp = get_array_module(p)
@@ -448,9 +481,9 @@ class Adam(Optimizer):
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7):
         super().__init__(lr)
-        self.beta1 = float(beta1)
-        self.beta2 = float(beta2)
-        self.eps = float(eps)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
         self._lr_t = None
 
     def _begin_step(self):
@@ -505,7 +538,7 @@ class AdamW(Adam):
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7, weight_decay=0.01):
         super().__init__(lr, beta1, beta2, eps)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = weight_decay
 
     def _step(self, p, g, tmp, m, v):
         p *= 1.0 - self.lr * self.weight_decay
@@ -547,6 +580,7 @@ def clip_grads(grads, max_norm):
     0-d float64 array, on the grads' device
         The global norm before clipping.
     """
+    check_value("positive finite number", max_norm, "clip_grads: argument 'max_norm'")
     norm = global_norm(grads)
     xp = get_array_module(*grads)
     factor = xp.where(xp.isfinite(norm), xp.minimum(max_norm / (norm + 1e-6), 1.0), 1.0)

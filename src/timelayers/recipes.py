@@ -23,6 +23,7 @@ a thin layer over this module.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ __all__ = ["Recipe", "RECIPES", "COMMON_OPTIONS", "RESUME_CHANGES", "Task", "TAS
            "LanguageModelTask", "WordVectorTask", "Seq2seqTask", "GENERATED_DATA_SEED",
            "TaskData", "RunResult", "Run", "DEVICES", "check_device", "train", "load_run",
            "load_data", "evaluate", "generate_text", "answer", "similar", "analogy",
-           "read_text_corpus", "unknown_options"]
+           "read_text_corpus", "unknown_options", "recipe_options"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,17 @@ def unknown_options(recipe: Recipe, options) -> list:
     """The names in ``options`` that ``recipe`` does not take, sorted."""
     return sorted(set(options) - set(recipe.model_args) - set(recipe.train_args)
                   - set(COMMON_OPTIONS))
+
+
+def recipe_options(recipe: Recipe) -> set:
+    """The options :func:`train` may be given for ``recipe``: its model's and trainer's,
+    and ``eval_valid`` where turning the validation off means something: a language
+    model whose learning rate does not follow it (word vectors have no validation; a
+    seq2seq run, and a plateau schedule, always use it)."""
+    names = set(recipe.model_args) | set(recipe.train_args)
+    if isinstance(recipe.task, LanguageModelTask) and "plateau_factor" not in names:
+        names.add("eval_valid")
+    return names
 
 
 def get_recipe(name: str) -> Recipe:
@@ -307,9 +319,9 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
     recipe = get_recipe(recipe_name)
     overrides = dict(overrides or {})
     check_options(overrides, f"recipe {recipe_name!r}")
-    if unknown_options(recipe, overrides):
-        raise OptionError(f"recipe {recipe_name!r} has no option(s) "
-                          f"{unknown_options(recipe, overrides)}")
+    unknown = sorted(set(overrides) - recipe_options(recipe))
+    if unknown:
+        raise OptionError(f"recipe {recipe_name!r} has no option(s) {unknown}")
     if seed is not None:
         check_value("non-negative int", seed, "argument 'seed'")
     callbacks = [step_each_iteration, *callbacks]
@@ -335,9 +347,12 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
 
         parallelize(trainer, comm, seed)
     (x, t), extra = recipe.task.fit_inputs(options, task_data)
-    trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
-                eval_fn=recipe.task.validation(options, task_data),
-                checkpoint=out / "checkpoint.safetensors" if rank == 0 else None, **extra)
+    with warnings.catch_warnings():
+        if trainer.epoch == options["epochs"]:  # a resume that only writes the model and metrics
+            warnings.filterwarnings("ignore", message=".*nothing to train")
+        trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
+                    eval_fn=recipe.task.validation(options, task_data),
+                    checkpoint=out / "checkpoint.safetensors" if rank == 0 else None, **extra)
     stopped = trainer.epoch < options["epochs"]
     if rank != 0:
         return RunResult(out, model, trainer.history, {}, stopped)
@@ -352,9 +367,10 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
 
 
 def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=0, processes=1):
-    """A new run: data loaded and checked, then the folder made ready (see
-    :func:`timelayers.run_folder.start_new_run`), the model built and ``run.json``
-    written (the folder by rank 0 only). Returns ``(trainer, options, data source,
+    """A new run: data loaded and checked, the model and trainer built, then the
+    folder made ready (see :func:`timelayers.run_folder.start_new_run`) and ``run.json``
+    written (the folder by rank 0 only): an error before that leaves the folder, and
+    a run it holds, as they were. Returns ``(trainer, options, data source,
     seed, task data)``."""
     seed = 0 if seed is None else seed
     options = {**recipe.model_args, **recipe.train_args, **COMMON_OPTIONS, **overrides}
@@ -362,8 +378,6 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
     digest = sha256_of(source) if source is not None else None
     task_data = load_data(recipe, source, options, seed)
     recipe.task.check_sizes(options, task_data, _data_name(recipe, source))
-    if rank == 0:
-        start_new_run(out, force=force)
     model = build_model(recipe, options, task_data, np.random.default_rng(seed))
     optimizer = _optimizer(options)
     schedule = _schedule(options, optimizer,
@@ -377,7 +391,8 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
             **recipe.task.run_info(task_data)}
     if processes > 1:
         info["processes"] = processes
-    if rank == 0:
+    if rank == 0:  # only now: a run that cannot start (sizes, model) leaves the folder as it was
+        start_new_run(out, force=force)
         write_json(out / "run.json", info)
     return trainer, options, source, seed, task_data
 
@@ -411,15 +426,18 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
         raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
     _check_data_unchanged(info["data"], info.get("data_sha256"), out)
     trainer = recipe.task.trainer_class().resume(ckpt, progress=progress, callbacks=callbacks)
+    check_options_fit_model(recipe, options, trainer.model, f"{str(out / 'run.json')!r}",
+                            f"{str(ckpt)!r}")
     task_data = load_data(recipe, info["data"], options, info["seed"],
                           vocab=getattr(trainer.model, "vocab", None))
     now = {**options, "lr": _recipe_lr(trainer)}
     changes = {k: [now[k], v] for k, v in overrides.items() if k in RESUME_CHANGES and now[k] != v}
     options.update({k: new for k, (_, new) in changes.items()})
     recipe.task.check_sizes(options, task_data, _data_name(recipe, info["data"]))
-    if options["epochs"] < trainer.epoch:
+    if options["epochs"] < trainer.epoch or (options["epochs"] == trainer.epoch
+                                             and _finished_epochs(out) == trainer.epoch):
         raise OptionError(f"run {str(out)!r} has already trained {trainer.epoch} epochs; "
-                          f"epochs={options['epochs']} would train none")
+                          f"epochs={options['epochs']} would train none (give more epochs)")
     _retarget_schedule(trainer, options, changes,
                        recipe.task.iterations_per_epoch(options, task_data))
     if changes and rank == 0:
@@ -427,6 +445,18 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
         info.setdefault("resumed", []).append({"after_epoch": trainer.epoch, "changed": changes})
         write_json(out / "run.json", info)
     return trainer, options, info["data"], info["seed"], task_data
+
+
+def _finished_epochs(out):
+    """The epochs of the finished run in ``out`` (its ``metrics.json``), or None: a
+    run stopped after its last checkpoint resumes to write its model and metrics."""
+    import json
+
+    try:
+        epochs = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("epochs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return epochs
 
 
 def _check_data_unchanged(source, recorded, run_dir, hint="") -> None:
@@ -520,10 +550,26 @@ def load_run(run_dir, device="cpu") -> Run:
                         f"{'' if getattr(model, 'vocab', None) is not None else ' without a vocabulary'}"
                         f"; recipe {recipe.name!r} of {where} needs a {recipe.model} with its "
                         f"vocabulary")
+    check_options_fit_model(recipe, info["options"], model, where, f"{str(path)!r}")
     model = _to_device(model, device)
     return Run(Path(run_dir), recipe, info["options"], model, info["data"], info["seed"],
                tuple(info["shape"]) if info.get("shape") else None, device,
                info.get("data_sha256"))
+
+
+def check_options_fit_model(recipe: Recipe, options: dict, model, where: str,
+                            model_file: str) -> None:
+    """Raise :class:`DataError` when an option of ``run.json`` (``where``) that
+    builds the model (``hidden_size``, ``cell``, ...) differs from the config of
+    the model read from ``model_file``: the two files are not of one run."""
+    from .models.base import config_dict
+
+    config = config_dict(model)
+    for key, value in _model_kwargs(recipe, options).items():
+        if key in config and config[key] != value:
+            raise DataError(f"{where} says {key}={value!r}, but {model_file} holds a "
+                            f"{type(model).__name__} with {key}={config[key]!r}: the files "
+                            f"are not of one run")
 
 
 def evaluate(run: Run, data=None, task_data=None) -> dict:

@@ -84,8 +84,8 @@ def read_run_json(run_dir) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no run.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{str(path)!r} is corrupt: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 10**5-digit number,
+        raise DataError(f"{str(path)!r} is corrupt: {exc}") from None  # nesting 10**5 deep
 
     def bad(what):
         return DataError(f"{str(path)!r} is not a valid run.json: {what}")

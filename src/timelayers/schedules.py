@@ -80,9 +80,17 @@ def schedule_from_state(state: dict, optimizer) -> Schedule:
     """Rebuild the schedule that :meth:`Schedule.state_dict` describes, on ``optimizer``."""
     cls = SCHEDULES.get(state.get("type")) if isinstance(state, dict) else None
     if cls is None:
-        raise CheckpointError(f"unknown schedule {state!r}")
-    schedule = cls(optimizer, **state.get("args", {}))
-    schedule.load_state_dict(state)
+        raise CheckpointError(f"unknown schedule {str(state)[:80]}")
+    args = state.get("args", {})
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{cls.__name__} schedule: 'args' should be a JSON object, "
+                              f"got {str(args)[:60]}")
+    try:
+        schedule = cls(optimizer, **args)
+        schedule.load_state_dict(state)
+    except (TypeError, ValueError, KeyError) as exc:  # OptionError is a ValueError
+        raise CheckpointError(f"{cls.__name__} schedule state cannot be restored: "
+                              f"{exc}") from None
     return schedule
 
 

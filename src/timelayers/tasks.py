@@ -167,6 +167,16 @@ class WordVectorTask(_CorpusTask):
 
         return create_contexts_target(data.train, options["window_size"]), {}
 
+    def check_sizes(self, options, data, where, training=True):
+        window = options["window_size"]
+        splits = [("training", data.train)] if training else []
+        for split, ids in splits + [("test", data.test)]:  # the test loss too, before training
+            if len(ids) < 2 * window + 1:
+                raise DataError(f"{where}: the {split} split has {len(ids)} words, fewer than the "
+                                f"{2 * window + 1} that window_size {window} needs "
+                                f"(2 * window_size + 1)")
+        super().check_sizes(options, data, where, training)
+
     def test_metrics(self, model, options, data):
         from .text import create_contexts_target
 

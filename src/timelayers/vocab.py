@@ -228,5 +228,5 @@ class Vocabulary:
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
             return cls.from_dict(data)
-        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError and DataError too
+        except (ValueError, RecursionError) as e:  # JSON, UTF-8, DataError; nesting too deep
             raise DataError(f"{path}: not a vocabulary file ({e})") from e

@@ -14,7 +14,7 @@ COUNTS = [3, 1, 4, 1, 5, 9, 2]
 CASES = [
     ("TwoLayerNet", dict(input_size=2, hidden_size=5, output_size=3)),
     ("SimpleCBOW", dict(vocab_size=7, hidden_size=3, window_size=2)),
-    ("SimpleCBOW", dict(vocab_size=7, hidden_size=3, window_size=0)),
+    ("SimpleCBOW", dict(vocab_size=7, hidden_size=3, window_size=1)),
     ("SimpleSkipGram", dict(vocab_size=7, hidden_size=3, window_size=2)),
     ("CBOW", dict(vocab_size=7, hidden_size=3, window_size=2, counts=COUNTS)),
     ("SkipGram", dict(vocab_size=7, hidden_size=3, counts=COUNTS)),

@@ -336,3 +336,62 @@ def test_resume_needs_a_training_checkpoint(tmp_path):
 def test_rnnlm_resume_refuses_trainer_checkpoint(checkpoint):
     with pytest.raises(CheckpointError, match="written by a Trainer"):
         RnnlmTrainer.resume(checkpoint)
+
+
+# -- the RnnlmTrainer's own fields and carried state (the audit of issue 17) --------------------
+def make_rnnlm_trainer():
+    model = CkptLM(stateful=True, rng=4)
+    return RnnlmTrainer(model, Momentum(lr=0.2), max_grad=0.5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def rnnlm_checkpoint(tmp_path_factory):
+    """An RnnlmTrainer's checkpoint after one epoch: it carries the state of
+    ``layers.0`` (4 streams, hidden 6)."""
+    corpus = np.random.default_rng(0).integers(0, 9, 130)
+    path = tmp_path_factory.mktemp("lm") / "lm.safetensors"
+    make_rnnlm_trainer().fit(corpus[:-1], corpus[1:], max_epoch=1, batch_size=4, time_size=6,
+                             checkpoint=path)
+    return path
+
+
+STATE = "trainer_state.layers.0.h"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda ts, m: m["training"].update(time_idx="x"), "'time_idx' should be an integer"),
+    (lambda ts, m: m["training"].update(time_idx=10**30), "'time_idx' should be an integer"),
+    (lambda ts, m: m["training"].update(time_idx=-6), "'time_idx' should be an integer"),
+    (lambda ts, m: m["training"].pop("time_idx"), r"lacks \['time_idx'\]"),
+    (lambda ts, m: m["training"].update(has_state="no"), "'has_state' should be true or false"),
+    (lambda ts, m: m["training"].update(state_batch_size="4"), "'state_batch_size' should be"),
+    (lambda ts, m: m["training"].update(state_batch_size=9),
+     r"carried state 'layers.0.h' has shape \(4, 6\), expected \(9, H\)"),
+    (lambda ts, m: ts.update({STATE: np.zeros((3, 6), ts[STATE].dtype)}),
+     r"has shape \(3, 6\), expected \(4, H\)"),
+    (lambda ts, m: ts.update({STATE: ts[STATE].astype(np.float32)}), "has dtype float32"),
+    (lambda ts, m: ts[STATE].__setitem__((0, 0), np.nan), "has NaN or infinite values"),
+    (lambda ts, m: ts.pop(STATE), r"the carried state holds \[\], .* need \['layers.0.h'\]"),
+    (lambda ts, m: ts.update({"trainer_state.zzz": np.zeros(2)}),
+     r"holds \['layers.0.h', 'zzz'\]"),
+    (lambda ts, m: m["training"].update(has_state=False), "is saved, but 'has_state' is false"),
+])
+def test_bad_rnnlm_trainer_fields_are_refused_and_change_nothing(tmp_path, rnnlm_checkpoint,
+                                                                 edit, message):
+    bad = rewrite(rnnlm_checkpoint, tmp_path / "bad.safetensors", edit)
+    with pytest.raises(CheckpointError, match=message) as info:
+        RnnlmTrainer.resume(bad, progress=False)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    trainer = make_rnnlm_trainer()
+    trainer.time_idx = 17
+    snap = snapshot(trainer)
+    with pytest.raises(CheckpointError, match=message):
+        trainer.load_checkpoint(bad)
+    assert_untouched(trainer, snap)
+    assert trainer.time_idx == 17 and trainer.carried_state is None
+
+
+def test_the_untouched_rnnlm_checkpoint_resumes(tmp_path, rnnlm_checkpoint):
+    same = rewrite(rnnlm_checkpoint, tmp_path / "same.safetensors", lambda ts, m: None)
+    trainer = RnnlmTrainer.resume(same, progress=False)
+    assert trainer.time_idx > 0 and set(trainer.carried_state) == {"layers.0.h"}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.attention import TimeAttention
+from ._config import ModelConfig
 from ._init import make_rng, randn, xavier, zeros
 from .base import Model
 from ._recurrent import recurrent_layer
@@ -20,7 +21,7 @@ __all__ = ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq", "Attentio
 
 
 @dataclass
-class AttentionSeq2seqConfig:
+class AttentionSeq2seqConfig(ModelConfig):
     vocab_size: int
     wordvec_size: int = 16
     hidden_size: int = 256

@@ -500,10 +500,15 @@ def read_metadata(raw: dict, path) -> dict:
     fields), so that a malformed file is refused here with a one-line
     :class:`CheckpointError` naming the file and the field."""
     where = f"checkpoint {str(path)!r}"
+    if "timelayers" not in raw:
+        raise CheckpointError(f"{where} has no timelayers metadata")
     try:
         meta = json.loads(raw["timelayers"])
-    except (KeyError, json.JSONDecodeError):
+    except json.JSONDecodeError:
         raise CheckpointError(f"{where} has no timelayers metadata") from None
+    except (ValueError, RecursionError) as exc:  # a 10**5-digit number, nesting 10**5 deep
+        raise CheckpointError(f"{where} has timelayers metadata that cannot be read: "
+                              f"{exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != "timelayers":
         raise CheckpointError(f"{where} is not a timelayers checkpoint")
     check_fields(meta, {"model": str, "config": dict, "vocab": dict, "version": str,

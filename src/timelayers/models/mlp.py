@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..layers import Affine, Sigmoid, SoftmaxWithLoss
+from ._config import ModelConfig
 from ._init import make_rng, randn, zeros
 from .base import Model
 
@@ -12,7 +13,7 @@ __all__ = ["TwoLayerNet", "TwoLayerNetConfig"]
 
 
 @dataclass
-class TwoLayerNetConfig:
+class TwoLayerNetConfig(ModelConfig):
     input_size: int = 2
     hidden_size: int = 10
     output_size: int = 3

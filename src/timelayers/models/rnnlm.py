@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
+from ._config import ModelConfig
 from ._init import make_rng, randn, xavier, zeros
 from ._recurrent import recurrent_layer
 from .base import Model
@@ -27,7 +28,7 @@ class _LanguageModel(Model):
 
 
 @dataclass
-class RnnlmConfig:
+class RnnlmConfig(ModelConfig):
     vocab_size: int = 10000
     wordvec_size: int = 100
     hidden_size: int = 100
@@ -77,7 +78,7 @@ class SimpleRnnlm(Rnnlm):
 
 
 @dataclass
-class BetterRnnlmConfig:
+class BetterRnnlmConfig(ModelConfig):
     vocab_size: int = 10000
     wordvec_size: int = 650
     hidden_size: int = 650

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..decoding import greedy_decode
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+from ._config import ModelConfig
 from ._init import make_rng, randn, xavier, zeros
 from ._recurrent import recurrent_layer
 from .base import Model
@@ -24,7 +25,7 @@ __all__ = ["Seq2seqConfig", "Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "Pe
 
 
 @dataclass
-class Seq2seqConfig:
+class Seq2seqConfig(ModelConfig):
     vocab_size: int
     wordvec_size: int = 16
     hidden_size: int = 128

@@ -28,6 +28,7 @@ from ..decoding import greedy_decode
 from ..errors import ShapeError
 from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding, TimeAffine,
                       TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
+from ._config import ModelConfig
 from ._init import make_rng, randn, zeros
 from .base import Model
 from .seq2seq import Seq2seqBase
@@ -82,7 +83,7 @@ def _blocks(num_layers, D, num_heads, ff_size, dropout, activation, dtype, rng, 
 
 # -- the language model -----------------------------------------------------------------
 @dataclass
-class TransformerLMConfig:
+class TransformerLMConfig(ModelConfig):
     vocab_size: int = 10000
     d_model: int = 128
     num_heads: int = 4
@@ -196,7 +197,7 @@ class TransformerLM(Model):
 
 # -- the encoder-decoder ----------------------------------------------------------------------
 @dataclass
-class TransformerSeq2seqConfig:
+class TransformerSeq2seqConfig(ModelConfig):
     vocab_size: int
     d_model: int = 64
     num_heads: int = 4

@@ -15,6 +15,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..layers import Embedding, MatMul, SoftmaxWithLoss
 from ..layers.sampling import NegativeSamplingLoss
+from ._config import ModelConfig
 from ._init import make_rng, randn
 from .base import Model
 
@@ -23,7 +24,7 @@ __all__ = ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram", "Word2vecConfig",
 
 
 @dataclass
-class Word2vecConfig:
+class Word2vecConfig(ModelConfig):
     vocab_size: int
     hidden_size: int
     window_size: int = 1
@@ -99,7 +100,7 @@ class SimpleSkipGram(Model):
 
 
 @dataclass
-class NegativeSamplingConfig:
+class NegativeSamplingConfig(ModelConfig):
     vocab_size: int
     hidden_size: int
     window_size: int = 5

@@ -30,7 +30,7 @@ import json
 import numpy as np
 
 from ..backend import get_array_module
-from ..errors import CheckpointError, NonFiniteLossError
+from ..errors import CheckpointError, NonFiniteLossError, OptionError
 from ..models.base import NONNEGATIVE_INT, Model, check_fields, config_dict, read_metadata
 from ..optim import optimizer_from_state
 from ..schedules import schedule_from_state
@@ -117,10 +117,13 @@ def resume(trainer_class, path, **kwargs):
         raise CheckpointError(f"checkpoint {str(path)!r} was written by a "
                               f"{training.get('trainer')}, not a {trainer_class.__name__}")
     model = Model.load(path)
-    optimizer = optimizer_from_state(_optimizer_state(tensors, training))
-    schedule = None
-    if training.get("schedule"):
-        schedule = schedule_from_state(training["schedule"], optimizer)
+    try:
+        optimizer = optimizer_from_state(_optimizer_state(tensors, training))
+        schedule = None
+        if training.get("schedule"):
+            schedule = schedule_from_state(training["schedule"], optimizer)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {exc}") from None
     for key, value in (training.get("trainer_config") or {}).items():
         kwargs.setdefault(key, value)
     trainer = trainer_class(model, optimizer, schedule=schedule, **kwargs)
@@ -140,7 +143,11 @@ def _read(path):
     for key in ("epoch", "iteration", "history", "optimizer", "rng_state"):
         if key not in training:
             raise CheckpointError(f"checkpoint {str(path)!r}: training metadata lacks {key!r}")
-    return tensors, meta, from_jsonable(training)
+    try:
+        return tensors, meta, from_jsonable(training)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: training metadata holds an array "
+                              f"that cannot be read: {exc}") from None
 
 
 def _check_training_fields(training: dict, where: str) -> None:
@@ -158,10 +165,18 @@ def _check_training_fields(training: dict, where: str) -> None:
         check_fields(training["optimizer"], {"type": str, "hyper": dict}, where,
                       required=("type", "hyper"), prefix="training optimizer ")
     known = _trainer_config_keys(training.get("trainer"))
-    unknown = sorted(set(training.get("trainer_config", {})) - known) if known is not None else []
+    config = training.get("trainer_config", {})
+    unknown = sorted(set(config) - known) if known is not None else []
     if unknown:
         raise CheckpointError(f"{where}: training trainer_config has unknown keys {unknown} "
                               f"(a {training.get('trainer')} takes {sorted(known)})")
+    from .trainer import ARGUMENT_KINDS, check_arguments
+
+    try:
+        check_arguments(f"{where}: training trainer_config",
+                        **{k: v for k, v in config.items() if k in ARGUMENT_KINDS})
+    except OptionError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _trainer_config_keys(name) -> set | None:
@@ -194,6 +209,10 @@ def _check(trainer, tensors, training, path) -> None:
         if saved != type(trainer.schedule).__name__:
             raise CheckpointError(f"{where} holds a {saved} schedule, the trainer has a "
                                   f"{type(trainer.schedule).__name__}")
+    try:
+        trainer.check_checkpoint_extras(_trainer_state(tensors), training)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
     _check_generator_state(trainer.rng, training["rng_state"], "the trainer's rng state", where)
     for key, layer, generator in _model_generators(trainer.model, trainer.rng):
         saved = training.get(key)
@@ -221,9 +240,13 @@ def _apply(trainer, tensors, training) -> None:
     trainer.epoch = int(training["epoch"])
     trainer.iteration = int(training["iteration"])
     trainer.history = {k: list(v) for k, v in training["history"].items()}
-    trainer.restore_checkpoint_extras(
-        {k[len(TRAINER_STATE_PREFIX):]: v for k, v in tensors.items()
-         if k.startswith(TRAINER_STATE_PREFIX)}, training)
+    trainer.restore_checkpoint_extras(_trainer_state(tensors), training)
+
+
+def _trainer_state(tensors) -> dict:
+    """The trainer's own tensors, without their ``"trainer_state."`` prefix."""
+    return {k[len(TRAINER_STATE_PREFIX):]: v for k, v in tensors.items()
+            if k.startswith(TRAINER_STATE_PREFIX)}
 
 
 def _optimizer_state(tensors, training) -> dict:

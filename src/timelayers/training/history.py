@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 
+from ..errors import DataError
 from ..serialization import atomic_write
 from .jsonable import to_jsonable
 
@@ -50,8 +51,21 @@ def save_history(history: dict, path) -> None:
 
 
 def load_history(path) -> dict:
-    """Read a history written by :func:`save_history` (``null`` comes back as NaN)."""
-    with open(path, encoding="utf-8") as f:
-        history = json.load(f)
+    """Read a history written by :func:`save_history` (``null`` comes back as NaN).
+
+    Raises
+    ------
+    DataError
+        When the file is not JSON (or is nested too deeply to read) or is not an
+        object of lists; the message names the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            history = json.load(f)
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, nesting 10**5 deep
+        raise DataError(f"{str(path)!r} is not a history file: {exc}") from None
+    if not isinstance(history, dict):
+        raise DataError(f"{str(path)!r} is not a history file: expected a JSON object of "
+                        f"lists, got a {type(history).__name__}")
     return {k: [math.nan if v is None else v for v in vals] if isinstance(vals, list) else vals
             for k, vals in history.items()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module
-from .trainer import Trainer
+from ..errors import CheckpointError
+from .trainer import Trainer, check_arguments
 
 __all__ = ["RnnlmTrainer"]
 
@@ -57,7 +58,8 @@ class RnnlmTrainer(Trainer):
                  progress=True, reset_each_epoch=False):
         super().__init__(model, optimizer, max_grad=max_grad, rng=rng, schedule=schedule,
                          callbacks=callbacks, progress=progress)
-        self.reset_each_epoch = bool(reset_each_epoch)
+        check_arguments(type(self).__name__, reset_each_epoch=reset_each_epoch)
+        self.reset_each_epoch = reset_each_epoch
         self.time_idx = 0
         self._carried_state = None
         self._state_batch_size = None  # the batch size the carried state was made with
@@ -94,6 +96,9 @@ class RnnlmTrainer(Trainer):
         dict
             ``self.history``.
         """
+        check_arguments(f"{type(self).__name__}.fit", max_epoch=max_epoch, batch_size=batch_size,
+                        time_size=time_size, max_grad=max_grad, eval_interval=eval_interval,
+                        check_interval=check_interval)
         if xs.ndim != 1 or ts.shape != xs.shape:
             raise ValueError(f"RnnlmTrainer.fit: expected xs and ts of the same shape (L,), got "
                              f"{tuple(xs.shape)} and {tuple(ts.shape)}")
@@ -133,6 +138,55 @@ class RnnlmTrainer(Trainer):
             "time_idx": self.time_idx, "has_state": self._carried_state is not None,
             "state_batch_size": self._state_batch_size}
 
+    def check_checkpoint_extras(self, tensors, training):
+        """Raise :class:`CheckpointError` unless the saved ``time_idx`` (an int in
+        ``[0, 2**62)``), ``has_state`` (a bool), ``state_batch_size`` (None or a
+        positive int) and carried state fit this trainer's model: with
+        ``has_state``, ``tensors`` holds the ``h`` (and, for an LSTM, ``c``) of
+        every stateful layer, each of shape (state_batch_size, H), finite, of the
+        params' dtype; without it, none. Changes nothing."""
+        missing = [k for k in ("time_idx", "has_state", "state_batch_size") if k not in training]
+        if missing:
+            raise CheckpointError(f"training metadata lacks {missing}")
+        for key, ok, expected in [
+                ("time_idx", _is_int(training["time_idx"], 0, _MAX_TIME_IDX),
+                 "an integer in [0, 2**62)"),
+                ("has_state", isinstance(training["has_state"], bool), "true or false"),
+                ("state_batch_size", training["state_batch_size"] is None
+                 or _is_int(training["state_batch_size"], 1, _MAX_TIME_IDX),
+                 "null or a positive integer")]:
+            if not ok:
+                raise CheckpointError(f"training {key!r} should be {expected}, got "
+                                      f"{training[key]!r:.60}")
+        if not training["has_state"]:
+            if tensors:
+                raise CheckpointError(f"the carried state {sorted(tensors)} is saved, but "
+                                      f"'has_state' is false")
+            return
+        self._check_carried_state(tensors, training.get("state_batch_size"))
+
+    def _check_carried_state(self, tensors, rows):
+        """The carried state ``tensors`` ({"rnn.h": (rows, H), ...}) against the model."""
+        want = {}
+        for name, layer in self.model._stateful_layers():
+            for key in ("h", "c") if getattr(layer, "_has_c", False) else ("h",):
+                want[f"{name}.{key}"] = (rows, getattr(layer, "hidden_size", None))
+        if set(tensors) != set(want):
+            raise CheckpointError(f"the carried state holds {sorted(tensors)}, the "
+                                  f"{type(self.model).__name__}'s stateful layers need "
+                                  f"{sorted(want)}")
+        dtype = self.model.params[0].dtype if self.model.params else None
+        for key, (n, h) in want.items():
+            t = tensors[key]
+            if t.ndim != 2 or t.shape[0] != n or (h is not None and t.shape[1] != h):
+                raise CheckpointError(f"carried state {key!r} has shape {tuple(t.shape)}, "
+                                      f"expected ({n}, {h if h is not None else 'H'})")
+            if dtype is not None and t.dtype != dtype:
+                raise CheckpointError(f"carried state {key!r} has dtype {t.dtype}, the "
+                                      f"model's params {dtype}")
+            if not bool(get_array_module(t).isfinite(t).all()):
+                raise CheckpointError(f"carried state {key!r} has NaN or infinite values")
+
     def restore_checkpoint_extras(self, tensors, training):
         self.time_idx = int(training.get("time_idx", 0))
         self._carried_state = dict(tensors) if training.get("has_state") else None
@@ -151,3 +205,10 @@ class RnnlmTrainer(Trainer):
 
     def _after_skip(self):
         self.model.reset_state()
+
+
+_MAX_TIME_IDX = 2**62  # time_idx + a position stays within int64
+
+
+def _is_int(value, lo, hi) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value < hi

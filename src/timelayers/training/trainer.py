@@ -21,13 +21,32 @@ import numpy as np
 from ..backend import get_array_module
 from ..errors import NonFiniteLossError
 from ..optim import clip_grads
+from ..options import check_value
 from . import checkpoint
 from .callbacks import step_schedule
 from .history import empty_history, record_history, save_history
 from .meters import FiniteCheck, RunningLoss, default_check_interval
 from .progress import progress_callback
 
-__all__ = ["Trainer", "FitOptions"]
+__all__ = ["Trainer", "FitOptions", "check_arguments"]
+
+ARGUMENT_KINDS = {
+    "max_epoch": "non-negative int", "batch_size": "positive int", "time_size": "positive int",
+    "eval_interval": "non-negative int", "max_grad": "positive finite number",
+    "check_interval": "positive int", "reset_each_epoch": "bool",
+}
+"""What the trainers' arguments must be (:data:`timelayers.options.KINDS`); the
+numbers but ``max_epoch``, ``batch_size`` and ``time_size`` may also be None."""
+_MAY_BE_NONE = {"eval_interval", "max_grad", "check_interval"}
+
+
+def check_arguments(where: str, **values) -> None:
+    """Raise :class:`~timelayers.errors.OptionError` naming the first argument in
+    ``values`` that is not of its :data:`ARGUMENT_KINDS` kind."""
+    for name, value in values.items():
+        if value is None and name in _MAY_BE_NONE:
+            continue
+        check_value(ARGUMENT_KINDS[name], value, f"{where}: argument {name!r}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class Trainer:
 
     def __init__(self, model, optimizer, max_grad=None, rng=None, schedule=None, callbacks=(),
                  progress=True):
+        check_arguments(type(self).__name__, max_grad=max_grad)
         self.model = model
         self.optimizer = optimizer
         self.max_grad = max_grad
@@ -139,6 +159,9 @@ class Trainer:
         dict
             ``self.history``.
         """
+        check_arguments(f"{type(self).__name__}.fit", max_epoch=max_epoch, batch_size=batch_size,
+                        max_grad=max_grad, eval_interval=eval_interval,
+                        check_interval=check_interval)
         n = len(x)
         if len(t) != n:
             raise ValueError(f"Trainer.fit: x has {n} examples, t has {len(t)}")
@@ -236,6 +259,13 @@ class Trainer:
         """``(tensors, fields)`` of the trainer's own state for a checkpoint (none here)."""
         return {}, {}
 
+    def check_checkpoint_extras(self, tensors: dict, training: dict) -> None:
+        """Raise :class:`~timelayers.errors.CheckpointError` unless what
+        :meth:`checkpoint_extras` gave (``tensors`` without their
+        ``"trainer_state."`` prefix; ``training``: all the checkpoint's training
+        fields) fits this trainer; called before anything is restored, changes
+        nothing (nothing to check here)."""
+
     def restore_checkpoint_extras(self, tensors: dict, training: dict) -> None:
         """Restore what :meth:`checkpoint_extras` gave (``training``: all the
         checkpoint's training fields)."""
@@ -247,9 +277,6 @@ class Trainer:
         if check_interval is None:
             on_host = get_array_module(*self.model.params[:1]) is np
             check_interval = default_check_interval(on_host, eval_interval, skip_nonfinite)
-        elif not isinstance(check_interval, int) or check_interval < 1:
-            raise ValueError(f"{name}.fit: argument 'check_interval' expected a positive "
-                             f"int, got {check_interval!r}")
         elif skip_nonfinite and check_interval != 1:
             raise ValueError(f"{name}.fit: skip_nonfinite=True needs check_interval=1 (a batch "
                              f"is skipped before its update), got {check_interval}")
