@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python >= 3.10:
 #   make demo   creates .venv, installs timelayers, runs the main job
-#   make test   installs the test extras and runs the whole suite
+#   make test   installs the test extras and runs the whole suite, then its CuPy
+#               tests on the CuPy stand-in (tests/cupy_standin: no GPU needed)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -26,6 +27,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+	TIMELAYERS_TEST_CUPY=standin $(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_layers.py

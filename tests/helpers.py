@@ -3,21 +3,31 @@ assertions, test doubles, tiny models with their data, and the harness that runs
 the CUDA kernels on a CPU."""
 
 import contextlib
-import ctypes
+import importlib.util
 import math
 import os
-import shutil
-import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from timelayers import check_layer, models
 from timelayers.backend import to_cpu
 from timelayers.layers import Layer, TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
 from timelayers.models.base import Model
+
+CUPY_TESTS = os.environ.get("TIMELAYERS_TEST_CUPY") in ("1", "standin")
+"""Whether the CuPy tests run: on a GPU (``1``) or on the stand-in (``standin``)."""
+
+
+def needs_cupy(test):
+    """A test of CuPy arrays alone: skipped unless ``TIMELAYERS_TEST_CUPY`` is set,
+    and marked ``cupy`` (what the stand-in's run selects, with the ``xp=cupy``
+    cases of the other tests)."""
+    skip = pytest.mark.skipif(not CUPY_TESTS, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and "
+                                                     "a GPU) or =standin")
+    return pytest.mark.cupy(skip(test))
 
 
 def randn(xp, rng, *shape, dtype=np.float64):
@@ -197,30 +207,21 @@ def no_device_sync(xp):
 
 # ----------------------------------------------------------------------------- CUDA on a CPU
 # The library's CUDA kernels compiled for the CPU, to test their arithmetic and
-# the plans that launch them where there is no GPU. A CUDA kernel is a function
-# of one thread, whose index it computes from blockIdx, blockDim and threadIdx;
-# compiled as C++ with those three as globals, it runs one thread per call.
-# CpuKernels builds a source (with g++, or $CXX) into a shared library per dtype
-# and launches a kernel by calling it once per thread on NumPy arrays, checking
-# that every array is C-contiguous as the GPU needs.
+# the plans that launch them where there is no GPU: the builder of the CuPy
+# stand-in (tests/cupy_standin/cupy/_cuda_on_cpu.py), loaded from its file so
+# that these tests do not import the stand-in as ``cupy``.
 
-PRELUDE = r"""
-#include <cmath>
-using std::exp;
-using std::log;
-using std::tanh;
-struct Index { int x; };
-Index blockIdx = {0}, blockDim = {1}, threadIdx = {0};
-#define __global__
-#define __device__
-#define __forceinline__ inline
-extern "C" void set_thread(int k) { threadIdx.x = k; }
-"""
+def _load_cuda_on_cpu():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cupy_standin", "cupy",
+                        "_cuda_on_cpu.py")
+    spec = importlib.util.spec_from_file_location("_timelayers_tests_cuda_on_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def cxx_compiler():
-    """The C++ compiler to use, or None."""
-    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+cuda_on_cpu = _load_cuda_on_cpu()
+cxx_compiler = cuda_on_cpu.compiler
 
 
 class CpuKernels:
@@ -229,42 +230,11 @@ class CpuKernels:
 
     def __init__(self, source):
         self.source = source
-        self.libs = {}
-        self.tmp = tempfile.mkdtemp(prefix="timelayers-cuda-on-cpu-")
-
-    def library(self, dtype_name):
-        if dtype_name not in self.libs:
-            cpp = os.path.join(self.tmp, f"kernels_{dtype_name}.cpp")
-            so = os.path.join(self.tmp, f"kernels_{dtype_name}.so")
-            with open(cpp, "w") as f:
-                f.write(PRELUDE + self.source(dtype_name))
-            subprocess.run([cxx_compiler(), "-O1", "-shared", "-fPIC", "-o", so, cpp], check=True,
-                           capture_output=True)
-            self.libs[dtype_name] = ctypes.CDLL(so)
-        return self.libs[dtype_name]
 
     def launch(self, name, dtype_name, threads, args):
-        """Run kernel ``name`` on ``threads`` threads; ``args`` are NumPy arrays
-        (passed as pointers) and NumPy scalars (passed by value)."""
-        lib = self.library(dtype_name)
-        kernel = getattr(lib, name)
-        c_args = []
-        for a in args:
-            if isinstance(a, np.ndarray):
-                assert a.flags.c_contiguous, f"{name}: an argument is not C-contiguous"
-                c_args.append(ctypes.c_void_p(a.ctypes.data))
-            else:
-                c_args.append(_by_value(a))
-        for k in range(threads):
-            lib.set_thread(k)
-            kernel(*c_args)
-
-
-def _by_value(x):
-    x = np.asarray(x)
-    return {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
-            np.dtype(np.uint64): ctypes.c_uint64, np.dtype(np.float32): ctypes.c_float,
-            np.dtype(np.float64): ctypes.c_double}[x.dtype](x.item())
+        """Run kernel ``name`` on ``threads`` threads; ``args`` are C-contiguous
+        NumPy arrays (passed as pointers) and NumPy scalars (passed by value)."""
+        cuda_on_cpu.launch(self.source(dtype_name), name, threads, args, name)
 
 
 # ----------------------------------------------------------------------------- tiny models

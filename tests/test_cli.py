@@ -2,7 +2,6 @@
 eval, generate, resume, word-vector queries, and the error cases."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import pytest
 
 from timelayers.cli import main
 from timelayers.datasets import make_addition, write_sequence
+from helpers import needs_cupy
 
 TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
                   "a cat and a dog", "the mat and the log"] * 30) + "\n"
@@ -366,8 +366,7 @@ def test_a_bad_run_json_is_a_one_line_error(lm_run, capsys, edit, message):
         assert code == 2 and message in err and len(err.strip().split("\n")) == 1, err
 
 
-@pytest.mark.skipif(os.environ.get("TIMELAYERS_TEST_CUPY") != "1",
-                    reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 def test_device_gpu_runs_load_on_the_cpu(tmp_path, corpus_file, addition_file, capsys):
     lm = tmp_path / "lm"
     assert run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", lm,

@@ -9,12 +9,11 @@ nothing had moved (optimizer state included). With ``TIMELAYERS_TEST_CUPY=1``
 matches the CPU.
 """
 
-import os
 
 import numpy as np
 import pytest
 
-from helpers import MODEL_FACTORIES, no_device_sync
+from helpers import needs_cupy, MODEL_FACTORIES, no_device_sync
 from timelayers import models
 from timelayers.layers import Dropout
 from timelayers.layers.sampling import NegativeSamplingLoss
@@ -22,7 +21,6 @@ from timelayers.layers.base import Layer
 from timelayers.backend import to_cpu, to_gpu
 from timelayers.optim import Adam
 
-CUPY = os.environ.get("TIMELAYERS_TEST_CUPY") == "1"
 
 
 class Moved(np.ndarray):
@@ -156,7 +154,7 @@ def test_to_cpu_of_a_cpu_model_changes_nothing_but_the_arrays():
     assert np.shares_memory(model.affine.params[0], model.embed.params[0])
 
 
-@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 @pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_gpu_training_step_matches_cpu(name):
     """Dropout draws its masks on the device (README, "On a GPU"): off here.
@@ -185,7 +183,7 @@ def test_gpu_training_step_matches_cpu(name):
     assert isinstance(to_cpu(gpu.params[0]), np.ndarray)
 
 
-@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 def test_device_id_checks_wait_for_the_flush():
     """On the GPU a forward with an out-of-range id does not wait for the device;
     the id is reported at the next flush, which the trainers and perplexity call
@@ -222,7 +220,7 @@ def test_device_mask_reference_is_a_fair_reproducible_draw():
     assert abs(neighbours - 0.49) < 0.01
 
 
-@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dropout_masks_drawn_on_the_device(dtype):
     """On CuPy the masks come from the device kernel, equal to the NumPy twin,
@@ -241,7 +239,7 @@ def test_dropout_masks_drawn_on_the_device(dtype):
     np.testing.assert_array_equal(cupy.asnumpy(again), cupy.asnumpy(y))
 
 
-@pytest.mark.skipif(not CUPY, reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 @pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_gpu_training_step_never_waits_for_the_device(name):
     """Forward, backward, clip and update of every model make no host read of a

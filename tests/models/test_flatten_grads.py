@@ -2,12 +2,11 @@
 dtype, the layers' gradient arrays views of it; training goes on to the bit as
 without it (the data-parallel reduction uses it to reduce without copies)."""
 
-import os
 
 import numpy as np
 import pytest
 
-from helpers import MODEL_FACTORIES
+from helpers import needs_cupy, MODEL_FACTORIES
 from timelayers import models
 from timelayers.optim import Adam
 
@@ -86,8 +85,7 @@ def test_tied_weights_are_in_the_buffer_once_with_the_summed_gradient():
     np.testing.assert_array_equal(embed_grad, dict(zip(twin.param_names, twin.grads))["embed.W"])
 
 
-@pytest.mark.skipif(os.environ.get("TIMELAYERS_TEST_CUPY") != "1",
-                    reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 @pytest.mark.parametrize("name", ["BetterRnnlm", "AttentionSeq2seq", "TransformerLM"])
 def test_flattened_gradients_on_the_gpu(name):
     import cupy

@@ -5,13 +5,12 @@ training runs that learn, and moving between array modules."""
 
 import contextlib
 import itertools
-import os
 
 import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import assert_close, assert_gradcheck_attention
+from helpers import needs_cupy, assert_close, assert_gradcheck_attention
 from timelayers import models
 from timelayers.decoding import beam_search, generate_ids, greedy_decode, sequence_log_prob
 from timelayers.metrics import perplexity, sequence_accuracy
@@ -318,8 +317,7 @@ def test_attention_map_matches_decoding(rng):
     assert model.training
 
 
-@pytest.mark.skipif(os.environ.get("TIMELAYERS_TEST_CUPY") != "1",
-                    reason="needs TIMELAYERS_TEST_CUPY=1 (CuPy and a GPU)")
+@needs_cupy
 @pytest.mark.parametrize("make", [small_lm, small_seq2seq])
 def test_gpu_training_step_never_waits_for_the_device(rng, make):
     """Forward (dropout on: masks drawn on the device), backward, clip and AdamW
