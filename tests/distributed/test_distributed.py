@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from timelayers.distributed import DistributedError, mpi_world, shard_bounds
+from helpers import needs_cupy
 
 SCRIPT = Path(__file__).parent / "mpi" / "train_replicas.py"
 TIMEOUT = 120
@@ -100,6 +101,25 @@ def test_two_ranks_with_half_the_rows_train_as_one_process(tmp_path, model):
     assert two.returncode == 0, two.stderr
     one, dp = _params(tmp_path / "one.npz"), _params(tmp_path / "two.npz")
     assert set(one) == set(dp)
+    for name in one:
+        if name == "next_draws":
+            continue
+        scale = max(float(np.abs(one[name]).max()), 1e-3)
+        np.testing.assert_allclose(dp[name], one[name], rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+@needs_cupy
+@needs_mpi
+@pytest.mark.parametrize("model", ["rnnlm", "seq2seq"])
+def test_two_ranks_on_the_gpu_train_as_one_process(tmp_path, model):
+    """The same runs with the model and data on CuPy arrays: the gradients are
+    reduced on the device (NCCL) or through the host (staged), and the result is
+    one process's to float32 rounding."""
+    alone, _ = launch([SCRIPT, model, tmp_path / "one.npz", "--gpu"], 1)
+    assert alone.returncode == 0, alone.stderr
+    two, _ = launch([SCRIPT, model, tmp_path / "two.npz", "--gpu"], 2)
+    assert two.returncode == 0, two.stderr
+    one, dp = _params(tmp_path / "one.npz"), _params(tmp_path / "two.npz")
     for name in one:
         if name == "next_draws":
             continue

@@ -2,7 +2,7 @@
 the plain trainer) or under ``mpiexec -n K`` (the trainer made data-parallel).
 Run by tests/test_distributed.py; not a test module itself.
 
-    python train_replicas.py MODEL OUT.npz [--dropout R] [--fail-at ITERATION]
+    python train_replicas.py MODEL OUT.npz [--dropout R] [--fail-at ITERATION] [--gpu]
 
 MODEL: rnnlm, better-rnnlm, seq2seq or cbow. OUT.npz (written by rank 0): the
 parameters by name, and ``next_draws`` (K,): the next draw of every rank's model
@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from timelayers import metrics, models, optim
+from timelayers.backend import to_cpu, to_gpu
 from timelayers.distributed import mpi_world, parallelize
 from timelayers.training import RnnlmTrainer, Trainer
 
@@ -25,16 +26,17 @@ def corpus(length=401):
     return np.random.default_rng(1).integers(0, V, size=length).astype(np.int32)
 
 
-def build(name, dropout):
-    """(model, trainer, fit arguments) of a run of ``name``."""
+def build(name, dropout, to_device=lambda a: a):
+    """(model, trainer, fit arguments) of a run of ``name``; ``to_device`` moves
+    the data's arrays (the model is moved by the caller)."""
     if name in ("rnnlm", "better-rnnlm"):
         if name == "rnnlm":
             model = models.Rnnlm(V, 8, 8, rng=SEED)
         else:
             model = models.BetterRnnlm(V, 8, 8, dropout_ratio=dropout, rng=SEED)
         trainer = RnnlmTrainer(model, optim.SGD(lr=1.0), max_grad=0.25, progress=False)
-        ids = corpus()
-        valid = corpus(61)
+        ids = to_device(corpus())
+        valid = to_device(corpus(61))
         fit = dict(xs=ids[:-1], ts=ids[1:], max_epoch=2, batch_size=4, time_size=5,
                    eval_fn=lambda m: {"val_perplexity": metrics.perplexity(m, valid, 2, 5)})
         return model, trainer, fit
@@ -59,7 +61,7 @@ def build(name, dropout):
     else:
         sys.exit(f"unknown model {name!r}")
     trainer = Trainer(model, optim.Adam(lr=0.01), max_grad=1.0, rng=SEED + 1, progress=False)
-    return model, trainer, dict(x=x, t=t, max_epoch=2, batch_size=batch)
+    return model, trainer, dict(x=to_device(x), t=to_device(t), max_epoch=2, batch_size=batch)
 
 
 class FailAt:
@@ -79,9 +81,12 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--fail-at", type=int)
+    parser.add_argument("--gpu", action="store_true", help="model and data on CuPy arrays")
     args = parser.parse_args()
     comm = mpi_world()
-    model, trainer, fit = build(args.model, args.dropout)
+    model, trainer, fit = build(args.model, args.dropout, to_gpu if args.gpu else lambda a: a)
+    if args.gpu:
+        model.to_gpu()
     if comm is not None:
         from timelayers.distributed import abort_on_error
 
@@ -97,7 +102,7 @@ def main():
         trainer.fit(**fit)
         draws = [float(model.rng.random()) if hasattr(model, "rng") else 0.0]
     np.savez(args.out, next_draws=np.array(draws), loss=np.array(trainer.history["loss"]),
-             **dict(zip(model.param_names, model.params)))
+             **dict(zip(model.param_names, map(to_cpu, model.params))))
 
 
 if __name__ == "__main__":
