@@ -2,4 +2,4 @@
 
 from cupy import DeviceSynchronized  # noqa: F401
 from cupy import _allow_synchronize as allow_synchronize  # noqa: F401
-from . import scipy  # noqa: F401
+from . import profiler, scipy  # noqa: F401
