@@ -24,6 +24,7 @@ rounding, or any speed.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 
 import numpy as _np
@@ -35,6 +36,18 @@ from . import cuda, testing  # noqa: F401  (cupy.cuda, cupy.testing)
 __version__ = "14.2.0+standin"
 
 _state = {"sync_allowed": True}
+
+operations = collections.Counter()
+"""What the arrays asked of the device, by kind (``"matmul"``, ``"kernel
+lstm_step_forward"``, ``"setitem"``...): one count for each operation CuPy would
+run as a kernel (or a cuBLAS call, or a copy); views, shapes and ``empty`` are
+not counted. ``benchmarks/count_gpu_operations.py`` reads it."""
+
+_NO_KERNEL = {"empty", "empty_like", "ndim", "shape", "size", "result_type", "can_cast",
+              "get_array_module", "isscalar", "broadcast_to", "broadcast_arrays",
+              "expand_dims", "squeeze", "reshape", "transpose", "swapaxes", "moveaxis",
+              "ravel", "view", "atleast_1d", "atleast_2d", "atleast_3d", "shares_memory",
+              "may_share_memory", "iinfo", "finfo", "dtype"}
 
 
 class DeviceSynchronized(RuntimeError):
@@ -120,6 +133,7 @@ class ndarray(_Operators):
                         "`.get()` to construct a NumPy array explicitly.")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        operations[ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"] += 1
         where = f"cupy.{ufunc.__name__}"
         result = getattr(ufunc, method)(*_unwrap(inputs, where=where),
                                         **_unwrap_kwargs(kwargs, where))
@@ -169,9 +183,12 @@ class ndarray(_Operators):
 
     def __getitem__(self, key):
         key = self._index(key)
+        if any(isinstance(k, _np.ndarray) for k in (key if isinstance(key, tuple) else (key,))):
+            operations["getitem (gather)"] += 1
         return _wrap(self._a[key])
 
     def __setitem__(self, key, value):
+        operations["setitem"] += 1
         key = self._index(key)
         self._a[key] = _unwrap(value, host_ok=True)
 
@@ -212,6 +229,9 @@ class ndarray(_Operators):
         method = f"ndarray.{name}"
 
         def call(*args, **kwargs):
+            if name not in _NO_KERNEL and not (name == "astype" and kwargs.get("copy") is False
+                                               and _np.dtype(args[0]) == self._a.dtype):
+                operations[f"ndarray.{name}"] += 1
             result = value(*_unwrap(args, where=method), **_unwrap_kwargs(kwargs, method))
             return _result(result, kwargs)
 
@@ -265,6 +285,7 @@ _SYNC_FUNCTIONS = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "
 def asarray(a, dtype=None, order=None, *, blocking=False):
     if isinstance(a, ndarray):
         return a if dtype is None or _np.dtype(dtype) == a.dtype else a.astype(dtype)
+    operations["copy from the host"] += 1
     return ndarray._of(_np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K",
                                  copy=True))
 
@@ -272,6 +293,7 @@ def asarray(a, dtype=None, order=None, *, blocking=False):
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     if isinstance(obj, ndarray) and not copy:
         return asarray(obj, dtype)
+    operations["copy" if isinstance(obj, ndarray) else "copy from the host"] += 1
     return ndarray._of(_np.array(_unwrap(obj, host_ok=True), dtype=dtype, order=order,
                                  copy=True, ndmin=ndmin))
 
@@ -299,6 +321,7 @@ class _Ufunc:
         self.__name__ = ufunc.__name__
 
     def __call__(self, *args, **kwargs):
+        operations[self.__name__] += 1
         where = f"cupy.{self.__name__}"
         result = self._f(*_unwrap(args, where=where), **_unwrap_kwargs(kwargs, where))
         return _result(result, kwargs)
@@ -310,6 +333,7 @@ class _Ufunc:
         where = f"cupy.{self.__name__}.{name}"
 
         def call(*args, **kwargs):
+            operations[f"{self.__name__}.{name}"] += 1
             result = method(*_unwrap(args, where=where), **_unwrap_kwargs(kwargs, where))
             return _result(result, kwargs)
 
@@ -318,6 +342,11 @@ class _Ufunc:
 
 def _function(name, f):
     def call(*args, **kwargs):
+        if name not in _NO_KERNEL and not (name == "ascontiguousarray" and args
+                                           and isinstance(args[0], ndarray)
+                                           and args[0]._a.flags.c_contiguous
+                                           and kwargs.get("dtype") in (None, args[0].dtype)):
+            operations[name] += 1
         if name in _SYNC_FUNCTIONS or (name == "where" and len(args) == 1):
             _host_read(f"cupy.{name}()")
         where = f"cupy.{name}"
@@ -366,6 +395,7 @@ class RawKernel:
         for a in args:
             if isinstance(a, _np.ndarray):
                 raise TypeError(f"{where}: a NumPy array as a kernel argument")
+        operations[f"kernel {self.name}"] += 1
         _cuda_on_cpu.launch(self.code, self.name, grid[0] * block[0],
                             [a._a if isinstance(a, ndarray) else a for a in args], where)
 
@@ -390,6 +420,7 @@ class ReductionKernel:
         self.reducer = _REDUCERS[reduce_expr]
 
     def __call__(self, *args, axis=None, keepdims=False, out=None):
+        operations["reduction kernel"] += 1
         values = dict(zip(self.inputs, _unwrap(args, where="ReductionKernel")))
         mapped = eval(self.map_expr, dict(_EXPRESSION_NAMES), values)  # noqa: S307
         reduced = self.reducer.reduce(mapped, axis=axis, keepdims=keepdims)
