@@ -59,6 +59,7 @@ import math
 
 import numpy as np
 
+from . import optim_cuda
 from .backend import get_array_module, to_cpu
 from .errors import CheckpointError, OptionError
 from .options import check_value
@@ -156,7 +157,11 @@ class Optimizer:
             if p.shape != g.shape:
                 raise ValueError(f"{type(self).__name__}.update: grad {i} has shape "
                                  f"{tuple(g.shape)}, its param {tuple(p.shape)}")
-            arrays = [p, g, self._buffer(p), *(s[i] for s in slots)]
+            state = [s[i] for s in slots]
+            if optim_cuda.takes(p, g, *state):
+                optim_cuda.step(self._kernel, p, g, *state, scalars=self._kernel_scalars())
+                continue
+            arrays = [p, g, self._buffer(p), *state]
             if self._by_blocks:
                 _blockwise(self._step, arrays)
             else:
@@ -166,6 +171,12 @@ class Optimizer:
         """Per-step scalars (e.g. Adam's bias-corrected learning rate)."""
 
     def _step(self, p, g, tmp, *state):
+        raise NotImplementedError
+
+    _kernel: str = ""  # the rule's kernel in optim_cuda, for CuPy arrays
+
+    def _kernel_scalars(self) -> tuple:
+        """The scalars of :attr:`_kernel` after ``p, g`` and the state arrays."""
         raise NotImplementedError
 
     def _buffer(self, p):
@@ -331,6 +342,11 @@ class SGD(Optimizer):
         xp.multiply(g, self.lr, out=tmp)
         p -= tmp
 
+    _kernel = "sgd_step"
+
+    def _kernel_scalars(self):
+        return (self.lr,)
+
 
 class Momentum(Optimizer):
     """Momentum SGD: ``v = momentum * v - lr * g; p += v``.
@@ -359,6 +375,11 @@ class Momentum(Optimizer):
         v -= tmp
         p += v
 
+    _kernel = "momentum_step"
+
+    def _kernel_scalars(self):
+        return self.momentum, self.lr
+
 
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient in Bengio et al.'s form (arXiv:1212.0901):
@@ -385,6 +406,12 @@ class Nesterov(Momentum):
         v *= mu
         xp.multiply(g, self.lr, out=tmp)
         v -= tmp
+
+    _kernel = "nesterov_step"
+
+    def _kernel_scalars(self):
+        mu = self.momentum
+        return mu * mu, (1.0 + mu) * self.lr, mu, self.lr
 
 
 def _divide_by_root(xp, p, g, h, tmp, lr, eps):
@@ -420,6 +447,11 @@ class AdaGrad(Optimizer):
         h += tmp
         _divide_by_root(xp, p, g, h, tmp, self.lr, self.eps)
 
+    _kernel = "root_scaled_step"
+
+    def _kernel_scalars(self):
+        return 1.0, 1.0, self.lr, self.eps
+
 
 class RMSprop(Optimizer):
     """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * g^2;
@@ -450,6 +482,11 @@ class RMSprop(Optimizer):
         tmp *= 1.0 - self.decay_rate
         h += tmp
         _divide_by_root(xp, p, g, h, tmp, self.lr, self.eps)
+
+    _kernel = "root_scaled_step"
+
+    def _kernel_scalars(self):
+        return self.decay_rate, 1.0 - self.decay_rate, self.lr, self.eps
 
 
 class Adam(Optimizer):
@@ -505,6 +542,10 @@ class Adam(Optimizer):
         tmp *= self._lr_t
         p -= tmp
 
+    _kernel = "adam_step"
+
+    def _kernel_scalars(self):
+        return 1.0, 1.0 - self.beta1, 1.0 - self.beta2, self.eps, self._lr_t
 
 
 class AdamW(Adam):
@@ -543,6 +584,9 @@ class AdamW(Adam):
     def _step(self, p, g, tmp, m, v):
         p *= 1.0 - self.lr * self.weight_decay
         super()._step(p, g, tmp, m, v)
+
+    def _kernel_scalars(self):
+        return (1.0 - self.lr * self.weight_decay, *super()._kernel_scalars()[1:])
 
 def global_norm(grads):
     """``sqrt(sum of squares)`` over every array in ``grads``, without temporaries.
