@@ -45,15 +45,16 @@ _ONE_THREAD = dict(_CLEAN_ENV, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                    MKL_NUM_THREADS="1")
 
 
-def launch(args, ranks, cwd=None):
+def launch(args, ranks, cwd=None, env=None):
     """Run ``args`` (a list after the interpreter) in ``ranks`` processes (1: no
-    mpiexec); returns (CompletedProcess, seconds)."""
+    mpiexec), with ``env`` added to the environment; returns (CompletedProcess,
+    seconds)."""
     command = [sys.executable, *map(str, args)]
     if ranks > 1:
         command = [_mpiexec(), "-n", str(ranks), *command]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
-                            env=_ONE_THREAD, cwd=cwd)
+                            env={**_ONE_THREAD, **(env or {})}, cwd=cwd)
     return result, time.perf_counter() - start
 
 
@@ -110,15 +111,21 @@ def test_two_ranks_with_half_the_rows_train_as_one_process(tmp_path, model):
 
 @needs_cupy
 @needs_mpi
+@pytest.mark.parametrize("gpus", [1, 2])
 @pytest.mark.parametrize("model", ["rnnlm", "seq2seq"])
-def test_two_ranks_on_the_gpu_train_as_one_process(tmp_path, model):
+def test_two_ranks_on_the_gpu_train_as_one_process(tmp_path, model, gpus):
     """The same runs with the model and data on CuPy arrays: the gradients are
-    reduced on the device (NCCL) or through the host (staged), and the result is
-    one process's to float32 rounding."""
+    reduced through the host (staged: the processes share a GPU) or on the
+    devices (NCCL: a GPU each, which the CuPy stand-in is told it has), and the
+    result is one process's to float32 rounding."""
     alone, _ = launch([SCRIPT, model, tmp_path / "one.npz", "--gpu"], 1)
     assert alone.returncode == 0, alone.stderr
-    two, _ = launch([SCRIPT, model, tmp_path / "two.npz", "--gpu"], 2)
+    two, _ = launch([SCRIPT, model, tmp_path / "two.npz", "--gpu"], 2,
+                    env={"CUPY_STANDIN_DEVICES": str(gpus)})
     assert two.returncode == 0, two.stderr
+    if os.environ.get("TIMELAYERS_TEST_CUPY") == "standin":
+        expected = "NcclCollectives" if gpus == 2 else "StagedCollectives"
+        assert f"collectives: {expected}" in two.stdout
     one, dp = _params(tmp_path / "one.npz"), _params(tmp_path / "two.npz")
     for name in one:
         if name == "next_draws":

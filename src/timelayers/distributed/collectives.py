@@ -13,8 +13,9 @@ communicator, for NumPy and for CuPy buffers.
   MPI and copied back (when NCCL is missing or GPUs are shared).
 
 Every one also gathers small Python objects from all ranks (``allgather``,
-through MPI's pickling). The CuPy classes are written against CuPy's documented
-API but have not been run: the machine they were written on has no GPU.
+through MPI's pickling). The CuPy classes run in the tests on the CuPy stand-in
+(``tests/cupy_standin``, whose ``cupy.cuda.nccl`` has CuPy's signatures and
+reduces through MPI on the host), not yet on a GPU.
 """
 
 from __future__ import annotations

@@ -98,6 +98,7 @@ def main():
             draws = comm.allgather(float(model.rng.random()) if hasattr(model, "rng") else 0.0)
         if comm.Get_rank() != 0:
             return
+        print("collectives:", type(trainer.model.collectives).__name__)
     else:
         trainer.fit(**fit)
         draws = [float(model.rng.random()) if hasattr(model, "rng") else 0.0]

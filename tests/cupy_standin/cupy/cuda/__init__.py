@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import runtime  # noqa: F401
+from . import nccl, runtime  # noqa: F401
 
 
 def _host_read(what):

@@ -1,4 +1,7 @@
-"""``cupy.cuda.runtime`` of the stand-in: one device, named for what it is."""
+"""``cupy.cuda.runtime`` of the stand-in: one device (``CUPY_STANDIN_DEVICES``
+of them), named for what it is."""
+
+import os
 
 is_hip = False
 
@@ -8,7 +11,7 @@ class CUDARuntimeError(RuntimeError):
 
 
 def getDeviceCount():
-    return 1
+    return int(os.environ.get("CUPY_STANDIN_DEVICES", "1"))
 
 
 def getDevice():
