@@ -180,9 +180,21 @@ def _tensors(path):
 
 @needs_mpi
 def test_mpiexec_train_is_data_parallel_and_only_rank_0_writes(workdir):
-    alone, _ = launch([*TRAIN, "--epochs", 2, "--out", "one"], 1, cwd=workdir)
+    _train_one_and_two(workdir, [])
+
+
+@needs_cupy
+@needs_mpi
+def test_mpiexec_train_on_gpus_is_data_parallel_and_only_rank_0_writes(workdir):
+    _train_one_and_two(workdir, ["--device", "gpu"], env={"CUPY_STANDIN_DEVICES": "2"})
+
+
+def _train_one_and_two(workdir, device, env=None):
+    """One process and two train the same run (with the ``device`` arguments);
+    the two give one process's weights and losses, and rank 0 alone writes."""
+    alone, _ = launch([*TRAIN, *device, "--epochs", 2, "--out", "one"], 1, cwd=workdir)
     assert alone.returncode == 0, alone.stderr
-    two, _ = launch([*TRAIN, "--epochs", 2, "--out", "two"], 2, cwd=workdir)
+    two, _ = launch([*TRAIN, *device, "--epochs", 2, "--out", "two"], 2, cwd=workdir, env=env)
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("run folder: two") == 1  # printed by rank 0 only
     assert two.stderr.count("epoch 2/2") == 1  # progress shown by rank 0 only
