@@ -181,6 +181,10 @@ def trainer_file(tmp_path_factory):
     (lambda m: m["training"].update(optimizer=None), "'optimizer' should be a JSON object"),
     (lambda m: m["training"]["optimizer"].pop("hyper"), "lacks training optimizer 'hyper'"),
     (lambda m: m.update(training=[]), "'training' should be a JSON object"),
+    (lambda m: m["training"]["history"].update(loss=["x"]),
+     "history 'loss' should hold numbers or null, got \"x\""),
+    (lambda m: m["training"]["history"].pop("interval_loss"), r"history lacks \['interval_loss'\]"),
+    (lambda m: m["training"]["history"].update(lr=[0.1, 0.2]), "history lists differ in length"),
 ])
 def test_bad_training_checkpoints(tmp_path, trainer_file, edit, message):
     bad = rewrite(trainer_file, tmp_path / "bad.safetensors", lambda ts, m: edit(m))

@@ -154,6 +154,7 @@ def test_user_cache_dir_is_searched(tmp_path):
 
 
 def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
     monkeypatch.setenv("TIMELAYERS_DATA", str(tmp_path / "env"))
     data = tmp_path / "data"
     for kwargs, error in [({"download": False}, DataError), ({}, DownloadError)]:
@@ -164,6 +165,20 @@ def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
             assert expected in message
         assert str(tmp_path / "cache" / "timelayers" / "ptb") in message
     assert not data.exists() or list(data.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_data_variable_that_names_no_folder_is_an_error_not_a_download(tmp_path, monkeypatch,
+                                                                         kind):
+    env = tmp_path / "ptb-typo"
+    if kind == "file":
+        env.write_text("not a folder")
+    monkeypatch.setenv("TIMELAYERS_DATA", str(env))
+    for kwargs in ({"download": False}, {}):
+        with pytest.raises(DataError, match=r"\$TIMELAYERS_DATA expected a folder") as info:
+            load_ptb("train", progress=False, **kwargs)
+        assert str(env) in str(info.value) and not isinstance(info.value, DownloadError)
+    assert not (tmp_path / "cache" / "timelayers" / "ptb").exists()
 
 
 def test_checksum_mismatch_leaves_no_file(remote, tmp_path, monkeypatch):

@@ -158,6 +158,10 @@ def _search_dirs(data_dir) -> list[Path]:
         roots.append(Path(data_dir))
     env = os.environ.get(ENV_VAR)
     if env:
+        if not Path(env).is_dir():  # a typo must not fall through to a download
+            raise DataError(f"${ENV_VAR} expected a folder holding the Penn Treebank files, "
+                            f"got {env!r}, which is "
+                            f"{'a file' if Path(env).exists() else 'not there'}")
         roots.append(Path(env))
     roots.append(cache_dir())
     dirs = []

@@ -161,6 +161,8 @@ def _check_training_fields(training: dict, where: str) -> None:
         if not isinstance(values, list):
             raise CheckpointError(f"{where}: training history {key!r} should be a JSON list, "
                                   f"got {json.dumps(values)[:60]}")
+    if "history" in training:
+        _check_history(training["history"], training.get("trainer"), where)
     if "optimizer" in training:
         check_fields(training["optimizer"], {"type": str, "hyper": dict}, where,
                       required=("type", "hyper"), prefix="training optimizer ")
@@ -179,18 +181,48 @@ def _check_training_fields(training: dict, where: str) -> None:
         raise CheckpointError(str(exc)) from None
 
 
-def _trainer_config_keys(name) -> set | None:
-    """The ``trainer_config`` keys of the trainer class called ``name`` (None when
-    there is no such class)."""
+def _trainer_class(name):
+    """The trainer class called ``name`` (Trainer or a subclass), or None."""
     from .trainer import Trainer
 
     classes = [Trainer]
     while classes:
         cls = classes.pop()
         if cls.__name__ == name:
-            return set(cls.config_keys)
+            return cls
         classes += cls.__subclasses__()
     return None
+
+
+def _trainer_config_keys(name) -> set | None:
+    """The ``trainer_config`` keys of the trainer class called ``name`` (None when
+    there is no such class)."""
+    cls = _trainer_class(name)
+    return None if cls is None else set(cls.config_keys)
+
+
+def _check_history(history: dict, trainer_name, where: str) -> None:
+    """Raise CheckpointError unless ``history`` has the lists a trainer appends to
+    (``epoch`` and the interval keys), its per-epoch lists (and its interval
+    lists) are of one length, and the trainer's own keys hold numbers or null."""
+    from .history import INTERVAL_KEYS
+
+    missing = [k for k in ("epoch", *INTERVAL_KEYS) if k not in history]
+    if missing:
+        raise CheckpointError(f"{where}: training history lacks {missing}")
+    for keys in ([k for k in history if k not in INTERVAL_KEYS], list(INTERVAL_KEYS)):
+        lengths = {k: len(history[k]) for k in keys}
+        if len(set(lengths.values())) > 1:
+            raise CheckpointError(f"{where}: training history lists differ in length: "
+                                  f"{str(lengths)[:120]}")
+    cls = _trainer_class(trainer_name)
+    numeric = (*(cls.history_keys if cls is not None else ("epoch",)), *INTERVAL_KEYS)
+    for key in numeric:
+        for value in history.get(key, ()):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
+                raise CheckpointError(f"{where}: training history {key!r} should hold numbers "
+                                      f"or null, got {json.dumps(value)[:60]}")
 
 
 def _check(trainer, tensors, training, path) -> None:
