@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 
@@ -91,8 +92,14 @@ def local_rank_and_size(comm):
 
 
 def _print_traceback(exc) -> int:
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    sys.stderr.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     return 1
+
+
+ABORT_GRACE = 0.5
+"""Seconds between a failed rank's report and ``Abort``: the launcher forwards a
+process's output through a pipe of its own, and what it has not forwarded when
+``Abort`` kills the job is lost (a report cut after its first lines was seen)."""
 
 
 @contextmanager
@@ -113,4 +120,5 @@ def abort_on_error(comm, report=_print_traceback):
         status = report(exc)
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE)
         comm.Abort(status)
