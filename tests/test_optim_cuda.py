@@ -99,3 +99,39 @@ def test_an_update_on_the_device_equals_the_host(xp, rng, name):
         opt_device.update(device, [xp.asarray(g, order="K") for g in grads])
     for a, b in zip(device, host):
         np.testing.assert_allclose(a.get(), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("squares", [[4.0, 9.0, 12.0], [1e-20, 2e-20], [1.0, np.inf], [np.nan, 1.0]])
+def test_the_clip_factor_kernel_is_the_numpy_expression_to_the_bit(squares):
+    """The one-thread kernel: the sum of the squares in order, its root and
+    ``min(max_norm / (norm + 1e-6), 1)`` (1 for a non-finite norm)."""
+    from helpers import CpuKernels, cxx_compiler
+    from timelayers import optim_cuda
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")
+    squares = np.asarray(squares, dtype=np.float64)
+    norm, factor = np.empty((), np.float64), np.empty((), np.float64)
+    CpuKernels(optim_cuda.kernel_source).launch(
+        "clip_factor", "float64", 256, [squares, np.int64(squares.size), np.float64(2.5), norm,
+                                        factor])
+    total = np.zeros((), np.float64)
+    for s in squares:
+        total = total + s
+    want_norm = np.sqrt(total)
+    want = np.where(np.isfinite(want_norm), np.minimum(2.5 / (want_norm + 1e-6), 1.0), 1.0)
+    np.testing.assert_array_equal(norm, want_norm)
+    np.testing.assert_array_equal(factor, want)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+def test_clipping_on_the_device_equals_the_host(xp, rng, max_norm):
+    if xp is np:
+        pytest.skip("compares CuPy with NumPy")
+    host = [rng.standard_normal(s).astype(np.float32) for s in ((5, 3), (7,), (2, 2, 2))]
+    device = [xp.asarray(g) for g in host]
+    want = optim.clip_grads(host, max_norm)
+    got = optim.clip_grads(device, max_norm)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    for a, b in zip(device, host):
+        np.testing.assert_allclose(a.get(), b, rtol=1e-6, atol=1e-7)

@@ -625,9 +625,12 @@ def clip_grads(grads, max_norm):
         The global norm before clipping.
     """
     check_value("positive finite number", max_norm, "clip_grads: argument 'max_norm'")
-    norm = global_norm(grads)
     xp = get_array_module(*grads)
-    factor = xp.where(xp.isfinite(norm), xp.minimum(max_norm / (norm + 1e-6), 1.0), 1.0)
+    if xp is np:
+        norm = global_norm(grads)
+        factor = xp.where(xp.isfinite(norm), xp.minimum(max_norm / (norm + 1e-6), 1.0), 1.0)
+    else:
+        norm, factor = optim_cuda.norm_and_factor(grads, max_norm)
     if isinstance(factor, np.ndarray) and factor == 1.0:  # free to read on the host: skip the pass
         return norm
     in_dtype = {}

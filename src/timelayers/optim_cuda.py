@@ -10,9 +10,11 @@ parameter's dtype (the scalars cast to it as NumPy casts a Python float), so
 that the two agree to the last bit where the compiler does not fuse a multiply
 and an add (CUDA does by default: then to float32 rounding).
 
-Every kernel takes ``p, g``, the optimizer's state arrays in its ``_slots``
-order, its scalars (:meth:`~timelayers.optim.Optimizer._kernel_scalars`) and
-the element count ``n``.
+Every update kernel takes ``p, g``, the optimizer's state arrays in its
+``_slots`` order, its scalars (:meth:`~timelayers.optim.Optimizer._kernel_scalars`)
+and the element count ``n``. Clipping (:func:`norm_and_factor`) keeps the
+gradients' ``vdot`` s and computes their sum, the norm and the factor in one
+kernel, the same double operations in the same order as the NumPy expression.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from .backend import is_cupy_array, launch_kernel, with_float_type
 
-__all__ = ["takes", "step", "KERNEL_SOURCE"]
+__all__ = ["takes", "step", "norm_and_factor", "KERNEL_SOURCE"]
 
 KERNEL_SOURCE = r"""
 extern "C" __global__ void sgd_step(T* p, const T* g, const T lr, const long long n) {
@@ -71,6 +73,17 @@ extern "C" __global__ void adam_step(T* p, const T* g, T* m, T* v, const T keep,
     v[i] = vi;
     p[i] = p[i] * keep - (mi / (sqrt(vi) + eps)) * lr_t;  // times 1 is exact
 }
+
+extern "C" __global__ void clip_factor(const double* squares, const long long count,
+                                       const double max_norm, double* norm, double* factor) {
+    // one thread: the squares' sum in their order, its root, and the book's rate
+    if ((long long)blockIdx.x * blockDim.x + threadIdx.x != 0) return;
+    double total = 0.0;
+    for (long long k = 0; k < count; ++k) total = total + squares[k];
+    const double n = sqrt(total);
+    norm[0] = n;
+    factor[0] = isfinite(n) ? fmin(max_norm / (n + 1e-6), 1.0) : 1.0;
+}
 """
 
 
@@ -98,6 +111,22 @@ def step(kernel, p, g, *state, scalars=()) -> None:
     flat = [a.reshape(-1, order=order) for a in (p, g, *state)]  # views, in memory order
     _launch(kernel, p.dtype, p.size,
             (*flat, *(p.dtype.type(s) for s in scalars), np.int64(p.size)))
+
+
+def norm_and_factor(grads, max_norm):
+    """The global norm of ``grads`` (CuPy arrays) and the clipping factor
+    ``min(1, max_norm / (norm + 1e-6))`` (1 when the norm is not finite), 0-d
+    float64 arrays on the device, as :func:`timelayers.optim.clip_grads` computes
+    them: one ``vdot`` a gradient, then one kernel for their sum in order, its
+    root and the factor, instead of an addition a gradient and five operations."""
+    import cupy
+
+    squares = cupy.stack([cupy.vdot(g.reshape(-1), g.reshape(-1)) for g in grads],
+                         dtype=cupy.float64)
+    norm, factor = cupy.empty((), cupy.float64), cupy.empty((), cupy.float64)
+    _launch("clip_factor", np.float64, 1,
+            (squares, np.int64(len(grads)), np.float64(max_norm), norm, factor))
+    return norm, factor
 
 
 def _launch(name, dtype, threads, args):

@@ -277,7 +277,7 @@ def test_cuda_kernels_compile():
     from timelayers import device_random, optim_cuda, softmax_cuda
     from timelayers.layers.plans import cuda
 
-    for module, kernels in ((cuda, 10), (device_random, 2), (softmax_cuda, 4), (optim_cuda, 5)):
+    for module, kernels in ((cuda, 10), (device_random, 2), (softmax_cuda, 4), (optim_cuda, 6)):
         for dtype in ("float32", "float64"):
             program = compiler._NVRTCProgram(module.kernel_source(dtype), "kernels.cu")
             ptx, _ = program.compile(options=("-arch=compute_90",))
