@@ -6,6 +6,7 @@ import math
 
 from ..backend import get_array_module
 from ..errors import CheckpointError
+from ..options import KINDS
 from .trainer import Trainer, check_arguments
 
 __all__ = ["RnnlmTrainer"]
@@ -148,12 +149,13 @@ class RnnlmTrainer(Trainer):
         missing = [k for k in ("time_idx", "has_state", "state_batch_size") if k not in training]
         if missing:
             raise CheckpointError(f"training metadata lacks {missing}")
+        time_idx, rows = training["time_idx"], training["state_batch_size"]
         for key, ok, expected in [
-                ("time_idx", _is_int(training["time_idx"], 0, _MAX_TIME_IDX),
+                ("time_idx", KINDS["non-negative int"](time_idx) and time_idx < _MAX_TIME_IDX,
                  "an integer in [0, 2**62)"),
-                ("has_state", isinstance(training["has_state"], bool), "true or false"),
-                ("state_batch_size", training["state_batch_size"] is None
-                 or _is_int(training["state_batch_size"], 1, _MAX_TIME_IDX),
+                ("has_state", KINDS["bool"](training["has_state"]), "true or false"),
+                ("state_batch_size", rows is None
+                 or (KINDS["positive int"](rows) and rows < _MAX_TIME_IDX),
                  "null or a positive integer")]:
             if not ok:
                 raise CheckpointError(f"training {key!r} should be {expected}, got "
@@ -209,6 +211,3 @@ class RnnlmTrainer(Trainer):
 
 _MAX_TIME_IDX = 2**62  # time_idx + a position stays within int64
 
-
-def _is_int(value, lo, hi) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value < hi
