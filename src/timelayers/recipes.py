@@ -23,6 +23,7 @@ a thin layer over this module.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,8 +451,6 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
 def _finished_epochs(out):
     """The epochs of the finished run in ``out`` (its ``metrics.json``), or None: a
     run stopped after its last checkpoint resumes to write its model and metrics."""
-    import json
-
     try:
         epochs = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("epochs")
     except (OSError, ValueError, AttributeError):
