@@ -28,12 +28,15 @@ FORMATS = ("onnx", "torch")
 _TWO_GRAPHS = ("seq2seq", "transformer-seq2seq")
 
 
-def _need(module, extra, what):
+_INSTALL = {"onnx": "pip install 'timelayers[onnx]'", "torch": "pip install torch"}
+
+
+def _need(module, what):
     try:
         return __import__(module)
     except ImportError:
         raise OptionError(f"{what} needs the {module!r} package, which is not installed "
-                          f"(pip install 'timelayers[{extra}]')") from None
+                          f"({_INSTALL[module]})") from None
 
 
 def onnx_paths(model, path) -> dict:
@@ -73,7 +76,7 @@ def to_onnx(model, path, *, recipe=None, force=False) -> list:
         Replace an existing file or folder's graphs; without it an existing
         ``path`` is refused.
     """
-    _need("onnx", "onnx", "to_onnx")
+    _need("onnx", "to_onnx")
     from ..serialization import atomic_write
     from .onnx_graphs import build_graphs
 
@@ -96,7 +99,7 @@ def to_onnx(model, path, *, recipe=None, force=False) -> list:
 def to_torch(model):
     """A PyTorch ``nn.Module`` computing what ``model`` computes, with its weights
     (copied; see :mod:`.torch_modules`)."""
-    _need("torch", "test", "to_torch")
+    _need("torch", "to_torch")
     from .torch_modules import to_torch as convert
 
     return convert(model)
@@ -106,7 +109,7 @@ def from_torch(module, model=None):
     """The weights of ``module`` (from :func:`to_torch`, possibly trained further in
     PyTorch) read back into a timelayers model: into ``model`` when given (which
     must match), else into a new model built from ``module.config``."""
-    _need("torch", "test", "from_torch")
+    _need("torch", "from_torch")
     from .torch_modules import from_torch as convert
 
     return convert(module, model)
@@ -125,7 +128,7 @@ def export_run(run_dir, out, fmt="onnx", force=False) -> list:
               "data": run.data, "data_sha256": run.data_sha256}
     if fmt == "onnx":
         return to_onnx(run.model, out, recipe=recipe, force=force)
-    _need("torch", "test", "export --format torch")
+    _need("torch", "export --format torch")
     from .torch_modules import save_torch
 
     _check_out(out, force, "export")
