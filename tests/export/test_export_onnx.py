@@ -111,7 +111,7 @@ def test_metadata_holds_vocabulary_config_and_recipe(tmp_path):
     model.vocab = Vocabulary(f"w{i}" for i in range(V))
     to_onnx(model, tmp_path / "m.onnx", recipe={"recipe": "rnnlm", "options": {"lr": 20.0}})
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
-    assert meta["timelayers.model"] == "Rnnlm"
+    assert json.loads(meta["timelayers.model"]) == "Rnnlm"
     assert Vocabulary.from_dict(json.loads(meta["timelayers.vocab"])) == model.vocab
     assert json.loads(meta["timelayers.config"])["hidden_size"] == 6
     assert json.loads(meta["timelayers.recipe"]) == {"recipe": "rnnlm", "options": {"lr": 20.0}}

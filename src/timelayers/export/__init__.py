@@ -125,7 +125,8 @@ def export_run(run_dir, out, fmt="onnx", force=False) -> list:
     run = _load_run(run_dir)
     kind_of(run.model, "export")
     recipe = {"recipe": run.recipe.name, "options": run.options, "seed": run.seed,
-              "data": run.data, "data_sha256": run.data_sha256}
+              "data": run.data, "data_sha256": run.data_sha256,
+              "shape": list(run.shape) if run.shape else None}
     if fmt == "onnx":
         return to_onnx(run.model, out, recipe=recipe, force=force)
     _need("torch", "export --format torch")

@@ -414,10 +414,10 @@ def build_graphs(model, recipe=None) -> dict:
     vocab = getattr(model, "vocab", None)
     out = {}
     for role, g in graphs.items():
-        metadata = {"timelayers.model": type(model).__name__,
+        metadata = {"timelayers.model": json.dumps(type(model).__name__),
                     "timelayers.config": json.dumps(config_dict(model)),
-                    "timelayers.graph": role, "timelayers.kind": kind,
-                    "timelayers.version": __version__}
+                    "timelayers.graph": json.dumps(role), "timelayers.kind": json.dumps(kind),
+                    "timelayers.version": json.dumps(__version__)}
         if vocab is not None:
             metadata["timelayers.vocab"] = json.dumps(vocab.to_dict())
         if recipe is not None:
