@@ -9,6 +9,7 @@
     timelayers similar RUN_DIR WORD
     timelayers analogy RUN_DIR A B C
     timelayers import-book-weights MODEL FILE.pkl OUT.safetensors | OUT_DIR --run-folder
+    timelayers export RUN_DIR OUT --format onnx|torch [--force]
     mpiexec -n K timelayers train MODEL ... data-parallel over K processes
 
 train, eval, generate, similar and analogy take ``--device cpu|gpu`` (default: the
@@ -259,6 +260,15 @@ def _cmd_analogy(args) -> int:
 def _print_ranked(pairs) -> int:
     for word, score in pairs:
         print(f"{word}\t{score:.4f}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_run
+
+    _check_path(args.run, "RUN_DIR: run folder", folder=True)
+    for path in export_run(args.run, args.out, args.format, force=args.force):
+        print(f"wrote {path}")
     return 0
 
 
@@ -525,6 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "recipe, reversed for peeky and attention, as the book trains them)")
     p.add_argument("--no-reverse", dest="reverse", action="store_false")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("export", help="write a run's model as ONNX or a PyTorch state_dict",
+                       description="Export a run's model: --format onnx writes an ONNX file "
+                                   "(opset 17; the seq2seq models: a folder with encoder.onnx "
+                                   "and decoder.onnx), its vocabulary and recipe in the "
+                                   "metadata; --format torch writes torch.save of the nn.Module's "
+                                   "state_dict with the model's config and vocabulary.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("out", metavar="OUT", help="the file (or folder) to write")
+    p.add_argument("--format", default="onnx", metavar="FORMAT", help="onnx (default) or torch")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
