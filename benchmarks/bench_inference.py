@@ -1,0 +1,207 @@
+"""Inference side by side, in one run: ours, PyTorch eager (``to_torch``) and ONNX
+Runtime (``to_onnx``), on the CPU with the same number of threads (2 by default).
+
+- greedy generation of 1,000 tokens at batch 1 (one token a call, the state
+  carried) for Rnnlm (V=10000, D=H=100) and BetterRnnlm (V=10000, D=H=650);
+- greedy answers to 5,000 date questions (29 characters, 10 answer steps) with
+  AttentionSeq2seq (the recipe's sizes: D=16, H=256), in batches of 1,000.
+
+The weights are random (the speed does not depend on them); each runtime's tokens
+must equal ours, which the script checks before it prints. Times are the best of
+``--repeat`` runs. ``--quick``: 200 tokens, 1,000 questions, one run.
+
+    .venv/bin/python benchmarks/bench_inference.py [--quick] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def set_threads(n):
+    from threadpoolctl import threadpool_limits
+
+    limiter = threadpool_limits(limits=n, user_api="blas")
+    try:
+        from timelayers import threads
+    except ImportError:
+        from timelayers import parallel as threads
+    threads.set_num_threads(n)
+    import torch
+
+    torch.set_num_threads(n)
+    return limiter
+
+
+def shaken(model, seed=1, scale=0.05):
+    rng = np.random.default_rng(seed)
+    for p in model.params:
+        p[...] += rng.normal(0, scale, p.shape).astype(p.dtype)
+    return model.eval()
+
+
+def best_of(repeat, fn):
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), result
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# -- language models: 1 token a call -------------------------------------------------------
+def generate_ours(model, start, n):
+    model.reset_state()
+    ids, word = [], np.array([[start]])
+    for _ in range(n):
+        word = model.predict(word)[:, -1].argmax(axis=1)[:, None]
+        ids.append(int(word[0, 0]))
+    return ids
+
+
+def generate_torch(module, start, n):
+    import torch
+
+    ids, word, state = [], torch.tensor([[start]]), None
+    with torch.inference_mode():
+        for _ in range(n):
+            logits, state = module(word, state)
+            word = logits[:, -1].argmax(dim=1, keepdim=True)
+            ids.append(int(word[0, 0]))
+    return ids
+
+
+def generate_ort(sess, start, n):
+    names = [o.name for o in sess.get_outputs()]
+    state = {i.name: np.zeros((1, i.shape[1]), np.float32) for i in sess.get_inputs()[1:]}
+    ids, word = [], np.array([[start]])
+    for _ in range(n):
+        out = sess.run(None, {"ids": word, **state})
+        state = {k.removesuffix(".next"): v for k, v in zip(names[1:], out[1:])}
+        word = out[0][:, -1].argmax(axis=1)[:, None]
+        ids.append(int(word[0, 0]))
+    return ids
+
+
+# -- seq2seq: batched greedy answers -------------------------------------------------------
+def answer_ours(model, questions, start, length, batch):
+    return np.concatenate([model.generate(questions[i:i + batch], start, length)
+                           for i in range(0, len(questions), batch)])
+
+
+def answer_torch(module, questions, start, length, batch):
+    import torch
+
+    with torch.inference_mode():
+        return np.concatenate([module.generate(torch.from_numpy(questions[i:i + batch]), start,
+                                               length).numpy()
+                               for i in range(0, len(questions), batch)])
+
+
+def answer_ort(encoder, decoder, questions, start, length, batch):
+    enc_names = [o.name for o in encoder.get_outputs()]
+    dec_inputs = [i.name for i in decoder.get_inputs() if i.name != "ids"]
+    names = [o.name for o in decoder.get_outputs()]
+    out = []
+    for i in range(0, len(questions), batch):
+        enc = dict(zip(enc_names, encoder.run(None, {"questions": questions[i:i + batch]})))
+        feeds = {k: enc[k] for k in dec_inputs}
+        step = np.full(len(enc["h"]), start, dtype=np.int64)
+        rows = []
+        for _ in range(length):
+            res = dict(zip(names, decoder.run(None, {"ids": step, **feeds})))
+            feeds.update({k.removesuffix(".next"): v for k, v in res.items()
+                          if k.endswith(".next")})
+            step = res["logits"].argmax(axis=1)
+            rows.append(step)
+        out.append(np.stack(rows, axis=1))
+    return np.concatenate(out)
+
+
+def date_questions(n, seed=0):
+    from timelayers.datasets import make_dates
+
+    lines = make_dates(n, np.random.default_rng(seed))
+    questions = [line.split("_")[0] for line in lines]
+    chars = sorted(set("".join(lines)) | {" ", "_"})
+    width = max(map(len, questions))
+    ids = {c: i for i, c in enumerate(chars)}
+    return np.array([[ids[c] for c in q.ljust(width)] for q in questions]), len(chars), ids["_"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    tokens, n_questions, repeat = (200, 1000, 1) if args.quick else (1000, 5000, args.repeat)
+    _limiter = set_threads(args.threads)  # noqa: F841 (kept for the whole run)
+
+    import torch  # noqa: F401
+
+    from timelayers.export import to_onnx, to_torch
+    from timelayers.models import AttentionSeq2seq, BetterRnnlm, Rnnlm
+
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_inference_"))
+    lms = [("Rnnlm", lambda: Rnnlm(10000, 100, 100, rng=0)),
+           ("BetterRnnlm", lambda: BetterRnnlm(10000, 650, 650, rng=0))]
+    for name, make in lms:
+        model = shaken(make())
+        module = to_torch(model).eval()
+        (path,) = to_onnx(model, tmp / f"{name}.onnx", force=True)
+        sess = ort_session(path, args.threads)
+        t_ours, ours = best_of(repeat, lambda: generate_ours(model, 7, tokens))
+        t_torch, theirs_torch = best_of(repeat, lambda: generate_torch(module, 7, tokens))
+        t_ort, theirs_ort = best_of(repeat, lambda: generate_ort(sess, 7, tokens))
+        assert theirs_torch == ours and theirs_ort == ours, f"{name}: the tokens differ"
+        rows.append((f"{name}: greedy {tokens} tokens, batch 1", t_ours, t_torch, t_ort,
+                     "ms/token", 1000 / tokens))
+
+    questions, V, start = date_questions(n_questions)
+    model = shaken(AttentionSeq2seq(V, 16, 256, rng=0), scale=0.3)
+    module = to_torch(model).eval()
+    enc_path, dec_path = to_onnx(model, tmp / "attention", force=True)
+    encoder, decoder = ort_session(enc_path, args.threads), ort_session(dec_path, args.threads)
+    batch = 1000
+    t_ours, ours = best_of(repeat, lambda: answer_ours(model, questions, start, 10, batch))
+    t_torch, theirs_torch = best_of(repeat, lambda: answer_torch(module, questions, start, 10,
+                                                                 batch))
+    t_ort, theirs_ort = best_of(repeat, lambda: answer_ort(encoder, decoder, questions, start,
+                                                           10, batch))
+    agree_torch = float((theirs_torch == ours).all(axis=1).mean())
+    agree_ort = float((theirs_ort == ours).all(axis=1).mean())
+    rows.append((f"AttentionSeq2seq: {n_questions} date questions, batches of {batch}", t_ours,
+                 t_torch, t_ort, "s", 1.0))
+
+    print(f"threads: {args.threads}, best of {repeat}; torch {torch.__version__}, "
+          f"onnxruntime {__import__('onnxruntime').__version__}")
+    print()
+    print("| task | unit | ours | PyTorch eager | ONNX Runtime | ours / PyTorch | ours / ORT |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for task, a, b, c, unit, scale in rows:
+        print(f"| {task} | {unit} | {a * scale:.3f} | {b * scale:.3f} | {c * scale:.3f} | "
+              f"{a / b:.2f} | {a / c:.2f} |")
+    print()
+    print(f"AttentionSeq2seq answers equal to ours: PyTorch {agree_torch:.2%}, "
+          f"ONNX Runtime {agree_ort:.2%}; the language models' tokens: all equal")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
