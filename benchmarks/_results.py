@@ -38,7 +38,7 @@ def cpu_model() -> str:
 
 def machine() -> dict:
     cpu = cpu_model()
-    from timelayers.parallel import get_num_threads
+    from timelayers.threads import get_num_threads
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "threads": get_num_threads(),

@@ -76,7 +76,7 @@ Threads
 installed; otherwise through ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` /
 ``MKL_NUM_THREADS``, which this script sets before NumPy is imported), the
 threads timelayers uses for large elementwise passes
-(``timelayers.parallel.set_num_threads``) and ``torch.set_num_threads(N)``.
+(``timelayers.threads.set_num_threads``) and ``torch.set_num_threads(N)``.
 Without it every library uses all the cores this process may run on.
 
 Peak memory
@@ -140,7 +140,7 @@ def blas_info() -> str:
 
 
 def _tl_threads():
-    return tl.parallel.get_num_threads()
+    return tl.threads.get_num_threads()
 
 
 def set_threads(n):
@@ -152,7 +152,7 @@ def set_threads(n):
         limiter = threadpool_limits(limits=n, user_api="blas")
     except ImportError:
         pass  # the environment variables set before numpy's import do it
-    tl.parallel.set_num_threads(n)
+    tl.threads.set_num_threads(n)
     try:
         import torch
 

@@ -137,7 +137,7 @@ def main(argv=None):
     xs = rng.standard_normal((N, T, D)).astype(dtype)
     dhs = rng.standard_normal((N, T, H)).astype(dtype)
     threads = blas_threads() if args.threads is None else args.threads
-    timelayers.parallel.set_num_threads(threads)
+    timelayers.threads.set_num_threads(threads)
 
     impls = {}
     ours = TimeLSTM(Wx, Wh, b)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import argument_parser, ptb_splits, save_result  # noqa: E402
 
 import timelayers as tl  # noqa: E402
-from timelayers.recipes import RECIPES  # noqa: E402
+from timelayers.runs.recipes import RECIPES  # noqa: E402
 
 CELLS = ("lstm", "gru", "gru-reset-after")
 QUICK_STEPS = 100

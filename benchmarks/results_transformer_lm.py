@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, ROOT, argument_parser, save_result, use_shared_ptb  # noqa: E402
 
 import timelayers as tl  # noqa: E402
-from timelayers import recipes  # noqa: E402
+from timelayers.runs import recipes  # noqa: E402
 
 RECIPE = recipes.RECIPES["transformer-lm"]
 OPTIONS = {**RECIPE.model_args, **RECIPE.train_args}

@@ -24,7 +24,7 @@ from _results import RESULTS, argument_parser, save_result  # noqa: E402
 
 import timelayers as tl  # noqa: E402
 from timelayers.datasets import load_addition, load_dates, reverse_questions  # noqa: E402
-from timelayers.recipes import RECIPES  # noqa: E402
+from timelayers.runs.recipes import RECIPES  # noqa: E402
 from timelayers.schedules import WarmupCosine, step_each_iteration  # noqa: E402
 
 RECIPE = RECIPES["transformer-seq2seq"]

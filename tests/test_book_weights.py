@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from timelayers import models, recipes
-from timelayers.book_weights import (UnsafePickleError, book_data_vocabulary, import_book_run,
+from timelayers import models
+from timelayers.runs import recipes
+from timelayers.book.weights import (UnsafePickleError, book_data_vocabulary, import_book_run,
                                      import_book_weights, load_book_pickle)
 from timelayers.cli import main
 from timelayers.datasets import load_sequence, make_addition, reverse_questions, write_sequence
@@ -170,7 +171,7 @@ def test_seq2seq_run_folder_answers_as_the_original(tmp_path, addition_file, cap
                          "--data", addition_file)
     assert code == 0, err
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.safetensors", "run.json"]
-    info = tl.recipes.load_run(run_dir)
+    info = recipes.load_run(run_dir)
     assert info.options["reverse"] is True and info.shape == (7, 4)
     questions = ["16+75", "8+4", "706+796"]
     code, out, err = run(capsys, "generate", run_dir, *questions)

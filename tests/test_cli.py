@@ -165,7 +165,7 @@ def test_data_too_small_for_the_batches_is_a_one_line_error(tmp_path, corpus_fil
 
 
 def test_a_bug_shows_its_traceback(monkeypatch, tmp_path, corpus_file):
-    from timelayers import recipes
+    from timelayers.runs import recipes
 
     def broken(*args, **kwargs):
         raise KeyError("an internal bug")
@@ -257,7 +257,7 @@ def test_force_keeps_the_old_run_when_the_new_one_cannot_start(lm_run, corpus_fi
 
 def test_a_new_run_stopped_half_way_is_never_paired_with_the_old_model(lm_run, corpus_file,
                                                                         capsys):
-    from timelayers import recipes
+    from timelayers.runs import recipes
 
     def stop(trainer, event, info):
         if event == "iteration_end":
@@ -306,7 +306,7 @@ def test_resume_applies_lr_and_epochs_and_refuses_other_changes(lm_run, capsys):
 
 
 @pytest.mark.parametrize("argv,flag", [
-    (["--lr", "-1"], "--lr"), (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"),
+    (["--lr", "-1"], "--lr"), (["--lr", "nan"], "--lr"),
     (["--max-grad", "-0.25"], "--max-grad"), (["--max-grad", "0"], "--max-grad"),
     (["--hidden", "0"], "--hidden"), (["--epochs", "0"], "--epochs"),
     (["--batch-size", "0"], "--batch-size"), (["--time-size", "0"], "--time-size"),
@@ -330,7 +330,7 @@ def test_use_options_out_of_range_are_refused(argv, capsys):
 
 
 def test_python_api_checks_options_too(tmp_path, corpus_file):
-    from timelayers import recipes
+    from timelayers.runs import recipes
     from timelayers.errors import OptionError
 
     for bad in (dict(lr=-1.0), dict(max_grad=0.0), dict(hidden_size=0), dict(epochs=1.5)):
@@ -402,7 +402,7 @@ def test_parse_errors_are_one_line_without_the_usage_block(capsys):
     main_err = subprocess.run([sys.executable, "-m", "timelayers", "train", "rnnlm", "--lr", "nan"],
                               capture_output=True, text=True)
     assert main_err.returncode == 2 and main_err.stderr.count("\n") == 1
-    assert "argument --lr: expected a positive finite number, got 'nan'" in main_err.stderr
+    assert "argument --lr: expected a non-negative finite number, got 'nan'" in main_err.stderr
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -443,7 +443,7 @@ def test_no_eval_where_validation_is_not_optional_is_refused(tmp_path, request, 
 
 
 def test_python_api_refuses_eval_valid_where_it_means_nothing(tmp_path, corpus_file):
-    from timelayers import recipes
+    from timelayers.runs import recipes
     from timelayers.errors import OptionError
 
     with pytest.raises(OptionError, match="eval_valid"):
@@ -503,7 +503,7 @@ def test_resuming_a_finished_run_without_more_epochs_is_refused(lm_run, capsys, 
 
 
 def test_running_out_of_memory_is_a_one_line_error(monkeypatch, tmp_path, corpus_file, capsys):
-    from timelayers import recipes
+    from timelayers.runs import recipes
 
     def huge(*args, **kwargs):
         raise MemoryError("Unable to allocate 284. PiB for an array with shape (100, 10**15)")

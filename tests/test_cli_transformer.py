@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from timelayers import recipes
+from timelayers.runs import recipes
 from timelayers.cli import main
 from timelayers.datasets import make_addition, write_sequence
 from timelayers.optim import SGD

@@ -289,7 +289,7 @@ CRAFTED_PICKLES = {
 
 @pytest.mark.parametrize("name", sorted(CRAFTED_PICKLES))
 def test_crafted_pickles_are_refused_in_bounded_memory(tmp_path, name):
-    from timelayers.book_weights import UnsafePickleError, import_book_weights
+    from timelayers.book.weights import UnsafePickleError, import_book_weights
 
     pkl = tmp_path / f"{name}.pkl"
     pkl.write_bytes(pickle.dumps(CRAFTED_PICKLES[name], protocol=2))
@@ -302,7 +302,7 @@ def test_crafted_pickles_are_refused_in_bounded_memory(tmp_path, name):
 
 def test_a_declared_bytearray_length_is_bounded_by_the_file(tmp_path):
     """Python's unpickler allocates a BYTEARRAY8's declared length before reading it."""
-    from timelayers.book_weights import UnsafePickleError, load_book_pickle
+    from timelayers.book.weights import UnsafePickleError, load_book_pickle
 
     pkl = tmp_path / "bytearray.pkl"
     pkl.write_bytes(b"\x80\x05" + pickle.BYTEARRAY8 + struct.pack("<Q", 2**34) + b"\0" * 8
@@ -312,7 +312,7 @@ def test_a_declared_bytearray_length_is_bounded_by_the_file(tmp_path):
 
 
 def test_a_buffer_that_does_not_hold_its_shape(tmp_path):
-    from timelayers.book_weights import UnsafePickleError, load_book_pickle
+    from timelayers.book.weights import UnsafePickleError, load_book_pickle
 
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # how protocol 5 rebuilds arrays
     pkl = tmp_path / "buffer.pkl"
@@ -326,7 +326,7 @@ def test_empty_arrays_that_declare_a_large_model(tmp_path):
     """An empty (20000, 0) array where the LSTM's Wh goes would make the hidden
     size 20000 (a 6 GB model) if the model were built before the shapes are
     compared."""
-    from timelayers.book_weights import import_book_weights
+    from timelayers.book.weights import import_book_weights
 
     arrays = _book_rnnlm_arrays()
     arrays[2] = np.zeros((20000, 0), np.float16)
@@ -339,7 +339,7 @@ def test_empty_arrays_that_declare_a_large_model(tmp_path):
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_non_finite_weights_are_not_imported(tmp_path, value):
-    from timelayers.book_weights import import_book_weights
+    from timelayers.book.weights import import_book_weights
 
     arrays = _book_rnnlm_arrays()
     arrays[3][5] = value
@@ -351,7 +351,7 @@ def test_non_finite_weights_are_not_imported(tmp_path, value):
 
 
 def test_a_vocabulary_of_another_size_is_not_attached(tmp_path):
-    from timelayers.book_weights import import_book_weights
+    from timelayers.book.weights import import_book_weights
 
     pkl = tmp_path / "w.pkl"
     pkl.write_bytes(pickle.dumps(_book_rnnlm_arrays(V=12)))
@@ -392,7 +392,7 @@ def test_unreadable_model_metadata_is_a_checkpoint_error(tmp_path, text):
 @pytest.mark.parametrize("text", [DEEP, LONG_NUMBER])
 def test_an_unreadable_run_json_is_a_data_error(tmp_path, text):
     from timelayers.errors import DataError
-    from timelayers.run_folder import read_run_json
+    from timelayers.runs.folder import read_run_json
 
     (tmp_path / "run.json").write_text(text)
     err = refused_within(lambda: read_run_json(tmp_path), DataError, "is corrupt", 1 << 24)
@@ -441,7 +441,7 @@ def test_an_array_in_the_training_metadata_allocates_no_more_than_its_numbers(
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory):
     """A small rnnlm run folder (2 epochs on a 600-word corpus)."""
-    from timelayers import recipes
+    from timelayers.runs import recipes
 
     folder = tmp_path_factory.mktemp("run")
     words = np.random.default_rng(0).choice(["the", "cat", "sat", "on", "a", "mat"], 600)
@@ -457,7 +457,7 @@ def lm_run(tmp_path_factory):
 def test_a_run_json_that_contradicts_the_model_is_refused(tmp_path, lm_run, key, value):
     import shutil
 
-    from timelayers import recipes
+    from timelayers.runs import recipes
     from timelayers.errors import DataError
 
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""The counter-based random draws of the GPU (``timelayers.device_random``): the
+"""The counter-based random draws of the GPU (``timelayers.cuda.random``): the
 CUDA kernels, compiled as C++ and run on this CPU (``helpers.CpuKernels``),
 against their NumPy twins, and the twins' own laws."""
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import CpuKernels, cxx_compiler
-from timelayers import device_random
+from timelayers.cuda import random as device_random
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
-"""Flat buffers (``timelayers.flat_arrays``): arrays copied in and out of one
+"""Flat buffers (``timelayers.distributed.flat_buffers``): arrays copied in and out of one
 buffer per dtype, or, once aliased, living in it."""
 
 import numpy as np
 
-from timelayers.flat_arrays import flat_buffers
+from timelayers.distributed.flat_buffers import flat_buffers
 
 
 def mixed_arrays(rng):

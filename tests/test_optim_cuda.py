@@ -1,4 +1,4 @@
-"""The optimizers' GPU path (``timelayers.optim_cuda``: one kernel a parameter)
+"""The optimizers' GPU path (``timelayers.cuda.optim``: one kernel a parameter)
 against their NumPy path: the kernels compiled as C++ and run on this CPU give
 the NumPy path's parameters and state to the last bit; on CuPy (the stand-in or
 a GPU) an update equals the host's to float32 rounding."""
@@ -34,7 +34,7 @@ def kernel_path(monkeypatch):
     """A function that makes ``optim_cuda`` take NumPy arrays, its kernels built
     for the CPU, and returns the list of the kernels it then launches."""
     from helpers import CpuKernels, cxx_compiler
-    from timelayers import optim_cuda
+    from timelayers.cuda import optim as optim_cuda
 
     if cxx_compiler() is None:
         pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")
@@ -74,7 +74,7 @@ def test_each_kernel_equals_the_numpy_rule_to_the_bit(rng, kernel_path, name, dt
 
 
 def test_arrays_of_different_layouts_take_the_numpy_path(kernel_path):
-    from timelayers import optim_cuda
+    from timelayers.cuda import optim as optim_cuda
 
     kernel_path()
     p = np.zeros((4, 3), dtype=np.float32)
@@ -106,7 +106,7 @@ def test_the_clip_factor_kernel_is_the_numpy_expression_to_the_bit(squares):
     """The one-thread kernel: the sum of the squares in order, its root and
     ``min(max_norm / (norm + 1e-6), 1)`` (1 for a non-finite norm)."""
     from helpers import CpuKernels, cxx_compiler
-    from timelayers import optim_cuda
+    from timelayers.cuda import optim as optim_cuda
 
     if cxx_compiler() is None:
         pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")

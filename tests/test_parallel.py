@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from helpers import assert_close, assert_gradcheck, randn
-from timelayers import parallel as functions
-from timelayers.parallel import get_num_threads, parallel_rows, set_num_threads
+from timelayers import threads as functions
+from timelayers.threads import get_num_threads, parallel_rows, set_num_threads
 from timelayers.layers import TimeAffine, TimeSoftmaxWithLoss
 from timelayers.layers import losses as losses_module
 from timelayers.layers.core import _scatter_rows

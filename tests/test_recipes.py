@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from timelayers import recipes
+from timelayers.runs import recipes
 
 
 def test_every_recipe_has_a_task_object_with_a_trainer():

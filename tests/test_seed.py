@@ -3,7 +3,7 @@
 import numpy as np
 
 import timelayers as tl
-from timelayers.seedcheck import replay_seed_check, seed_arrays
+from timelayers.runs.demo import replay_seed_check, seed_arrays
 
 # The rows of `out` that the seed printed (to 9 significant digits).
 SEED_OUT_PRINTED = np.array([

@@ -1,4 +1,4 @@
-"""The softmax's CuPy path (``timelayers.softmax_cuda``) run on this CPU: its CUDA
+"""The softmax's CuPy path (``timelayers.cuda.softmax``) run on this CPU: its CUDA
 kernels compiled as C++ (``helpers.CpuKernels``), its row reduction done by
 NumPy, against the NumPy paths (``functions.softmax``, the loss layers)."""
 
@@ -14,7 +14,7 @@ def softmax_kernels_on_cpu(monkeypatch):
     """``softmax_cuda`` with its CUDA kernels built for the CPU and its row
     reduction done by NumPy: the GPU path's own steps, here."""
     from helpers import CpuKernels, cxx_compiler
-    from timelayers import softmax_cuda
+    from timelayers.cuda import softmax as softmax_cuda
 
     if cxx_compiler() is None:
         pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")

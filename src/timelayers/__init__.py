@@ -6,8 +6,8 @@ place by ``backward``), ``forward(*inputs)`` and ``backward(dout)``. Models are
 layers made of layers (:mod:`timelayers.models`).
 """
 
-# first, before NumPy loads: it sets OpenBLAS's idle spin (see timelayers.parallel)
-from . import parallel
+# first, before NumPy loads: it sets OpenBLAS's idle spin (see timelayers.threads)
+from . import threads
 from ._version import __version__
 from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
 from .backend import get_array_module, to_cpu, to_gpu
@@ -28,10 +28,12 @@ from .schedules import ReduceOnPlateau, StepDecay, WarmupCosine
 from .training import RnnlmTrainer, Trainer
 from .vocab import UnknownWordError, Vocabulary
 
+parallel = threads  # the name the README used before threads.py
+
 __all__ = [
     "__version__",
     # modules
-    "datasets", "decoding", "functions", "metrics", "models", "optim", "parallel", "plot",
+    "datasets", "decoding", "functions", "metrics", "models", "optim", "plot", "threads",
     "schedules",
     "text", "training",
     # arrays and errors

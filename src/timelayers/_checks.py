@@ -1,4 +1,5 @@
-"""Input checks shared by the layers, kept apart from the math.
+"""Input checks, kept apart from the math: the layers' arrays (shapes, dtypes,
+ids) and the library's named values (sizes, rates, flags).
 
 Every failure raises :class:`~timelayers.errors.ShapeError` whose message names
 the place (``"TimeAffine.forward"``), the argument, what was expected and what
@@ -14,8 +15,11 @@ end, and :func:`check_ids` itself after ``MAX_PENDING`` checks.
 
 from __future__ import annotations
 
-from .backend import is_cupy_array
-from .errors import ShapeError
+import math
+import numbers
+
+from .backend import import_cupy, is_cupy_array
+from .errors import OptionError, ShapeError
 
 MAX_PENDING = 256
 _pending = []   # (where, name, allowed, lo, hi) with lo, hi 0-d device arrays
@@ -100,8 +104,7 @@ def check_ids(where: str, name: str, ids, vocab_size: int, ignore_label=None) ->
         return
     allowed = f"[0, {vocab_size})" + (f" or {ignore_label}" if ignore_label is not None else "")
     if is_cupy_array(ids):
-        import cupy
-
+        cupy = import_cupy()
         checked = ids
         if ignore_label is not None:  # where, not a boolean index: its size is a host read
             checked = cupy.where(ids == ignore_label, 0, ids)
@@ -128,11 +131,93 @@ def flush_device_checks() -> None:
     :class:`ShapeError` of the first that failed; nothing pending, nothing read."""
     if not _pending:
         return
-    import cupy
-
+    cupy = import_cupy()
     checks = list(_pending)
     _pending.clear()
     values = cupy.stack([cupy.stack([lo, hi]).astype(cupy.int64)
                          for *_, lo, hi in checks]).get()
     for (where, name, vocab_size, allowed, _, _), (lo, hi) in zip(checks, values):
         _check_range(where, name, vocab_size, allowed, int(lo), int(hi))
+
+
+# -- named values: one table of what each name must be ------------------------------------
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+KINDS = {
+    "positive int": lambda v: _is_int(v) and v >= 1,
+    "non-negative int": lambda v: _is_int(v) and v >= 0,
+    "positive finite number": lambda v: _is_real(v) and v > 0,
+    "non-negative finite number": lambda v: _is_real(v) and v >= 0,
+    "number in [0, 1)": lambda v: _is_real(v) and 0 <= v < 1,
+    "number in [0, 1]": lambda v: _is_real(v) and 0 <= v <= 1,
+    "number > 1": lambda v: _is_real(v) and v > 1,
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+}
+"""What each kind of value must be: the kind's name is the error message's
+"expected"."""
+
+_SIZES = ("vocab_size", "input_size", "output_size", "wordvec_size", "hidden_size",
+          "window_size", "sample_size", "num_layers", "encoder_layers", "decoder_layers",
+          "d_model", "num_heads", "ff_size", "max_len", "epochs", "batch_size", "time_size",
+          "examples", "check_interval")
+NAME_KINDS = {
+    **{name: "positive int" for name in _SIZES},
+    "warmup": "non-negative int", "max_epoch": "non-negative int",
+    "eval_interval": "non-negative int",
+    "max_grad": "positive finite number",
+    "lr": "non-negative finite number", "weight_decay": "non-negative finite number",
+    "eps": "non-negative finite number",
+    "momentum": "number in [0, 1)", "decay_rate": "number in [0, 1)",
+    "beta1": "number in [0, 1)", "beta2": "number in [0, 1)",
+    "dropout_ratio": "number in [0, 1)", "dropout": "number in [0, 1)",
+    "plateau_factor": "number > 1",
+    "reverse": "bool", "eval_valid": "bool", "reset_each_epoch": "bool",
+    "cell": "str", "score": "str", "optimizer": "str", "positional": "str", "activation": "str",
+}
+"""The kind of every named value the library takes: the recipes' options, the
+optimizers' hyper-parameters, the trainers' arguments and the models' config
+fields share their names, and a name means the same kind everywhere."""
+
+MAY_BE_NONE = frozenset({"max_grad", "eval_interval", "check_interval"})
+"""Names whose value may also be None (no clipping, no evaluation, the default
+interval)."""
+
+RECIPE_OPTIONS = frozenset({
+    "epochs", "batch_size", "time_size", "hidden_size", "wordvec_size", "window_size",
+    "sample_size", "examples", "d_model", "num_heads", "num_layers", "encoder_layers",
+    "decoder_layers", "ff_size", "max_len", "warmup", "lr", "max_grad", "weight_decay",
+    "dropout_ratio", "plateau_factor", "reverse", "eval_valid", "cell", "score", "optimizer",
+    "positional", "activation"})
+"""The options a recipe (and ``run.json``) may set."""
+
+
+def check_value(kind: str, value, name: str) -> None:
+    """Raise :class:`OptionError` naming ``name`` unless ``value`` is of ``kind``."""
+    if not KINDS[kind](value):
+        raise OptionError(f"{name} expected a {kind}, got {value!r}")
+
+
+def check_named(where: str, what: str, **values) -> None:
+    """Check each value against its name's kind in :data:`NAME_KINDS` (names not
+    in the table are not checked); ``what`` is "argument", "option" ...: the
+    message reads ``"{where}: {what} 'name' expected ..."``."""
+    for name, value in values.items():
+        kind = NAME_KINDS.get(name)
+        if kind is None or (value is None and name in MAY_BE_NONE):
+            continue
+        check_value(kind, value, f"{where}: {what} {name!r}")
+
+
+def check_options(options: dict, where: str) -> None:
+    """Check every recipe option in ``options``; ``where`` starts the message."""
+    for key in options:
+        if key not in RECIPE_OPTIONS:
+            raise OptionError(f"{where}: unknown option {key!r}")
+    check_named(where, "option", **options)

@@ -8,7 +8,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["get_array_module", "is_cupy_array", "to_cpu", "to_gpu", "cupy_available"]
+from .errors import OptionError
+
+__all__ = ["get_array_module", "is_cupy_array", "to_cpu", "to_gpu", "cupy_available", "import_cupy"]
+
+
+CUPY_INSTALL_HINT = ("install the CuPy package built for your CUDA version, e.g. "
+                     "pip install cupy-cuda12x")
+
+
+def import_cupy():
+    """The ``cupy`` module: the library's one import of CuPy, made on first use
+    (NumPy users never load it). Raises :class:`OptionError` when it is not
+    installed."""
+    try:
+        import cupy
+    except ImportError:
+        raise OptionError(f"CuPy is not installed: {CUPY_INSTALL_HINT}") from None
+    return cupy
 
 
 def is_cupy_array(x) -> bool:
@@ -23,18 +40,14 @@ def get_array_module(*arrays):
     """
     for a in arrays:
         if is_cupy_array(a):
-            import cupy
-
-            return cupy
+            return import_cupy()
     return np
 
 
 def cupy_available() -> bool:
     """True when CuPy imports and sees at least one GPU."""
     try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
+        return import_cupy().cuda.runtime.getDeviceCount() > 0
     except Exception:  # ImportError, or a CUDA runtime error when there is no GPU
         return False
 
@@ -48,34 +61,4 @@ def to_cpu(x):
 
 def to_gpu(x):
     """Return ``x`` as a CuPy array on the current device (imports CuPy)."""
-    import cupy
-
-    return cupy.asarray(x)
-
-
-# -- CUDA kernels of the library (CuPy's RawKernel) --------------------------------------
-_C_TYPES = {"float32": "float", "float64": "double"}
-_THREADS = 256
-_raw_kernels = {}  # (source, kernel name, dtype name) -> cupy.RawKernel
-
-
-def with_float_type(source: str, dtype_name: str) -> str:
-    """CUDA ``source`` with ``T`` defined as the C type of ``"float32"`` or
-    ``"float64"``."""
-    return f"typedef {_C_TYPES[dtype_name]} T;\n" + source
-
-
-def launch_kernel(source: str, name: str, dtype_name: str, threads: int, args) -> None:
-    """Run kernel ``name`` of CUDA ``source`` (``T`` the C type of
-    ``dtype_name``) on ``threads`` threads, in blocks of 256; CuPy compiles it
-    once per source, name and dtype. Array arguments must be C-contiguous,
-    scalars NumPy scalars of the kernel's C types. No threads, no launch."""
-    if threads == 0:
-        return
-    key = (source, name, dtype_name)  # the source's hash is computed once, with the string
-    kernel = _raw_kernels.get(key)
-    if kernel is None:
-        import cupy
-
-        kernel = _raw_kernels[key] = cupy.RawKernel(with_float_type(source, dtype_name), name)
-    kernel(((threads + _THREADS - 1) // _THREADS,), (_THREADS,), tuple(args))
+    return import_cupy().asarray(x)

@@ -28,8 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import KINDS, NAME_KINDS
 from ._version import __version__
 from .errors import TimelayersError
+from .book import weights as book_weights
+from .book.weights import BOOK_MODELS
+from .datasets import load_ptb
+from .distributed import abort_on_error, mpi_world
+from .runs import recipes
+from .runs.demo import replay_seed_check
+from .runs.recipes import RECIPES
+from .runs.tasks import LanguageModelTask, Seq2seqTask
 
 
 class CliError(Exception):
@@ -73,8 +82,6 @@ def _given_or_default(args, defaults: dict, applies: bool, why: str) -> None:
 
 # -- demo ------------------------------------------------------------------------------
 def _seed_check() -> None:
-    from .seedcheck import replay_seed_check
-
     check = replay_seed_check()
     print("TimeAffine seed check (np.random.seed(1234), D=1, H=5, N=4, T=5)")
     print("out=", check.out)
@@ -101,7 +108,6 @@ def _cmd_demo(args) -> int:
     _seed_check()
     if args.seed_check_only:
         return 0
-    from . import recipes
 
     print()
     print(f"Training AttentionSeq2seq on {args.examples} generated dates "
@@ -140,8 +146,6 @@ _OVERRIDES = {"epochs": "epochs", "batch_size": "batch_size", "hidden": "hidden_
 def _cmd_train(args) -> int:
     """Train in this process, or data-parallel in every process that ``mpiexec``
     started (:mod:`timelayers.distributed`): an error in one stops all of them."""
-    from .distributed import abort_on_error, mpi_world
-
     comm = mpi_world()
     with abort_on_error(comm, report=lambda exc: _report_on_rank(args, exc, comm)):
         return _train(args, comm)
@@ -162,8 +166,6 @@ def _report_on_rank(args, exc, comm) -> int:
 
 
 def _train(args, comm) -> int:
-    from . import recipes
-
     recipe = recipes.get_recipe(args.model)
     known = recipes.recipe_options(recipe)
     given = [(f"--{flag.replace('_', '-')}", key, getattr(args, flag))
@@ -197,15 +199,11 @@ def _train(args, comm) -> int:
 
 
 def _load_run(args):
-    from . import recipes
-
     _check_path(args.run_dir, "run folder", folder=True)
     return recipes.load_run(args.run_dir, device=args.device)
 
 
 def _cmd_eval(args) -> int:
-    from . import recipes
-
     if args.data is not None:
         _check_path(args.data, "--data: data file", folder=False)
     run = _load_run(args)
@@ -220,9 +218,6 @@ _GENERATE_LM = dict(start="you", length=100, temperature=1.0, top_k=None, seed=N
 
 
 def _cmd_generate(args) -> int:
-    from . import recipes
-    from .tasks import LanguageModelTask, Seq2seqTask
-
     run = _load_run(args)
     seq2seq = isinstance(run.recipe.task, Seq2seqTask)
     language_model = isinstance(run.recipe.task, LanguageModelTask)
@@ -245,14 +240,10 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_similar(args) -> int:
-    from . import recipes
-
     return _print_ranked(recipes.similar(_load_run(args), args.word, top=args.top))
 
 
 def _cmd_analogy(args) -> int:
-    from . import recipes
-
     run = _load_run(args)
     return _print_ranked(recipes.analogy(run, args.a, args.b, args.c, top=args.top))
 
@@ -273,8 +264,6 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_import(args) -> int:
-    from . import book_weights
-
     source = book_weights.BOOK_MODELS[args.model].vocabulary
     if args.ptb_vocab and source != "ptb":
         raise CliError(f"--ptb-vocab applies to rnnlm and better-rnnlm; {args.model} takes "
@@ -299,8 +288,6 @@ def _cmd_import(args) -> int:
                 raise CliError(f"{flag} is an option of a run folder: add --run-folder")
         vocab = None
         if args.ptb_vocab:
-            from .datasets import load_ptb
-
             _, vocab = load_ptb("train")
         elif args.data is not None:
             vocab = book_weights.book_data_vocabulary(args.data)
@@ -320,8 +307,7 @@ _VOCABULARY_SOURCES = {"ptb": "the PTB vocabulary (--ptb-vocab)",
 # -- parser --------------------------------------------------------------------------------
 def _typed(kind: str, parse=int):
     """An argparse type: ``parse`` the text, then check it is a ``kind`` (one of
-    :data:`timelayers.options.KINDS`)."""
-    from .options import KINDS
+    :data:`timelayers._checks.KINDS`)."""
 
     def convert(text):
         try:
@@ -337,9 +323,7 @@ def _typed(kind: str, parse=int):
 
 def _option_type(key: str):
     """The argparse type of the flag that sets the recipe option ``key``."""
-    from .options import OPTION_KINDS
-
-    kind = OPTION_KINDS[key]
+    kind = NAME_KINDS[key]
     return _typed(kind, int if kind.endswith("int") else float)
 
 
@@ -376,9 +360,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .book_weights import BOOK_MODELS
-    from .recipes import RECIPES
-
     parser = _Parser(
         prog="timelayers",
         description="Train and use sequence models built from hand-written NumPy layers.")

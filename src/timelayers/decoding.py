@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import get_array_module, to_cpu
 from .functions import log_softmax
-from .metrics import evaluation_mode
+from .layers.base import evaluation_mode
 
 __all__ = ["sample_next", "generate_ids", "greedy_decode", "beam_search", "sequence_log_prob"]
 

@@ -4,12 +4,12 @@ cross entropy.
 Every function takes NumPy or CuPy arrays and returns arrays of the same module
 and dtype. Softmax-like functions work over the last axis, for any leading shape;
 on CuPy, the softmax of short rows and its backward are one kernel each
-(:mod:`timelayers.softmax_cuda`).
+(:mod:`timelayers.cuda.softmax`).
 """
 
 from __future__ import annotations
 
-from . import softmax_cuda
+from .cuda import softmax as softmax_cuda
 from .backend import get_array_module
 
 __all__ = ["sigmoid", "relu", "softmax", "softmax_backward", "log_softmax", "cross_entropy",

@@ -8,40 +8,15 @@ previous mode afterwards.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 
 from ._checks import flush_device_checks
 from .backend import get_array_module, to_cpu
 from .errors import ShapeError
+from .layers.base import evaluation_mode
 
 __all__ = ["perplexity", "sequence_accuracy", "evaluation_mode", "bptt_batches"]
-
-
-@contextmanager
-def evaluation_mode(model):
-    """Put ``model`` in evaluation mode for the ``with`` block, then restore the
-    previous ``train_flg`` of every layer (or call ``train()`` back for models
-    that only have ``train()`` / ``eval()``)."""
-    named = getattr(model, "named_layers", None)
-    if callable(named):
-        flags = [(layer, layer.train_flg) for _, layer in named()]
-        model.eval()
-        try:
-            yield model
-        finally:
-            for layer, flag in flags:
-                layer.train_flg = flag
-        return
-    was_training = getattr(model, "training", True)
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        yield model
-    finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
 
 
 def bptt_batches(corpus, batch_size, time_size):

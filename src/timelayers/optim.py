@@ -10,7 +10,7 @@ For contiguous NumPy arrays the rules of several passes (all but SGD) run
 block by block over the flattened arrays (blocks of 32768 elements, so that the
 scratch block is still in the cache when the next pass reads it: Adam's update
 of a large model takes about 20% less time) and the blocks are spread over
-:func:`timelayers.parallel.parallel_rows`'s threads; every element gets the
+:func:`timelayers.threads.parallel_rows`'s threads; every element gets the
 same operations in the same order as in one whole-array pass, so the result is
 the same to the bit. SGD's two passes gain nothing from it and run whole.
 
@@ -59,11 +59,11 @@ import math
 
 import numpy as np
 
-from . import optim_cuda
+from .cuda import optim as optim_cuda
 from .backend import get_array_module, to_cpu
 from .errors import CheckpointError, OptionError
-from .options import check_value
-from .parallel import parallel_rows
+from ._checks import NAME_KINDS, check_value
+from .threads import parallel_rows
 
 __all__ = [
     "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
@@ -72,13 +72,10 @@ __all__ = [
 
 OPTIMIZERS: dict = {}
 
-HYPER_KINDS = {
-    "lr": "non-negative finite number", "weight_decay": "non-negative finite number",
-    "eps": "non-negative finite number", "momentum": "number in [0, 1)",
-    "decay_rate": "number in [0, 1)", "beta1": "number in [0, 1)", "beta2": "number in [0, 1)",
-}
-"""What each hyper-parameter must be (:data:`timelayers.options.KINDS`), checked
-whenever it is set: by the constructor, a schedule, or a checkpoint."""
+HYPER_PARAMETERS = ("lr", "weight_decay", "eps", "momentum", "decay_rate", "beta1", "beta2")
+"""The optimizers' hyper-parameters, checked against their kinds
+(:data:`timelayers._checks.NAME_KINDS`) whenever they are set: by the
+constructor, a schedule, or a checkpoint."""
 
 _BLOCK = 1 << 15                  # elements per block of a blockwise update
 _MIN_PER_THREAD = 1 << 18         # fewer elements than this per thread are not worth a thread
@@ -129,9 +126,8 @@ class Optimizer:
         self._scratch = {}
 
     def __setattr__(self, name, value):
-        kind = HYPER_KINDS.get(name)
-        if kind is not None:
-            check_value(kind, value, f"{type(self).__name__}: argument {name!r}")
+        if name in HYPER_PARAMETERS:
+            check_value(NAME_KINDS[name], value, f"{type(self).__name__}: argument {name!r}")
             value = float(value)
         object.__setattr__(self, name, value)
 
@@ -302,7 +298,7 @@ def _check_hyper(cls, hyper: dict) -> None:
     try:
         for h in cls._hyper:
             if h in hyper:
-                check_value(HYPER_KINDS[h], hyper[h], f"{cls.__name__}: hyper-parameter {h!r}")
+                check_value(NAME_KINDS[h], hyper[h], f"{cls.__name__}: hyper-parameter {h!r}")
         if "iter" in hyper:
             check_value("non-negative int", hyper["iter"], f"{cls.__name__}: update count 'iter'")
     except OptionError as exc:

@@ -23,7 +23,7 @@ from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedGRU,
                                      FusedRNN, ReferencePlan, RowBlocks, choose_plan,
                                      every_plan)
 from timelayers.layers.plans import lstm_fast
-from timelayers.parallel import get_num_threads, set_num_threads
+from timelayers.threads import get_num_threads, set_num_threads
 
 KINDS = {"rnn": ("rnn", 1), "lstm": ("lstm", 4), "gru": ("gru", 3), "gru_ra": ("gru", 3)}
 
@@ -274,8 +274,8 @@ def test_cuda_kernels_compile():
     CuPy and its NVRTC; the GPU suite runs them against the reference)."""
     compiler = pytest.importorskip("cupy.cuda.compiler")  # not in the CuPy stand-in
 
-    from timelayers import device_random, optim_cuda, softmax_cuda
-    from timelayers.layers.plans import cuda
+    from timelayers.cuda import optim as optim_cuda, random as device_random, softmax as softmax_cuda
+    from timelayers.layers.plans import fused as cuda
 
     for module, kernels in ((cuda, 10), (device_random, 2), (softmax_cuda, 4), (optim_cuda, 6)):
         for dtype in ("float32", "float64"):
@@ -288,7 +288,7 @@ def test_cuda_kernels_compile():
 def fused_kernels_on_cpu(monkeypatch):
     """The fused plans' kernels compiled for the CPU and launched on NumPy arrays."""
     from helpers import CpuKernels, cxx_compiler
-    from timelayers.layers.plans import cuda
+    from timelayers.layers.plans import fused as cuda
 
     if cxx_compiler() is None:
         pytest.skip("no C++ compiler to build the CUDA kernels for the CPU")

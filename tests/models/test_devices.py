@@ -207,7 +207,7 @@ def test_device_mask_reference_is_a_fair_reproducible_draw():
     """The NumPy twin of the GPU's dropout masks: the same seed gives the same
     mask, another seed another one, and about ``1 - ratio`` of the elements are
     kept, scaled by ``1 / (1 - ratio)``."""
-    from timelayers.device_random import keep_mask_reference
+    from timelayers.cuda.random import keep_mask_reference
 
     a = keep_mask_reference(1984, (400, 250), 0.3, np.float32)
     assert a.dtype == np.float32 and a.shape == (400, 250)
@@ -227,7 +227,7 @@ def test_dropout_masks_drawn_on_the_device(dtype):
     seeded from the layer's generator (the same seed, the same masks)."""
     import cupy
 
-    from timelayers.device_random import keep_mask_reference
+    from timelayers.cuda.random import keep_mask_reference
     from timelayers.layers import Dropout
 
     x = cupy.ones((64, 33), dtype=dtype)

@@ -11,7 +11,7 @@ of this by itself when started by ``mpiexec``.
 The modules: :mod:`.world` (the MPI environment, :func:`mpi_world`),
 :mod:`.data_parallel` (:class:`DataParallel`, :func:`parallelize`),
 :mod:`.collectives` (MPI, shared memory, NCCL, host staging), :mod:`.seeding` (random draws per
-rank); the flat buffers are :mod:`timelayers.flat_arrays`.
+rank); the flat buffers are :mod:`timelayers.distributed.flat_buffers`.
 """
 
 from .collectives import (HostCollectives, NcclCollectives, SharedMemoryCollectives,

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import import_cupy
+from .world import import_mpi, local_rank_and_size
+
 __all__ = ["HostCollectives", "SharedMemoryCollectives", "NcclCollectives", "StagedCollectives",
            "collectives_for"]
 
@@ -36,8 +39,7 @@ class HostCollectives:
 
     def allreduce_sum(self, buf) -> None:
         """Replace the 1-D buffer ``buf`` on every rank by its sum over the ranks."""
-        from mpi4py import MPI
-
+        MPI = import_mpi()
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
 
     def broadcast(self, buf, root=0) -> None:
@@ -65,8 +67,7 @@ class SharedMemoryCollectives(HostCollectives):
 
     def allocate(self, size: int, dtype) -> np.ndarray:
         """A 1-D array of ``size`` elements in shared memory (a collective call)."""
-        from mpi4py import MPI
-
+        MPI = import_mpi()
         dtype = np.dtype(dtype)
         window = MPI.Win.Allocate_shared(max(1, size) * dtype.itemsize, dtype.itemsize,
                                          comm=self.comm)
@@ -136,15 +137,13 @@ class NcclCollectives(HostCollectives):
             raise TypeError(f"NcclCollectives: no NCCL type for dtype {buf.dtype}") from None
 
     def allreduce_sum(self, buf) -> None:
-        import cupy
-
+        cupy = import_cupy()
         stream = cupy.cuda.get_current_stream().ptr
         self._comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf),
                              self._nccl.NCCL_SUM, stream)
 
     def broadcast(self, buf, root=0) -> None:
-        import cupy
-
+        cupy = import_cupy()
         stream = cupy.cuda.get_current_stream().ptr
         self._comm.bcast(buf.data.ptr, buf.size, self._type(buf), root, stream)
 
@@ -155,16 +154,12 @@ def collectives_for(comm, on_gpu: bool):
     (:func:`~timelayers.distributed.world.use_local_gpu` chose it), else staging.
     A collective call: every rank of ``comm`` makes it."""
     if not on_gpu:
-        from mpi4py import MPI
-
+        MPI = import_mpi()
         node = comm.Split_type(MPI.COMM_TYPE_SHARED)
         one_machine = node.Get_size() == comm.Get_size()
         node.Free()
         return SharedMemoryCollectives(comm) if one_machine else HostCollectives(comm)
-    import cupy
-
-    from .world import local_rank_and_size
-
+    cupy = import_cupy()
     try:
         from cupy.cuda import nccl
         usable = getattr(nccl, "available", True)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..backend import get_array_module, to_cpu
 from .collectives import collectives_for
-from ..flat_arrays import flat_buffers
+from .flat_buffers import flat_buffers
 from .seeding import ReseedEachEpoch
 from .world import DistributedError
 
@@ -193,7 +193,7 @@ def parallelize(trainer, comm, seed: int) -> DataParallel:
     checkpoint is loaded, and give each rank a trainer whose ``rng`` is seeded
     alike. Every rank runs the trainer's callbacks and ``eval_fn``: let one rank
     write files (``fit(checkpoint=...)`` on rank 0 only, as
-    :func:`timelayers.recipes.train` does). Returns the wrapper."""
+    :func:`timelayers.runs.recipes.train` does). Returns the wrapper."""
     if isinstance(trainer.model, DataParallel):
         raise DistributedError("parallelize: the trainer's model is already a DataParallel")
     wrapper = DataParallel(trainer.model, comm)

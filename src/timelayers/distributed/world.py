@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 from ..errors import TimelayersError
 
+from ..backend import import_cupy
+
 __all__ = ["DistributedError", "processes_in_environment", "mpi_world", "use_local_gpu",
            "local_rank_and_size", "abort_on_error"]
 
@@ -41,6 +43,16 @@ def processes_in_environment() -> int:
     return 1
 
 
+def import_mpi():
+    """mpi4py's ``MPI`` module: the library's one import of mpi4py, made on first
+    use. Raises :class:`DistributedError` when mpi4py is not installed."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise DistributedError(f"mpi4py is not installed: {INSTALL_HINT}") from None
+    return MPI
+
+
 def mpi_world():
     """``MPI.COMM_WORLD`` when this process is one of several started by an MPI
     launcher, else None.
@@ -56,8 +68,8 @@ def mpi_world():
     if expected <= 1:
         return None
     try:
-        from mpi4py import MPI
-    except ImportError:
+        MPI = import_mpi()
+    except DistributedError:
         raise DistributedError(f"this process is one of {expected} started by mpiexec, but "
                                f"mpi4py is not installed: {INSTALL_HINT}") from None
     comm = MPI.COMM_WORLD
@@ -73,8 +85,7 @@ def use_local_gpu(comm) -> None:
     """Make the current CuPy device the one of this process's rank among the
     processes on its machine (local rank modulo the GPUs there). Call it before
     the model moves to the GPU."""
-    import cupy
-
+    cupy = import_cupy()
     rank, _ = local_rank_and_size(comm)
     cupy.cuda.Device(rank % cupy.cuda.runtime.getDeviceCount()).use()
 
@@ -82,9 +93,8 @@ def use_local_gpu(comm) -> None:
 def local_rank_and_size(comm):
     """This process's rank among the processes of ``comm`` on its machine, and
     their number (a collective call)."""
-    from mpi4py import MPI
+    local = comm.Split_type(import_mpi().COMM_TYPE_SHARED)
 
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         return local.Get_rank(), local.Get_size()
     finally:

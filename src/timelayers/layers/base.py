@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..backend import get_array_module
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "evaluation_mode"]
 
 
 class Layer:
@@ -35,3 +37,28 @@ class Layer:
     def __repr__(self):
         shapes = ", ".join(f"{n}={tuple(p.shape)}" for n, p in zip(self.param_names, self.params))
         return f"{type(self).__name__}({shapes})"
+
+
+@contextmanager
+def evaluation_mode(model):
+    """Put ``model`` in evaluation mode for the ``with`` block, then restore the
+    previous ``train_flg`` of every layer (or call ``train()`` back for models
+    that only have ``train()`` / ``eval()``)."""
+    named = getattr(model, "named_layers", None)
+    if callable(named):
+        flags = [(layer, layer.train_flg) for _, layer in named()]
+        model.eval()
+        try:
+            yield model
+        finally:
+            for layer, flag in flags:
+                layer.train_flg = flag
+        return
+    was_training = getattr(model, "training", True)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._checks import check_float, check_ids, check_ndim, check_shape
 from ..backend import get_array_module, is_cupy_array
-from ..device_random import keep_mask
+from ..cuda.random import keep_mask
 from ..functions import sigmoid, softmax, softmax_backward
 from .base import Layer
 
@@ -168,7 +168,7 @@ class Dropout(Layer):
 
     For NumPy inputs the masks are drawn from ``rng`` (a
     ``numpy.random.Generator``); for CuPy inputs they are drawn on the device
-    (:mod:`timelayers.device_random`) from a seed drawn from ``rng``, so a seed
+    (:mod:`timelayers.cuda.random`) from a seed drawn from ``rng``, so a seed
     gives the same run on the same kind of device, but not the same masks on a
     CPU and a GPU. Any input shape. Caches the scaled mask.
 

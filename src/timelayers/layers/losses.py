@@ -15,8 +15,8 @@ from .._checks import check_float, check_ids, check_ndim, check_shape
 from ..backend import get_array_module
 from ..errors import ShapeError
 from ..functions import sigmoid, softplus
-from ..parallel import parallel_rows
-from .. import softmax_cuda
+from ..threads import parallel_rows
+from ..cuda import softmax as softmax_cuda
 from .base import Layer
 
 __all__ = ["SoftmaxWithLoss", "SigmoidWithLoss", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss"]
@@ -48,7 +48,7 @@ _NO_SHIFT = 60.0
 def _over_row_blocks(xp, M, C, fn):
     """Call ``fn(start, stop)`` over cache-sized blocks of the ``M`` rows of an
     ``(M, C)`` array, split across threads for NumPy (one call for CuPy: float16,
-    which the kernels of :mod:`timelayers.softmax_cuda` do not take)."""
+    which the kernels of :mod:`timelayers.cuda.softmax` do not take)."""
     if xp is not np:
         fn(0, M)
         return
@@ -62,7 +62,7 @@ class _SoftmaxCrossEntropy(Layer):
 
     Forward, block of rows by block of rows (blocks small enough to stay in the
     cache while it passes over them, and spread over threads for NumPy, see
-    :func:`timelayers.parallel.parallel_rows`): the row maximum, ``e = exp(x -
+    :func:`timelayers.threads.parallel_rows`): the row maximum, ``e = exp(x -
     max)`` into a new buffer (``e = exp(x)`` when every maximum of the block is
     within +-60, which saves a pass and changes nothing but rounding), and the
     row sums. The cache keeps the unnormalised exponentials ``e``, the row
@@ -70,7 +70,7 @@ class _SoftmaxCrossEntropy(Layer):
     pass, ``dx = e * (scale / sum(e)) - scale * onehot(t)``, where ``scale`` is
     ``dout * mask / count``, in the same blocks.
 
-    CuPy arrays take :mod:`timelayers.softmax_cuda`: the same math in a
+    CuPy arrays take :mod:`timelayers.cuda.softmax`: the same math in a
     few kernels, the loss left on the device.
     """
 

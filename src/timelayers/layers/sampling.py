@@ -15,7 +15,7 @@ the target and the negatives already drawn. It is drawn for the whole batch at
 once (no loop over rows, unlike the book's sampler, whose GPU variant also
 skips the exclusion of the target). For NumPy targets it is drawn on the CPU from
 a ``numpy.random.Generator``; for CuPy targets, on the GPU, from a seed drawn
-from that generator (``method="counter"``, :mod:`timelayers.device_random`), so
+from that generator (``method="counter"``, :mod:`timelayers.cuda.random`), so
 that a training step never waits for the device. A CPU sampler with
 ``method="counter"`` draws what the GPU draws from the same seed.
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 from .._checks import check_ids, check_ndim, check_shape
 from ..backend import get_array_module, to_cpu
-from ..device_random import exponential_keys, exponential_keys_reference, inverse_probabilities
+from ..cuda.random import exponential_keys, exponential_keys_reference, inverse_probabilities
 from .base import Layer
 from .core import EmbeddingDot
 from .losses import SigmoidWithLoss
@@ -116,7 +116,7 @@ class UnigramSampler:
         mass (every redraw then succeeds with probability at least 1/2),
         exponential otherwise. ``"counter"`` is exponential with the ``E`` made
         from a hash of one seed and the (row, word) index
-        (:func:`timelayers.device_random.exponential_keys`): what CuPy targets
+        (:func:`timelayers.cuda.random.exponential_keys`): what CuPy targets
         always use, on the GPU, whatever ``method`` says; on the CPU it gives
         the GPU's samples.
 

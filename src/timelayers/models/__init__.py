@@ -12,7 +12,6 @@ from .seq2seq import Decoder, Encoder, PeekyDecoder, PeekySeq2seq, Seq2seq
 from .transformer import (TransformerDecoder, TransformerEncoder, TransformerLM,
                           TransformerSeq2seq)
 from .word2vec import CBOW, SimpleCBOW, SimpleSkipGram, SkipGram
-from . import shapes  # the rules of Model.param_shapes (they import every model above)
 
 __all__ = [
     "Model", "MODEL_REGISTRY",

@@ -7,7 +7,7 @@ import numbers
 from ..layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
 from ._init import xavier, zeros
 
-__all__ = ["recurrent_layer", "CELLS"]
+__all__ = ["recurrent_layer", "cell_param_layout", "CELLS"]
 
 # cell name -> (time layer, gates, the layer's keyword arguments)
 _CELLS = {
@@ -17,6 +17,17 @@ _CELLS = {
     "gru-reset-after": (TimeGRU, 3, {"reset_after": True}),    # cuDNN's and PyTorch's
 }
 CELLS = tuple(_CELLS)
+
+
+def cell_param_layout(cell, D, H):
+    """``(name, shape)`` of the params of :func:`recurrent_layer`'s layer."""
+    if cell not in _CELLS:
+        raise ValueError(f"argument 'cell' expected one of {list(CELLS)}, got {cell!r}")
+    _, gates, options = _CELLS[cell]
+    G = gates * H
+    yield from [("Wx", (D, G)), ("Wh", (H, G)), ("b", (G,))]
+    if options.get("reset_after"):
+        yield "bh", (G,)
 
 
 def recurrent_layer(cell, D, H, rng, dtype, stateful):

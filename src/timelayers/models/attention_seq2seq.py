@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.attention import TimeAttention
+from ._layout import prefixed, recurrent, sizes
 from ._config import ModelConfig
 from ._init import make_rng, randn, xavier, zeros
 from .base import Model
 from ._recurrent import recurrent_layer
 from .seq2seq import Encoder, Seq2seqBase, _reorder_lstm
+from ..layers.base import evaluation_mode
 
 __all__ = ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq", "AttentionSeq2seqConfig"]
 
@@ -35,6 +37,8 @@ class AttentionEncoder(Encoder):
     Shapes: ``xs (N, Tq) -> hs (N, Tq, H)``; ``backward(dhs (N, Tq, H))``.
     """
 
+    param_layout = Encoder.param_layout
+
     def forward(self, xs):
         self.hs = self.lstm.forward(self.embed.forward(xs))
         return self.hs
@@ -51,6 +55,16 @@ class AttentionDecoder(Model):
     ``backward(dscores) -> denc_hs (N, Tq, H)``. ``attention.attention_weights``
     holds ``(N, Ta, Tq)`` after a forward.
     """
+
+    @staticmethod
+    def param_layout(vocab_size, wordvec_size, hidden_size, score, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
+        yield "embed.W", (V, D)
+        yield from prefixed("lstm", recurrent("lstm", D, H))
+        if score == "general":
+            yield "attention.W", (H, H)
+        yield from [("affine.W", (2 * H, V)), ("affine.b", (V,))]
 
     def __init__(self, vocab_size, wordvec_size, hidden_size, score="dot", *, dtype="float32",
                  rng=None):
@@ -108,6 +122,12 @@ class AttentionSeq2seq(Seq2seqBase):
         The attention score: the book's dot product, or Luong's bilinear form.
     """
 
+    @staticmethod
+    def param_layout(**config):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        yield from prefixed("encoder", AttentionEncoder.param_layout(**config))
+        yield from prefixed("decoder", AttentionDecoder.param_layout(**config))
+
     def __init__(self, vocab_size, wordvec_size=16, hidden_size=256, score="dot", *,
                  dtype="float32", rng=None):
         self.config = AttentionSeq2seqConfig(vocab_size, wordvec_size, hidden_size, score, dtype)
@@ -125,8 +145,6 @@ class AttentionSeq2seq(Seq2seqBase):
         ids : int array (N, length)
         weights : float array (N, length, Tq), row ``t`` is where step ``t`` looked
         """
-        from ..metrics import evaluation_mode
-
         xp = get_array_module(xs)
         with evaluation_mode(self):
             self.begin_decoding(xs)

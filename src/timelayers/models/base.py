@@ -33,11 +33,14 @@ import json
 import numpy as np
 
 from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
-from ..errors import CheckpointError
-from ..flat_arrays import flat_buffers
+from ..errors import CheckpointError, DataError
+from ..distributed.flat_buffers import flat_buffers
 from ..layers.base import Layer
 from ..layers.plans.base import Plan
 from ..serialization import load_tensors, save_tensors
+from ._layout import param_layout
+from .._version import __version__
+from ..vocab import Vocabulary
 
 __all__ = ["Model", "MODEL_REGISTRY"]
 
@@ -264,7 +267,7 @@ class Model:
         a view of its place there (values and layout kept). A backward then writes
         straight into the buffers, so an operation over all the gradients (a
         collective, a scaling) needs no copy in or out. Returns the
-        :class:`~timelayers.flat_arrays.FlatBuffer` list, aliased.
+        :class:`~timelayers.distributed.flat_buffers.FlatBuffer` list, aliased.
 
         The views stay valid while the model's arrays stay where they are: after
         :meth:`to_gpu` or :meth:`to_cpu` the gradients are separate arrays
@@ -312,8 +315,6 @@ class Model:
 
     def metadata(self) -> dict:
         """What ``save`` writes besides the tensors (JSON-serialisable)."""
-        from .._version import __version__
-
         meta = {"format": "timelayers", "model": type(self).__name__,
                 "config": config_dict(self), "version": __version__}
         vocab = getattr(self, "vocab", None)
@@ -340,7 +341,7 @@ class Model:
         """Dotted name -> shape of every param of ``cls(**config)`` (ties left
         out, in ``state_dict`` order), computed from ``config`` alone: nothing is
         built or allocated. Every model class of the library states its shapes
-        (:mod:`timelayers.models.shapes`).
+        (``param_layout``, next to its constructor; :mod:`timelayers.models._layout`).
 
         Raises
         ------
@@ -351,9 +352,7 @@ class Model:
             that is not a non-negative int), and for the parts of the
             Transformers, which are loaded only inside their wholes.
         """
-        from .shapes import param_shapes
-
-        return dict(param_shapes(cls, config))
+        return dict(param_layout(cls, config))
 
     @classmethod
     def load(cls, path):
@@ -392,9 +391,6 @@ class Model:
         _check_finite(tensors, where)
         vocab = None
         if "vocab" in meta:
-            from ..errors import DataError
-            from ..vocab import Vocabulary
-
             try:
                 vocab = Vocabulary.from_dict(meta["vocab"])
             except DataError as exc:
@@ -454,11 +450,9 @@ def _check_param_shapes(model_class, config: dict, tensors: dict, where: str) ->
     of that model or holds it with another shape (compared one param at a time,
     so a config describing many more params than the file holds stops at the
     first missing one). A model class that does not state its shapes passes."""
-    from .shapes import param_shapes
-
     name = model_class.__name__
     try:
-        for param, shape in param_shapes(model_class, config):
+        for param, shape in param_layout(model_class, config):
             found = tensors.get(param)
             if found is None or tuple(found.shape) != shape:
                 break

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..layers import Affine, Sigmoid, SoftmaxWithLoss
+from ._layout import sizes
 from ._config import ModelConfig
 from ._init import make_rng, randn, zeros
 from .base import Model
@@ -26,6 +27,13 @@ class TwoLayerNet(Model):
     Shapes: ``x (N, input_size)``, targets ``t (N,)`` labels or ``(N, output_size)``
     one-hot; ``predict(x) -> scores (N, output_size)``.
     """
+
+    @staticmethod
+    def param_layout(input_size, hidden_size, output_size, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        I, H, O = sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+        yield from [("affine1.W", (I, H)), ("affine1.b", (H,)), ("affine2.W", (H, O)),
+                    ("affine2.b", (O,))]
 
     def __init__(self, input_size=2, hidden_size=10, output_size=3, *, dtype="float32", rng=None):
         self.config = TwoLayerNetConfig(input_size, hidden_size, output_size, dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
+from ._layout import no_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
 from ._init import make_rng, randn, xavier, zeros
 from ._recurrent import recurrent_layer
@@ -21,6 +22,8 @@ __all__ = ["SimpleRnnlm", "Rnnlm", "BetterRnnlm", "RnnlmConfig", "BetterRnnlmCon
 class _LanguageModel(Model):
     """Shared behaviour: the loss over ``predict``. The recurrent state
     (``get_state`` / ``set_state``, e.g. for generation) is :class:`Model`'s."""
+
+    param_layout = staticmethod(no_params)
 
     def forward(self, xs, ts):
         """Mean cross entropy of ``predict(xs) (N, T, V)`` against ``ts (N, T)``."""
@@ -50,6 +53,14 @@ class Rnnlm(_LanguageModel):
     rng : numpy.random.Generator or int seed
     """
 
+    @staticmethod
+    def param_layout(vocab_size, wordvec_size, hidden_size, cell, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
+        yield "embed.W", (V, D)
+        yield from prefixed("rnn", recurrent(cell, D, H))
+        yield from [("affine.W", (H, V)), ("affine.b", (V,))]
+
     def __init__(self, vocab_size=10000, wordvec_size=100, hidden_size=100, cell="lstm", *,
                  dtype="float32", rng=None):
         self.config = RnnlmConfig(vocab_size, wordvec_size, hidden_size, cell, dtype)
@@ -71,6 +82,8 @@ class Rnnlm(_LanguageModel):
 
 class SimpleRnnlm(Rnnlm):
     """The book's first language model: :class:`Rnnlm` with a plain tanh RNN."""
+
+    param_layout = Rnnlm.param_layout
 
     def __init__(self, vocab_size=10000, wordvec_size=100, hidden_size=100, cell="rnn", *,
                  dtype="float32", rng=None):
@@ -98,6 +111,16 @@ class BetterRnnlm(_LanguageModel):
     ``self.tie("affine.W", "embed.W", transpose=True)``. Dropout masks come from
     ``self.rng``.
     """
+
+    @staticmethod
+    def param_layout(vocab_size, wordvec_size, hidden_size, num_layers, cell, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, D, H, layers = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size,
+                                hidden_size=hidden_size, num_layers=num_layers)
+        yield "embed.W", (V, D)
+        for i in range(layers):
+            yield from prefixed(f"rnns.{i}", recurrent(cell, D if i == 0 else H, H))
+        yield "affine.b", (V,)  # affine.W is tied to embed.W
 
     def __init__(self, vocab_size=10000, wordvec_size=650, hidden_size=650, dropout_ratio=0.5,
                  num_layers=2, cell="lstm", *, dtype="float32", rng=None):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..decoding import greedy_decode
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+from ._layout import no_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
 from ._init import make_rng, randn, xavier, zeros
 from ._recurrent import recurrent_layer
@@ -44,6 +45,13 @@ class Encoder(Model):
     Shapes: ``xs (N, Tq) -> h (N, H)``; ``backward(dh (N, H))``.
     """
 
+    @staticmethod
+    def param_layout(vocab_size, wordvec_size, hidden_size, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
+        yield "embed.W", (V, D)
+        yield from prefixed("lstm", recurrent("lstm", D, H))
+
     def __init__(self, vocab_size, wordvec_size, hidden_size, *, dtype="float32", rng=None):
         self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
         rng = make_rng(rng)
@@ -68,6 +76,14 @@ class Decoder(Model):
     Shapes: ``forward(xs (N, Ta), h (N, H)) -> scores (N, Ta, V)``;
     ``backward(dscores) -> dh (N, H)``, the gradient of the encoder's state.
     """
+
+    @staticmethod
+    def param_layout(vocab_size, wordvec_size, hidden_size, peeky=False, **_):
+        """As the constructor builds them; with ``peeky``, the PeekyDecoder's (the encoder's state ``(N, H)`` joins the LSTM's and the affine layer's inputs)."""
+        V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
+        yield "embed.W", (V, D)
+        yield from prefixed("lstm", recurrent("lstm", D + H if peeky else D, H))
+        yield from [("affine.W", (2 * H if peeky else H, V)), ("affine.b", (V,))]
 
     def __init__(self, vocab_size, wordvec_size, hidden_size, *, dtype="float32", rng=None):
         self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
@@ -109,6 +125,11 @@ class PeekyDecoder(Decoder):
     """:class:`Decoder` that also feeds the encoder's state ``h`` to the LSTM and
     the Affine layer at every step (inputs concatenated: ``[embedding, h]`` and
     ``[lstm output, h]``)."""
+
+    @staticmethod
+    def param_layout(**config):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        return Decoder.param_layout(**config, peeky=True)
 
     def _lstm_input_size(self, D, H):
         return D + H
@@ -153,6 +174,8 @@ class PeekyDecoder(Decoder):
 class Seq2seqBase(Model):
     """Shared training and decoding for the seq2seq models."""
 
+    param_layout = staticmethod(no_params)
+
     def forward(self, xs, ts):
         """Mean cross entropy of predicting ``ts[:, 1:]`` from ``xs`` and ``ts[:, :-1]``."""
         score = self.decoder.forward(ts[:, :-1], self.encoder.forward(xs))
@@ -181,6 +204,12 @@ class Seq2seq(Seq2seqBase):
 
     decoder_class = Decoder
 
+    @staticmethod
+    def param_layout(**config):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        yield from prefixed("encoder", Encoder.param_layout(**config))
+        yield from prefixed("decoder", Decoder.param_layout(**config))
+
     def __init__(self, vocab_size, wordvec_size=16, hidden_size=128, *, dtype="float32", rng=None):
         self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
         rng = make_rng(rng)
@@ -191,5 +220,11 @@ class Seq2seq(Seq2seqBase):
 
 class PeekySeq2seq(Seq2seq):
     """:class:`Seq2seq` with a :class:`PeekyDecoder`."""
+
+    @staticmethod
+    def param_layout(**config):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        yield from prefixed("encoder", Encoder.param_layout(**config))
+        yield from prefixed("decoder", PeekyDecoder.param_layout(**config))
 
     decoder_class = PeekyDecoder

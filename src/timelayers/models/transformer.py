@@ -28,10 +28,12 @@ from ..decoding import greedy_decode
 from ..errors import ShapeError
 from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding, TimeAffine,
                       TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
+from ._layout import layer_norm, part_of, prefixed, size, sizes, transformer_blocks
 from ._config import ModelConfig
 from ._init import make_rng, randn, zeros
 from .base import Model
 from .seq2seq import Seq2seqBase
+from ..layers.base import evaluation_mode
 
 __all__ = ["TransformerLM", "TransformerLMConfig", "TransformerSeq2seq",
            "TransformerSeq2seqConfig", "TransformerEncoder", "TransformerDecoder", "TokenInput",
@@ -41,9 +43,17 @@ POSITIONAL = ("sinusoidal", "learned")
 
 
 def _check_sizes(where, **sizes):
-    for name, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"{where}: argument {name!r} expected a positive int, got {size!r}")
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{where}: argument {name!r} expected a positive int, got {value!r}")
+
+
+def _token_input_layout(vocab_size, D, max_len, positional):
+    """The params of a :class:`TokenInput`."""
+    V, D, max_len = sizes(vocab_size=vocab_size, D=D, max_len=max_len)
+    yield "embed.W", (V, D)
+    if positional == "learned":
+        yield "position.W", (max_len, D)
 
 
 class TokenInput(Model):
@@ -53,6 +63,8 @@ class TokenInput(Model):
     offset + T - 1``); ``backward(dx (N, T, D))`` fills the embedding's (and the
     learned positions') gradients.
     """
+
+    param_layout = staticmethod(part_of("TransformerLM or TransformerSeq2seq"))
 
     def __init__(self, vocab_size, D, max_len, dropout, positional, dtype, rng):
         if positional not in POSITIONAL:
@@ -137,6 +149,15 @@ class TransformerLM(Model):
     length (untrained) make the evaluation worse, not better.
     """
 
+    @staticmethod
+    def param_layout(vocab_size, d_model, num_layers, ff_size, max_len, positional, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        D, layers, F = sizes(d_model=d_model, num_layers=num_layers, ff_size=ff_size)
+        yield from prefixed("input", _token_input_layout(vocab_size, D, max_len, positional))
+        yield from transformer_blocks(layers, D, F, cross_attention=False)
+        yield from prefixed("norm", layer_norm(D))
+        yield "affine.b", (size(vocab_size, "vocab_size"),)  # affine.W is tied to input.embed.W
+
     def __init__(self, vocab_size=10000, d_model=128, num_heads=4, num_layers=2, ff_size=512,
                  max_len=256, dropout=0.1, positional="sinusoidal", activation="gelu_tanh", *,
                  dtype="float32", rng=None):
@@ -218,6 +239,8 @@ class TransformerEncoder(Model):
     ``backward(dmemory (N, Tq, D))``.
     """
 
+    param_layout = staticmethod(part_of("TransformerSeq2seq"))
+
     def __init__(self, vocab_size, d_model, num_heads, num_layers, ff_size, max_len, dropout,
                  positional, activation, dtype, rng):
         self.input = TokenInput(vocab_size, d_model, max_len, dropout, positional, dtype, rng)
@@ -252,6 +275,8 @@ class TransformerDecoder(Model):
     of the seq2seq data); ``reorder(index)`` keeps rows ``index`` of ``memory``
     and ``prefix``.
     """
+
+    param_layout = staticmethod(part_of("TransformerSeq2seq"))
 
     def __init__(self, vocab_size, d_model, num_heads, num_layers, ff_size, max_len, dropout,
                  positional, activation, dtype, rng):
@@ -319,6 +344,23 @@ class TransformerSeq2seq(Seq2seqBase):
     rng : numpy.random.Generator or int seed (kept as ``model.rng``)
     """
 
+    @staticmethod
+    def param_layout(vocab_size, d_model, encoder_layers, decoder_layers, ff_size, max_len, positional, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        D, F = sizes(d_model=d_model, ff_size=ff_size)
+        yield from prefixed("encoder.input", _token_input_layout(vocab_size, D, max_len, positional))
+        yield from prefixed("encoder", transformer_blocks(size(encoder_layers, "encoder_layers"), D, F,
+                                                          cross_attention=False))
+        yield from prefixed("encoder.norm", layer_norm(D))
+        # decoder.input.embed.W and decoder.affine.W are tied to encoder.input.embed.W
+        for name, shape in _token_input_layout(vocab_size, D, max_len, positional):
+            if name != "embed.W":
+                yield f"decoder.input.{name}", shape
+        yield from prefixed("decoder", transformer_blocks(size(decoder_layers, "decoder_layers"), D, F,
+                                                          cross_attention=True))
+        yield from prefixed("decoder.norm", layer_norm(D))
+        yield "decoder.affine.b", (size(vocab_size, "vocab_size"),)
+
     def __init__(self, vocab_size, d_model=64, num_heads=4, encoder_layers=2, decoder_layers=2,
                  ff_size=256, max_len=64, dropout=0.1, positional="sinusoidal",
                  activation="gelu_tanh", *, dtype="float32", rng=None):
@@ -362,8 +404,6 @@ class TransformerSeq2seq(Seq2seqBase):
         weights : float array (N, length, Tq), row ``t`` is where answer step ``t``
             looked
         """
-        from ..metrics import evaluation_mode
-
         xp = get_array_module(xs)
         ids = greedy_decode(self, xs, start_id, length)
         with evaluation_mode(self):

@@ -15,6 +15,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..layers import Embedding, MatMul, SoftmaxWithLoss
 from ..layers.sampling import NegativeSamplingLoss
+from ._layout import sizes
 from ._config import ModelConfig
 from ._init import make_rng, randn
 from .base import Model
@@ -39,6 +40,14 @@ class SimpleCBOW(Model):
     one-hot, ``C = 2 * window_size``. ``word_vecs`` is ``W_in (V, hidden_size)``.
     One ``MatMul`` per context position, all sharing ``W_in`` (declared ties).
     """
+
+    @staticmethod
+    def param_layout(vocab_size, hidden_size, window_size, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, H, window = sizes(vocab_size=vocab_size, hidden_size=hidden_size, window_size=window_size)
+        if window:
+            yield "in_layers.0.W", (V, H)  # the other context positions are tied to it
+        yield "out_layer.W", (H, V)
 
     def __init__(self, vocab_size, hidden_size, window_size=1, *, dtype="float32", rng=None):
         self.config = Word2vecConfig(vocab_size, hidden_size, window_size, dtype)
@@ -74,6 +83,12 @@ class SimpleSkipGram(Model):
     one-hot. The loss is the sum over the ``C`` context positions of the mean
     softmax cross entropy (the book's ``l1 + l2``). ``word_vecs`` is ``W_in``.
     """
+
+    @staticmethod
+    def param_layout(vocab_size, hidden_size, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, H = sizes(vocab_size=vocab_size, hidden_size=hidden_size)
+        yield from [("in_layer.W", (V, H)), ("out_layer.W", (H, V))]
 
     def __init__(self, vocab_size, hidden_size, window_size=1, *, dtype="float32", rng=None):
         self.config = Word2vecConfig(vocab_size, hidden_size, window_size, dtype)
@@ -123,6 +138,12 @@ def _word_counts(vocab_size, corpus, counts):
 
 
 class _NegativeSamplingModel(Model):
+    @staticmethod
+    def param_layout(vocab_size, hidden_size, **_):
+        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        V, H = sizes(vocab_size=vocab_size, hidden_size=hidden_size)
+        yield from [("in_layer.W", (V, H)), ("ns_loss.W", (V, H))]
+
     def __init__(self, vocab_size, hidden_size, window_size=5, corpus=None, *, counts=None,
                  sample_size=5, power=0.75, dtype="float32", rng=None):
         counts = _word_counts(vocab_size, corpus, counts)
@@ -157,6 +178,8 @@ class CBOW(_NegativeSamplingModel):
     one :class:`Embedding` over the whole ``(N, C)`` block.
     """
 
+    param_layout = _NegativeSamplingModel.param_layout
+
     def forward(self, contexts, target):
         C = contexts.shape[1]
         h = self.in_layer.forward(contexts).sum(axis=1) * (1.0 / C)  # (N, H)
@@ -178,6 +201,8 @@ class SkipGram(_NegativeSamplingModel):
     the ``C`` context positions of the negative-sampling loss (the book's sum of
     per-position losses), computed as one loss over ``N * C`` rows.
     """
+
+    param_layout = _NegativeSamplingModel.param_layout
 
     def forward(self, contexts, target):
         N, C = contexts.shape

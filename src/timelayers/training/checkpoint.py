@@ -29,12 +29,14 @@ import json
 
 import numpy as np
 
+from .._checks import check_named
 from ..backend import get_array_module
 from ..errors import CheckpointError, NonFiniteLossError, OptionError
 from ..models.base import NONNEGATIVE_INT, Model, check_fields, config_dict, read_metadata
 from ..optim import optimizer_from_state
 from ..schedules import schedule_from_state
 from ..serialization import load_tensors
+from .history import INTERVAL_KEYS
 from .jsonable import from_jsonable, to_jsonable
 
 __all__ = ["save_checkpoint", "load_checkpoint", "resume"]
@@ -172,32 +174,21 @@ def _check_training_fields(training: dict, where: str) -> None:
     if unknown:
         raise CheckpointError(f"{where}: training trainer_config has unknown keys {unknown} "
                               f"(a {training.get('trainer')} takes {sorted(known)})")
-    from .trainer import ARGUMENT_KINDS, check_arguments
-
     try:
-        check_arguments(f"{where}: training trainer_config",
-                        **{k: v for k, v in config.items() if k in ARGUMENT_KINDS})
+        check_named(f"{where}: training trainer_config", "argument", **config)
     except OptionError as exc:
         raise CheckpointError(str(exc)) from None
 
 
-def _trainer_class(name):
-    """The trainer class called ``name`` (Trainer or a subclass), or None."""
-    from .trainer import Trainer
-
-    classes = [Trainer]
-    while classes:
-        cls = classes.pop()
-        if cls.__name__ == name:
-            return cls
-        classes += cls.__subclasses__()
-    return None
+TRAINERS: dict = {}
+"""Trainer classes by name (``Trainer`` and its subclasses register themselves),
+for the checkpoints that name their trainer."""
 
 
 def _trainer_config_keys(name) -> set | None:
     """The ``trainer_config`` keys of the trainer class called ``name`` (None when
     there is no such class)."""
-    cls = _trainer_class(name)
+    cls = TRAINERS.get(name)
     return None if cls is None else set(cls.config_keys)
 
 
@@ -205,8 +196,6 @@ def _check_history(history: dict, trainer_name, where: str) -> None:
     """Raise CheckpointError unless ``history`` has the lists a trainer appends to
     (``epoch`` and the interval keys), its per-epoch lists (and its interval
     lists) are of one length, and the trainer's own keys hold numbers or null."""
-    from .history import INTERVAL_KEYS
-
     missing = [k for k in ("epoch", *INTERVAL_KEYS) if k not in history]
     if missing:
         raise CheckpointError(f"{where}: training history lacks {missing}")
@@ -215,7 +204,7 @@ def _check_history(history: dict, trainer_name, where: str) -> None:
         if len(set(lengths.values())) > 1:
             raise CheckpointError(f"{where}: training history lists differ in length: "
                                   f"{str(lengths)[:120]}")
-    cls = _trainer_class(trainer_name)
+    cls = TRAINERS.get(trainer_name)
     numeric = (*(cls.history_keys if cls is not None else ("epoch",)), *INTERVAL_KEYS)
     for key in numeric:
         for value in history.get(key, ()):

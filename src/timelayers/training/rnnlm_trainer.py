@@ -6,7 +6,7 @@ import math
 
 from ..backend import get_array_module
 from ..errors import CheckpointError
-from ..options import KINDS
+from .._checks import KINDS
 from .trainer import Trainer, check_arguments
 
 __all__ = ["RnnlmTrainer"]

@@ -21,32 +21,20 @@ import numpy as np
 from ..backend import get_array_module
 from ..errors import NonFiniteLossError
 from ..optim import clip_grads
-from ..options import check_value
+from .._checks import check_named
 from . import checkpoint
 from .callbacks import step_schedule
 from .history import empty_history, record_history, save_history
 from .meters import FiniteCheck, RunningLoss, default_check_interval
 from .progress import progress_callback
+from ..plot import plot_history
 
 __all__ = ["Trainer", "FitOptions", "check_arguments"]
 
-ARGUMENT_KINDS = {
-    "max_epoch": "non-negative int", "batch_size": "positive int", "time_size": "positive int",
-    "eval_interval": "non-negative int", "max_grad": "positive finite number",
-    "check_interval": "positive int", "reset_each_epoch": "bool",
-}
-"""What the trainers' arguments must be (:data:`timelayers.options.KINDS`); the
-numbers but ``max_epoch``, ``batch_size`` and ``time_size`` may also be None."""
-_MAY_BE_NONE = {"eval_interval", "max_grad", "check_interval"}
-
-
 def check_arguments(where: str, **values) -> None:
     """Raise :class:`~timelayers.errors.OptionError` naming the first argument in
-    ``values`` that is not of its :data:`ARGUMENT_KINDS` kind."""
-    for name, value in values.items():
-        if value is None and name in _MAY_BE_NONE:
-            continue
-        check_value(ARGUMENT_KINDS[name], value, f"{where}: argument {name!r}")
+    ``values`` that is not of its kind (:data:`timelayers._checks.NAME_KINDS`)."""
+    check_named(where, "argument", **values)
 
 
 @dataclass(frozen=True)
@@ -99,6 +87,10 @@ class Trainer:
 
     config_keys = ("max_grad",)  # the constructor arguments a checkpoint keeps
     history_keys = ("epoch", "iteration", "loss", "lr", "seconds", "skipped")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        checkpoint.TRAINERS[cls.__name__] = cls
 
     def __init__(self, model, optimizer, max_grad=None, rng=None, schedule=None, callbacks=(),
                  progress=True):
@@ -221,8 +213,6 @@ class Trainer:
 
     def plot(self, path, title=None):
         """Write the learning curve as a PNG (needs matplotlib). Returns the path."""
-        from ..plot import plot_history
-
         return plot_history(self.history, path, title=title)
 
     # -- checkpoints -------------------------------------------------------------------
@@ -397,3 +387,6 @@ class Trainer:
                              f"trainer uses itself; rename them (e.g. 'val_loss')")
         for k, v in result.items():
             record[k] = float(v) if isinstance(v, (int, float, np.number)) else v
+
+
+checkpoint.TRAINERS[Trainer.__name__] = Trainer

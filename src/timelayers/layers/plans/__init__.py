@@ -27,10 +27,10 @@ from __future__ import annotations
 from ...backend import get_array_module
 from .base import Plan
 from .batched import BatchedGRU, BatchedRNN
-from .cuda import FusedGRU, FusedLSTM, FusedRNN
+from .fused import FusedGRU, FusedLSTM, FusedRNN
 from .lstm_fast import FastLSTM
 from .reference import ReferencePlan
-from .row_blocks import RowBlocks, row_blocks
+from .row_blocks import RowBlocks, even_blocks, row_blocks
 
 __all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "FusedRNN", "FusedLSTM",
            "FusedGRU", "RowBlocks",
@@ -70,8 +70,6 @@ def every_plan(cell, N, xp=None, blocks=2):
     for ``cell`` on a batch of ``N`` rows of array module ``xp`` (NumPy when
     None), each also on ``blocks`` row blocks (for the tests, which run each
     against the reference)."""
-    from .row_blocks import even_blocks
-
     inner = {"lstm": FastLSTM.every_variant(), "gru": [BatchedGRU()],
              "rnn": [BatchedRNN()]}[cell]
     if xp is not None and xp.__name__ != "numpy":

@@ -2,7 +2,7 @@
 
 The rows of a batch are independent sequences, so a time layer can run its
 forward and backward on row blocks at once, each on a core of its own with the
-BLAS held to one thread (:func:`timelayers.parallel.run_parallel`), and sum the
+BLAS held to one thread (:func:`timelayers.threads.run_parallel`), and sum the
 blocks' param gradients. The split changes the float rounding of the summed
 gradients, not the results' meaning; it depends only on the batch size and the
 thread count, so a run is reproducible on the same settings. Worth it when each
@@ -18,7 +18,7 @@ from functools import partial
 from typing import NamedTuple
 
 from ...backend import get_array_module
-from ...parallel import can_run_parallel, get_num_threads, run_parallel
+from ...threads import can_run_parallel, get_num_threads, run_parallel
 from .base import Plan
 
 __all__ = ["RowBlocks", "row_blocks"]
@@ -50,7 +50,7 @@ class BlockCaches(NamedTuple):
 
 class RowBlocks(Plan):
     """Run ``inner`` on row blocks of the batch through
-    :func:`~timelayers.parallel.run_parallel`: ``blocks`` is a list of row
+    :func:`~timelayers.threads.run_parallel`: ``blocks`` is a list of row
     slices covering the batch, or a number of blocks of (nearly) equal size.
     ``inner``'s prepared weights are made once per call and shared by the
     blocks; the first block writes the param gradients, the others their own

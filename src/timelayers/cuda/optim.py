@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import is_cupy_array, launch_kernel, with_float_type
+from ..backend import import_cupy, is_cupy_array
+from .launch import launch_kernel, with_float_type
 
 __all__ = ["takes", "step", "norm_and_factor", "KERNEL_SOURCE"]
 
@@ -119,8 +120,7 @@ def norm_and_factor(grads, max_norm):
     float64 arrays on the device, as :func:`timelayers.optim.clip_grads` computes
     them: one ``vdot`` a gradient, then one kernel for their sum in order, its
     root and the factor, instead of an addition a gradient and five operations."""
-    import cupy
-
+    cupy = import_cupy()
     squares = cupy.stack([cupy.vdot(g.reshape(-1), g.reshape(-1)) for g in grads],
                          dtype=cupy.float64)
     norm, factor = cupy.empty((), cupy.float64), cupy.empty((), cupy.float64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_array_module
+from ..backend import get_array_module
 
 __all__ = ["FlatBuffer", "flat_buffers"]
 

@@ -15,9 +15,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import DataError, OptionError
-from .options import KINDS, check_options
-from .serialization import atomic_write
+from ..errors import DataError, OptionError
+from .._checks import KINDS, check_options
+from ..serialization import atomic_write
 
 __all__ = ["RUN_FILES", "run_files_in", "start_new_run", "sha256_of", "write_json",
            "read_run_json"]
@@ -65,7 +65,7 @@ def write_json(path, obj) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode("utf-8")))
 
 
-_FIELDS = {  # field: (kind, required); a kind from timelayers.options.KINDS
+_FIELDS = {  # field: (kind, required); a kind from timelayers._checks.KINDS
     "recipe": ("str", True), "options": (dict, True), "seed": ("non-negative int", True),
     "data": ("str", True), "task": ("str", False), "version": ("str", False),
     "data_sha256": ("str", False), "shape": (list, False), "resumed": (list, False),

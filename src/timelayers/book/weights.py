@@ -1,7 +1,7 @@
 """Import the book's pretrained weights into timelayers models, checkpoints and
 run folders.
 
-The files are read by :func:`~timelayers.book_pickle.load_book_pickle` (a
+The files are read by :func:`~timelayers.book.pickle.load_book_pickle` (a
 restricted unpickler). :data:`BOOK_MODELS` says, for each model the book saves,
 which of our models it becomes, the shapes of the book's arrays, how they map to
 our params, and where its vocabulary comes from:
@@ -40,8 +40,15 @@ from typing import Callable
 
 import numpy as np
 
-from .book_pickle import UnsafePickleError, load_book_pickle
-from .errors import CheckpointError, OptionError
+from .pickle import UnsafePickleError, load_book_pickle
+from ..errors import CheckpointError, OptionError
+from .. import models
+from .._version import __version__
+from ..datasets import load_ptb, load_sequence
+from ..models.base import check_vocab_fits, config_dict
+from ..runs.folder import sha256_of, start_new_run, write_json
+from ..runs.recipes import COMMON_OPTIONS, RECIPES, load_data
+from ..vocab import Vocabulary
 
 __all__ = ["UnsafePickleError", "load_book_pickle", "BookLayout", "BOOK_MODELS",
            "model_from_book_params", "book_data_vocabulary", "read_book_model",
@@ -167,8 +174,6 @@ def model_from_book_params(kind: str, params, source: str = "the weights"):
 
 
 def _params_model(kind, layout, arrays, source):
-    from . import models
-
     try:
         config, shapes = layout.sizes(arrays)
     except (IndexError, ValueError) as exc:
@@ -206,9 +211,6 @@ def _params_model(kind, layout, arrays, source):
 
 
 def _word_vector_model(kind, layout, params, source):
-    from . import models
-    from .recipes import RECIPES
-
     word_vecs = params["word_vecs"]
     if word_vecs.ndim != 2 or min(word_vecs.shape) < 1:
         raise CheckpointError(f"{source}: 'word_vecs' has shape {word_vecs.shape}, expected "
@@ -231,8 +233,6 @@ def _word_vector_model(kind, layout, params, source):
 def _pickle_vocabulary(params, V, source):
     """The word-vector dict's vocabulary, checked: one word per row, ids 0..V-1,
     ``word_to_id`` and ``id_to_word`` inverse to each other."""
-    from .vocab import Vocabulary
-
     word_to_id, id_to_word = params["word_to_id"], params["id_to_word"]
     if not len(word_to_id) == len(id_to_word) == V:
         raise CheckpointError(f"{source}: 'word_vecs' has {V} rows, 'word_to_id' "
@@ -260,8 +260,6 @@ def book_data_vocabulary(path):
     DataError
         If the file is missing or not in that format (naming the file and line).
     """
-    from .datasets import load_sequence
-
     return load_sequence(path, seed=None)[2]
 
 
@@ -280,8 +278,6 @@ def read_book_model(kind: str, pkl_path, vocab=None):
 
 
 def _attach_vocabulary(model, vocab, where):
-    from .models.base import check_vocab_fits, config_dict
-
     check_vocab_fits(vocab, config_dict(model), where, type(model).__name__)
     model.vocab = vocab
 
@@ -309,7 +305,7 @@ def import_book_weights(kind: str, pkl_path, out_path, vocab=None):
 
 def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, force=False):
     """Read the book's pickled weights for ``kind`` into a run folder that
-    :func:`~timelayers.recipes.load_run` (and ``timelayers eval``, ``generate``,
+    :func:`~timelayers.runs.recipes.load_run` (and ``timelayers eval``, ``generate``,
     ``similar``, ``analogy``) uses as one trained here.
 
     The run is recipe ``kind``'s with the file's sizes; its data is PTB for the
@@ -331,11 +327,6 @@ def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, fo
         a model without reversed questions.
     CheckpointError, DataError, FileExistsError
     """
-    from ._version import __version__
-    from .models.base import config_dict
-    from .recipes import COMMON_OPTIONS, RECIPES, load_data
-    from .run_folder import sha256_of, start_new_run, write_json
-
     layout = _layout(kind)
     recipe = RECIPES[kind]
     if layout.vocabulary == "data" and data is None:
@@ -372,6 +363,4 @@ def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, fo
 
 
 def _ptb_vocabulary():
-    from .datasets import load_ptb
-
     return load_ptb("train")[1]

@@ -36,7 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import get_array_module, launch_kernel, with_float_type
+from ..backend import get_array_module, import_cupy
+from .launch import launch_kernel, with_float_type
 
 __all__ = ["takes", "takes_rows", "softmax_rows", "softmax_rows_backward", "forward", "backward",
            "kernel_source", "SoftmaxCache", "MAX_ROW"]
@@ -127,8 +128,7 @@ def _launch(name, dtype, threads, *args):
 def _row_sum_exp(x2d, row_max):
     """``sum_j exp(x[i, j] - row_max[i])`` for every row, ``(M,)``, in one kernel."""
     if not _row_sum_exp_kernel:
-        import cupy
-
+        cupy = import_cupy()
         _row_sum_exp_kernel.append(cupy.ReductionKernel(
             "T x, T m", "T s", "exp(x - m)", "a + b", "s = a", "0", "row_sum_exp"))
     return _row_sum_exp_kernel[0](x2d, row_max[:, None], axis=1)

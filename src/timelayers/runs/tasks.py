@@ -3,7 +3,7 @@ inputs and its measures.
 
 :class:`LanguageModelTask` (next word, perplexity), :class:`WordVectorTask`
 (word2vec with negative sampling, test loss) and :class:`Seq2seqTask` (question ->
-answer, exact-match accuracy). :mod:`timelayers.recipes` pairs each recipe with one.
+answer, exact-match accuracy). :mod:`timelayers.runs.recipes` pairs each recipe with one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
+from ..datasets import load_addition, load_dates, load_ptb, load_sequence, reverse_questions
+from ..datasets.textfile import read_utf8
+from ..metrics import perplexity, sequence_accuracy
+from ..text import create_contexts_target
+from ..training import RnnlmTrainer, Trainer
+from ..vocab import Vocabulary
 
 __all__ = ["TaskData", "Task", "LanguageModelTask", "WordVectorTask", "Seq2seqTask", "TASKS",
            "GENERATED_DATA_SEED", "read_text_corpus"]
@@ -54,8 +60,6 @@ class Task:
         return {}
 
     def trainer_class(self):
-        from .training import Trainer
-
         return Trainer
 
     def fit_inputs(self, options, data: TaskData):
@@ -94,8 +98,6 @@ class _CorpusTask(Task):
 
     def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
         if source is None:
-            from .datasets import load_ptb
-
             train, ptb_vocab = load_ptb("train")
             valid, _ = load_ptb("valid")
             test, _ = load_ptb("test")
@@ -114,8 +116,6 @@ class LanguageModelTask(_CorpusTask):
     name = "lm"
 
     def trainer_class(self):
-        from .training import RnnlmTrainer
-
         return RnnlmTrainer
 
     def check_sizes(self, options, data, where, training=True):
@@ -140,15 +140,12 @@ class LanguageModelTask(_CorpusTask):
     def validation(self, options, data):
         if not options.get("eval_valid", True):
             return None
-        from .metrics import perplexity
 
         return lambda model: {"val_perplexity": perplexity(model, data.valid,
                                                            batch_size=_EVAL_BATCH,
                                                            time_size=options["time_size"])}
 
     def test_metrics(self, model, options, data):
-        from .metrics import perplexity
-
         return {"perplexity": perplexity(model, data.test, batch_size=_EVAL_BATCH,
                                          time_size=options["time_size"])}
 
@@ -163,8 +160,6 @@ class WordVectorTask(_CorpusTask):
         return {"corpus": data.train}
 
     def fit_inputs(self, options, data):
-        from .text import create_contexts_target
-
         return create_contexts_target(data.train, options["window_size"]), {}
 
     def check_sizes(self, options, data, where, training=True):
@@ -178,8 +173,6 @@ class WordVectorTask(_CorpusTask):
         super().check_sizes(options, data, where, training)
 
     def test_metrics(self, model, options, data):
-        from .text import create_contexts_target
-
         contexts, target = create_contexts_target(data.test, options["window_size"])
         model.ns_loss.sampler.rng = np.random.default_rng(0)
         losses = [model.forward(contexts[i:i + 1000], target[i:i + 1000])
@@ -201,8 +194,6 @@ class Seq2seqTask(Task):
     monitor = ("val_accuracy", "max")
 
     def load(self, recipe, source, options, seed, vocab=None) -> TaskData:
-        from .datasets import load_addition, load_dates, load_sequence, reverse_questions
-
         if source is None:
             generate = load_addition if recipe.data == "addition" else load_dates
             (x_tr, t_tr), (x_te, t_te), made = generate(n=options.get("examples", 50000),
@@ -235,14 +226,10 @@ class Seq2seqTask(Task):
         super().check_sizes(options, data, where, training)
 
     def validation(self, options, data):
-        from .metrics import sequence_accuracy
-
         x, t = data.valid
         return lambda model: {"val_accuracy": sequence_accuracy(model, x, t)}
 
     def test_metrics(self, model, options, data):
-        from .metrics import sequence_accuracy
-
         x, t = data.test
         return {"accuracy": sequence_accuracy(model, x, t)}
 
@@ -266,10 +253,6 @@ def read_text_corpus(path, vocab=None, *, grow=True):
     ``<unk>`` when it has one, or raise :class:`DataError` counting them and naming
     the first few.
     """
-    from .vocab import Vocabulary
-
-    from .datasets.textfile import read_utf8
-
     try:
         text = read_utf8(path)  # a byte-order mark dropped; not UTF-8: DataError
     except FileNotFoundError:

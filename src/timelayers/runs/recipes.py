@@ -17,7 +17,7 @@ book, train with AdamW and a warm-up + cosine schedule counted in iterations).
 :func:`similar` and :func:`analogy` use a finished run, with the vocabulary saved
 in its model; they, and a resumed training, refuse a data file whose SHA-256 is not
 the one the run was trained on. A new run never mixes with an old one in the same
-folder (:mod:`timelayers.run_folder`). The command line (:mod:`timelayers.cli`) is
+folder (:mod:`timelayers.runs.folder`). The command line (:mod:`timelayers.cli`) is
 a thin layer over this module.
 """
 
@@ -30,15 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .backend import get_array_module, to_cpu
-from .errors import DataError, OptionError
-from .options import check_options, check_value
-from .run_folder import read_run_json, sha256_of, start_new_run, write_json
-from .schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
+from .._version import __version__
+from ..backend import CUPY_INSTALL_HINT, cupy_available, get_array_module, import_cupy, to_cpu, to_gpu
+from ..errors import DataError, OptionError
+from .._checks import check_options, check_value
+from .folder import read_run_json, sha256_of, start_new_run, write_json
+from ..schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
 from .tasks import (GENERATED_DATA_SEED, TASKS, LanguageModelTask, Seq2seqTask, Task, TaskData,
                     WordVectorTask, read_text_corpus)
-from .vocab import UnknownWordError
+from ..vocab import UnknownWordError
+from .. import models, optim
+from ..decoding import beam_search, generate_ids, greedy_decode
+from ..distributed import parallelize, use_local_gpu
+from ..models import Model
+from ..models.base import config_dict
+from ..plot import plot_attention, plot_history
+from ..text import analogy as _analogy, most_similar
 
 __all__ = ["Recipe", "RECIPES", "COMMON_OPTIONS", "RESUME_CHANGES", "Task", "TASKS",
            "LanguageModelTask", "WordVectorTask", "Seq2seqTask", "GENERATED_DATA_SEED",
@@ -150,8 +157,6 @@ def _model_kwargs(recipe, options):
 
 
 def build_model(recipe: Recipe, options: dict, data: TaskData, rng):
-    from . import models
-
     cls = getattr(models, recipe.model)
     try:
         model = cls(len(data.vocab), **_model_kwargs(recipe, options),
@@ -167,8 +172,6 @@ _OPTIMIZER_OPTIONS = ("weight_decay",)
 
 
 def _optimizer(options):
-    from . import optim
-
     cls = getattr(optim, options["optimizer"])
     return cls(lr=options["lr"], **{k: options[k] for k in _OPTIMIZER_OPTIONS if k in options})
 
@@ -236,15 +239,12 @@ def check_device(device) -> None:
     if device not in DEVICES:
         raise OptionError(f"argument 'device' expected one of {', '.join(DEVICES)}, got {device!r}")
     if device == "gpu":
-        from .backend import cupy_available
-
         if not cupy_available():
             try:
-                import cupy  # noqa: F401
-            except ImportError:
-                raise OptionError("device 'gpu' needs CuPy, which is not installed (install the "
-                                  "CuPy package built for your CUDA version, e.g. "
-                                  "cupy-cuda12x)") from None
+                import_cupy()
+            except OptionError:
+                raise OptionError(f"device 'gpu' needs CuPy, which is not installed "
+                                  f"({CUPY_INSTALL_HINT})") from None
             raise OptionError("device 'gpu': CuPy is installed but sees no GPU") from None
 
 
@@ -253,7 +253,6 @@ def _on_device(data: TaskData, device) -> TaskData:
     their inputs' array module)."""
     if device == "cpu":
         return data
-    from .backend import to_gpu
 
     def move(split):
         return tuple(to_gpu(a) for a in split) if isinstance(split, tuple) else to_gpu(split)
@@ -291,7 +290,7 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
     overrides : dict, optional
         Hyperparameters replacing the recipe's (``epochs``, ``batch_size``, ``lr``,
         ``hidden_size``, ``wordvec_size``, ``time_size``, ``reverse``, ...), checked
-        against :data:`timelayers.options.OPTION_KINDS`.
+        against :data:`timelayers._checks.NAME_KINDS`.
     seed : int, optional
         Seeds initialisation, shuffling, dropout and sampling (default 0).
     resume : bool
@@ -338,14 +337,10 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
                                                          force, progress, callbacks, rank,
                                                          processes)
     if processes > 1 and device == "gpu":
-        from .distributed import use_local_gpu
-
         use_local_gpu(comm)
     model = _to_device(trainer.model, device)
     task_data = _on_device(task_data, device)
     if processes > 1:
-        from .distributed import parallelize
-
         parallelize(trainer, comm, seed)
     (x, t), extra = recipe.task.fit_inputs(options, task_data)
     with warnings.catch_warnings():
@@ -369,7 +364,7 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
 
 def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=0, processes=1):
     """A new run: data loaded and checked, the model and trainer built, then the
-    folder made ready (see :func:`timelayers.run_folder.start_new_run`) and ``run.json``
+    folder made ready (see :func:`timelayers.runs.folder.start_new_run`) and ``run.json``
     written (the folder by rank 0 only): an error before that leaves the folder, and
     a run it holds, as they were. Returns ``(trainer, options, data source,
     seed, task data)``."""
@@ -493,8 +488,6 @@ that choose the map, and what the plot's title says it is."""
 
 def _plots(out, recipe, options, model, history, data):
     try:
-        from .plot import plot_attention, plot_history
-
         plot_history(history, out / "learning_curve.png", title=recipe.name)
         if recipe.model in _ATTENTION_MAPS:
             which, what = _ATTENTION_MAPS[recipe.model]
@@ -529,7 +522,6 @@ def load_run(run_dir, device="cpu") -> Run:
     """Load ``run_dir/model.safetensors`` and ``run.json``; the model is put on
     ``device`` (``"cpu"`` or ``"gpu"``)."""
     check_device(device)
-    from .models import Model
 
     info = read_run_json(run_dir)
     where = f"{str(Path(run_dir) / 'run.json')!r}"
@@ -561,8 +553,6 @@ def check_options_fit_model(recipe: Recipe, options: dict, model, where: str,
     """Raise :class:`DataError` when an option of ``run.json`` (``where``) that
     builds the model (``hidden_size``, ``cell``, ...) differs from the config of
     the model read from ``model_file``: the two files are not of one run."""
-    from .models.base import config_dict
-
     config = config_dict(model)
     for key, value in _model_kwargs(recipe, options).items():
         if key in config and config[key] != value:
@@ -590,8 +580,6 @@ def evaluate(run: Run, data=None, task_data=None) -> dict:
 def generate_text(run: Run, start: str = "you", length: int = 100, *, temperature=1.0, top_k=None,
                   seed=None, skip=("N", "<unk>", "$")) -> str:
     """Sample text from a language-model run, starting after the word ``start``."""
-    from .decoding import generate_ids
-
     if not isinstance(run.recipe.task, LanguageModelTask):
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not a "
                          f"language model")
@@ -608,8 +596,6 @@ def generate_text(run: Run, start: str = "you", length: int = 100, *, temperatur
 def answer(run: Run, questions, beam=1) -> list:
     """Answers of a seq2seq run to question strings (greedy, or beam search when
     ``beam > 1``)."""
-    from .decoding import beam_search, greedy_decode
-
     if not isinstance(run.recipe.task, Seq2seqTask):
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not seq2seq")
     model, vocab = run.model, run.model.vocab
@@ -659,8 +645,6 @@ def _word_vectors(run):
 
 def similar(run: Run, word: str, top=5):
     """Nearest words to ``word`` by cosine similarity of the run's word vectors."""
-    from .text import most_similar
-
     vectors = _word_vectors(run)
     _check_words(run, word)
     return most_similar(word, run.model.vocab, vectors, top=top)
@@ -668,8 +652,6 @@ def similar(run: Run, word: str, top=5):
 
 def analogy(run: Run, a: str, b: str, c: str, top=5):
     """Answers to ``a : b = c : ?`` from the run's word vectors."""
-    from .text import analogy as _analogy
-
     vectors = _word_vectors(run)
     _check_words(run, a, b, c)
     return _analogy(a, b, c, run.model.vocab, vectors, top=top)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import launch_kernel, with_float_type
+from .launch import launch_kernel, with_float_type
+
+from ..backend import import_cupy
 
 __all__ = ["keep_mask", "keep_mask_reference", "exponential_keys", "exponential_keys_reference",
            "KERNEL_SOURCE"]
@@ -77,8 +79,7 @@ def kernel_source(dtype_name):
 def keep_mask(seed, shape, ratio, dtype):
     """A CuPy array of ``shape`` and ``dtype``: ``1 / (1 - ratio)`` where the
     element is kept, 0 where it is dropped."""
-    import cupy
-
+    cupy = import_cupy()
     dtype = np.dtype(dtype)
     mask = cupy.empty(shape, dtype=dtype)
     n = mask.size
@@ -112,8 +113,7 @@ def exponential_keys(seed, targets, inv_p, first_row=0):
     ``seed``, whose targets are ``targets`` (CuPy ints ``(n,)``); ``inv_p`` is
     :func:`inverse_probabilities` of the sampling distribution on the device
     ``(V,)``. Rows drawn apart give the keys of the whole batch."""
-    import cupy
-
+    cupy = import_cupy()
     targets = cupy.ascontiguousarray(targets, dtype=cupy.int64)
     rows, vocab = targets.size, inv_p.size
     keys = cupy.empty((rows, vocab), dtype=cupy.float64)

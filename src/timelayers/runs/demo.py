@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gradcheck import check_layer
-from .layers import TimeAffine
+from ..gradcheck import check_layer
+from ..layers import TimeAffine
 
 __all__ = ["SeedCheck", "replay_seed_check", "seed_arrays"]
 

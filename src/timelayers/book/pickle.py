@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = ["UnsafePickleError", "load_book_pickle", "WORD_VECTOR_KEYS", "ENTRIES_PER_FILE_BYTE",
            "FREE_ENTRIES"]
