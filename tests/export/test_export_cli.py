@@ -83,10 +83,7 @@ def test_exported_attention_answers_dates_as_ours_with_onnx_runtime_alone(tmp_pa
         import onnx_generate
     finally:
         sys.path.pop(0)
-    try:
-        from timelayers.runs.recipes import answer
-    except ImportError:  # before the package's restructuring
-        from timelayers.recipes import answer
+    from timelayers.runs.recipes import answer
 
     questions = ["JUN 17, 2013", "2/10/93", "tuesday, september 25, 1984"]
     assert onnx_generate.answer(tmp_path / "att-onnx", questions) == \

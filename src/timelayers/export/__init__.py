@@ -10,7 +10,8 @@
   command).
 
 The gate orders of the three libraries, and how they are converted, are in
-:mod:`._layouts`. Nothing here imports ``onnx`` or ``torch`` until it is used.
+:mod:`._layouts`. Nothing here imports ``onnx`` or ``torch`` until it is used (the only imports made
+inside functions).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OptionError
+from ..runs.recipes import load_run
+from ..serialization import atomic_write
 from ._layouts import EXPORT_KINDS, kind_of
 
 __all__ = ["to_onnx", "to_torch", "from_torch", "export_run", "FORMATS", "EXPORT_KINDS",
@@ -77,7 +80,6 @@ def to_onnx(model, path, *, recipe=None, force=False) -> list:
         ``path`` is refused.
     """
     _need("onnx", "to_onnx")
-    from ..serialization import atomic_write
     from .onnx_graphs import build_graphs
 
     paths = onnx_paths(model, path)
@@ -137,8 +139,4 @@ def export_run(run_dir, out, fmt="onnx", force=False) -> list:
 
 
 def _load_run(run_dir):
-    try:
-        from ..runs.recipes import load_run
-    except ImportError:
-        from ..recipes import load_run
     return load_run(run_dir)

@@ -40,6 +40,8 @@ from torch.nn import functional as F
 from ..backend import to_cpu
 from ..errors import CheckpointError, OptionError
 from ..models.base import MODEL_REGISTRY, config_dict
+from ..serialization import atomic_write
+from ..vocab import Vocabulary
 from ._layouts import TORCH_ORDER, cell_of, kind_of, reorder, restore
 
 __all__ = ["to_torch", "from_torch", "save_torch", "load_torch", "LanguageModel",
@@ -331,8 +333,6 @@ def from_torch(module, model=None):
     if model is None:
         model = MODEL_REGISTRY[module.model_name](**module.config)
         if module.vocab is not None:
-            from ..vocab import Vocabulary
-
             model.vocab = Vocabulary.from_dict(module.vocab)
     elif type(model).__name__ != module.model_name:
         raise OptionError(f"from_torch: argument 'model' expected a {module.model_name} (the "
@@ -347,8 +347,6 @@ def from_torch(module, model=None):
 def save_torch(model, path, recipe=None):
     """``torch.save`` of :func:`to_torch`'s ``state_dict`` with the model's name,
     config, vocabulary and ``recipe`` (plain data: loads with ``weights_only=True``)."""
-    from ..serialization import atomic_write
-
     module = to_torch(model)
     payload = {"format": "timelayers-torch", "model": module.model_name, "config": module.config,
                "vocab": module.vocab, "recipe": recipe, "state_dict": module.state_dict()}
