@@ -6,9 +6,19 @@ NumPy's ufuncs release the GIL, so one large elementwise pass (the softmax over
 threads work on at once. :func:`parallel_rows` does that for NumPy arrays on a
 small pool of threads (the calling thread takes one block itself);
 :func:`set_num_threads` / :func:`get_num_threads` set and read its size. The
-default is the number of CPUs this process may run on (at most 8), or the
+default is the number of CPUs this process may use -- its CPU affinity, capped
+by a container's CPU quota (:func:`cpu_limit`), at most 8 -- or the
 ``TIMELAYERS_NUM_THREADS`` environment variable. Matrix products are left to the
 BLAS, which has its own threads (``OPENBLAS_NUM_THREADS`` or ``threadpoolctl``).
+
+On a machine that is busy with something else, threads that wait for each
+other lose: a matrix product split over two threads waits for the slower one,
+and a thread whose core another process holds is the slower one. Unless the
+count was fixed (``TIMELAYERS_NUM_THREADS``, :func:`set_num_threads`), the
+trainers call :func:`adapt_to_load` at every step: at most once a second it
+reads how many of this process's CPUs other processes kept busy
+(``/proc/stat`` against this process's own CPU time) and sizes both the pool
+and the BLAS to the CPUs left, at least one, at most the limit.
 
 :func:`run_parallel` runs a few independent jobs -- the row blocks of a batch
 in a recurrent layer -- on the same pool, with the BLAS held to one thread
@@ -32,16 +42,19 @@ import os
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
 
+import math  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 __all__ = ["parallel_rows", "run_parallel", "can_run_parallel", "set_num_threads",
-           "get_num_threads"]
+           "get_num_threads", "cpu_limit", "adapt_to_load"]
 
 
 _MAX_DEFAULT_THREADS = 8
 _BLOCKS_PER_THREAD = 4
 _num_threads = None   # None: not decided yet (see _default_num_threads)
+_fixed = False        # the count was set by the user: adapt_to_load leaves it
 _pool = None          # ThreadPoolExecutor with _num_threads - 1 workers, made on first use
 _pool_lock = threading.Lock()
 _in_worker = threading.local()
@@ -55,11 +68,45 @@ def _default_num_threads() -> int:
         except ValueError:
             raise ValueError(f"TIMELAYERS_NUM_THREADS expected a positive integer, "
                              f"got {env!r}") from None
+    return min(cpu_limit(), _MAX_DEFAULT_THREADS)
+
+
+def _allowed_cpus() -> list:
     try:
-        n = len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, _MAX_DEFAULT_THREADS))
+        return list(range(os.cpu_count() or 1))
+
+
+def cgroup_cpu_quota(root="/sys/fs/cgroup"):
+    """The CPUs a container's CPU quota allows (a float: 1.5 is 150 ms of CPU
+    time every 100 ms), or None without a quota. Reads cgroup v2's ``cpu.max``,
+    else v1's ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us``."""
+    def read(*names):
+        try:
+            with open(os.path.join(root, *names)) as f:
+                return f.read().split()
+        except (OSError, ValueError):
+            return None
+
+    v2 = read("cpu.max")
+    quota_period = (v2 if v2 and len(v2) == 2 else
+                    [(read("cpu", n) or [""])[0] for n in ("cpu.cfs_quota_us", "cpu.cfs_period_us")])
+    try:
+        quota, period = (float(x) for x in quota_period)
+    except ValueError:  # "max", missing files
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cpu_limit() -> int:
+    """The CPUs this process may use: its affinity, capped by a CPU quota
+    rounded up (a container limited to 1 CPU gets 1), at least 1."""
+    n = len(_allowed_cpus())
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
 
 
 def get_num_threads() -> int:
@@ -72,15 +119,22 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads (the caller's included) for large row-wise passes;
-    1 turns the pool off. Does not change the BLAS's threads."""
-    global _num_threads, _pool
+    1 turns the pool off; the count then stays fixed (:func:`adapt_to_load`
+    leaves it). Does not change the BLAS's threads."""
+    global _fixed
     if int(n) != n or n < 1:
         raise ValueError(f"set_num_threads: argument 'n' expected a positive integer, got {n!r}")
+    _fixed = True
+    _resize_pool(int(n))
+
+
+def _resize_pool(n: int) -> None:
+    global _num_threads, _pool
     with _pool_lock:
-        if _pool is not None and int(n) != _num_threads:
+        if _pool is not None and n != _num_threads:
             _pool.shutdown(wait=True)
             _pool = None
-        _num_threads = int(n)
+        _num_threads = n
 
 
 def _reset_pool_in_child():
@@ -236,3 +290,73 @@ def parallel_rows(fn, n_rows: int, min_rows: int = 1, max_block: int | None = No
             fn(start, stop)
 
     _run_on_pool([work] * n)
+
+
+# -- sharing the machine --------------------------------------------------------------------
+ADAPT_INTERVAL = 1.0   # seconds between two readings of the machine's load
+_load_sample = None    # (wall time, busy seconds of the allowed CPUs, this process's CPU seconds)
+_blas_ceiling = None   # the BLAS's threads when first adapted: never raised above it
+
+
+def _busy_seconds(cpus) -> float | None:
+    """Seconds the CPUs ``cpus`` spent on anything but idling since boot
+    (``/proc/stat``; None where it cannot be read)."""
+    wanted = {f"cpu{c}" for c in cpus}
+    try:
+        with open("/proc/stat") as f:
+            lines = [line.split() for line in f if line.startswith("cpu")]
+    except OSError:
+        return None
+    ticks = 0
+    for fields in lines:
+        if fields[0] in wanted:
+            values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            ticks += sum(values) - values[3] - values[4]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def threads_for_load(limit: int, others: float) -> int:
+    """The threads to run when other processes keep ``others`` of this process's
+    ``limit`` CPUs busy: the CPUs left, rounded to the nearest, between 1 and
+    ``limit``."""
+    return max(1, min(limit, int(limit - others + 0.5)))
+
+
+def adapt_to_load(now: float | None = None) -> int:
+    """Fit the pool's and the BLAS's threads to the CPUs other processes leave
+    free, at most once every :data:`ADAPT_INTERVAL` seconds; returns the thread
+    count. Does nothing when the count was fixed by ``TIMELAYERS_NUM_THREADS``
+    or :func:`set_num_threads`, or where the load cannot be read."""
+    global _load_sample, _blas_ceiling
+    if _fixed or os.environ.get("TIMELAYERS_NUM_THREADS", "").strip():
+        return get_num_threads()
+    now = time.monotonic() if now is None else now
+    if _load_sample is not None and now - _load_sample[0] < ADAPT_INTERVAL:
+        return get_num_threads()
+    cpus = _allowed_cpus()
+    busy = _busy_seconds(cpus)
+    if busy is None:
+        return get_num_threads()
+    sample, previous = (now, busy, _own_cpu_seconds()), _load_sample
+    _load_sample = sample
+    if previous is None:
+        return get_num_threads()
+    wall = sample[0] - previous[0]
+    others = max(0.0, (sample[1] - previous[1]) - (sample[2] - previous[2])) / wall
+    limit = min(cpu_limit(), _MAX_DEFAULT_THREADS)
+    n = threads_for_load(limit, others)
+    if n != get_num_threads():
+        _resize_pool(n)
+    libs = _blas_controllers()
+    if libs:
+        if _blas_ceiling is None:
+            _blas_ceiling = max(1, max(lib.get_num_threads() or 1 for lib in libs))
+        if _blas_depth == 0:
+            for lib in libs:
+                lib.set_num_threads(min(n, _blas_ceiling))
+    return n

@@ -11,6 +11,8 @@ the user's. Checkpoints are :mod:`.checkpoint`'s.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,8 +21,9 @@ from typing import Callable
 import numpy as np
 
 from ..backend import get_array_module
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, OptionError
 from ..optim import clip_grads
+from ..threads import adapt_to_load
 from .._checks import check_named
 from . import checkpoint
 from .callbacks import step_schedule
@@ -29,7 +32,30 @@ from .meters import FiniteCheck, RunningLoss, default_check_interval
 from .progress import progress_callback
 from ..plot import plot_history
 
-__all__ = ["Trainer", "FitOptions", "check_arguments"]
+__all__ = ["Trainer", "FitOptions", "check_arguments", "MAX_ITERS_ENV", "iterations_cap"]
+
+MAX_ITERS_ENV = "TIMELAYERS_MAX_ITERS"
+"""The environment variable that gives ``fit``'s ``max_iters`` when it is not given
+(a quick try of a script, the README's test); unset or empty: whole epochs."""
+
+
+def iterations_cap(max_iters, where: str):
+    """``max_iters`` checked, or when None the positive int in ``$TIMELAYERS_MAX_ITERS``
+    (None when it is unset or empty); a bad value raises
+    :class:`~timelayers.errors.OptionError` naming it."""
+    if max_iters is not None:
+        check_arguments(where, max_iters=max_iters)
+        return max_iters
+    text = os.environ.get(MAX_ITERS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise OptionError(f"${MAX_ITERS_ENV} expected a positive int (or unset), got {text!r}")
+    return value
 
 def check_arguments(where: str, **values) -> None:
     """Raise :class:`~timelayers.errors.OptionError` naming the first argument in
@@ -50,6 +76,9 @@ class FitOptions:
     checkpoint: str | os.PathLike | None
     skip_nonfinite: bool
     check_interval: int | None
+    checkpoint_every: int | None = None
+    batch_size: int | None = None
+    time_size: int | None = None
 
 
 class Trainer:
@@ -72,7 +101,10 @@ class Trainer:
     callbacks : sequence of callables ``(trainer, event, info)``
         See :mod:`timelayers.training.callbacks`.
     progress : bool or {"tqdm", "log"}, default True
-        True: a tqdm bar if stderr is a terminal, else log lines; False: nothing.
+        True: a tqdm bar if stderr is a terminal (or a notebook with ipywidgets),
+        else the book's lines on stderr (through the ``"timelayers"`` logger when
+        logging is set up to show INFO); False (or 0): nothing. See
+        :mod:`timelayers.training.progress`.
 
     Attributes
     ----------
@@ -107,10 +139,14 @@ class Trainer:
         self.iteration = 0
         self.stop_training = False
         self._display = None  # the progress callback of the running fit
+        self._epoch_progress = None  # where a checkpoint stopped inside an epoch, to continue
+        self._in_epoch = None  # while a mid-epoch checkpoint is written: what it records
+        self._interrupted = False
 
     # -- public API ------------------------------------------------------------------
     def fit(self, x, t, max_epoch=10, batch_size=32, max_grad=None, eval_interval=20,
-            eval_fn=None, checkpoint=None, skip_nonfinite=False, check_interval=None):
+            eval_fn=None, checkpoint=None, skip_nonfinite=False, check_interval=None,
+            max_iters=None, checkpoint_every=None):
         """Train until ``self.epoch == max_epoch``.
 
         Parameters
@@ -132,7 +168,9 @@ class Trainer:
             Called at the end of each epoch (e.g. ``{"val_perplexity": 135.2}``);
             its values go into the history and to the schedule.
         checkpoint : str or Path, optional
-            Save a training checkpoint there after each epoch (atomically).
+            Save a training checkpoint there after each epoch (atomically), and
+            when training is interrupted (Ctrl-C, between two iterations: a
+            second Ctrl-C stops at once) before raising ``KeyboardInterrupt``.
         skip_nonfinite : bool, default False
             Skip batches whose loss (or gradient norm) is not finite instead of
             raising :class:`NonFiniteLossError`. Needs a check at every
@@ -145,33 +183,45 @@ class Trainer:
             device. A non-finite loss stops training at the first check after it,
             before that iteration's update; with ``check_interval > 1`` the
             updates since the previous check have been made.
+        max_iters : int, optional
+            End every epoch after this many iterations (a short try of a
+            recipe); default: ``$TIMELAYERS_MAX_ITERS``, else the whole epoch.
+        checkpoint_every : int, optional
+            Also save the checkpoint every this many iterations inside an epoch;
+            :meth:`resume` (or :meth:`load_checkpoint`) then continues from that
+            iteration, with the same batches, to the bit, as if uninterrupted
+            (``fit`` must then be given the same ``batch_size`` and ``max_iters``).
 
         Returns
         -------
         dict
             ``self.history``.
         """
-        check_arguments(f"{type(self).__name__}.fit", max_epoch=max_epoch, batch_size=batch_size,
+        name = f"{type(self).__name__}.fit"
+        check_arguments(name, max_epoch=max_epoch, batch_size=batch_size,
                         max_grad=max_grad, eval_interval=eval_interval,
-                        check_interval=check_interval)
+                        check_interval=check_interval, checkpoint_every=checkpoint_every)
+        cap = iterations_cap(max_iters, name)
         n = len(x)
         if len(t) != n:
             raise ValueError(f"Trainer.fit: x has {n} examples, t has {len(t)}")
         max_iters = n // batch_size
         if max_iters < 1:
             raise ValueError(f"Trainer.fit: {n} examples are fewer than batch_size={batch_size}")
+        if cap is not None:
+            max_iters = min(max_iters, cap)
         xp = get_array_module(x)
 
-        def batches():
+        def batches(first=0):
             idx = self.rng.permutation(n)
             if xp is not np:
                 idx = xp.asarray(idx)
-            for i in range(max_iters):
+            for i in range(first, max_iters):
                 b = idx[i * batch_size:(i + 1) * batch_size]
                 yield x[b], t[b]
 
         options = self._options(max_epoch, max_grad, eval_interval, eval_fn, checkpoint,
-                                skip_nonfinite, check_interval)
+                                skip_nonfinite, check_interval, checkpoint_every, batch_size)
         return self._fit(batches, max_iters, options)
 
     def train_step(self, x, t, max_grad=None, check=None, check_now=False):
@@ -189,7 +239,11 @@ class Trainer:
             The loss as the model returned it (not read to the host) and None,
             or the :class:`~timelayers.training.meters.NonFinite` that stopped
             the step.
+
+        Before the step, the threads are fitted to the CPUs that other processes
+        leave free (:func:`timelayers.threads.adapt_to_load`, once a second at most).
         """
+        adapt_to_load()
         model = self.model
         loss = model.forward(x, t)
         if check is not None:
@@ -211,9 +265,24 @@ class Trainer:
         """Write ``history`` as JSON (atomically)."""
         save_history(self.history, path)
 
-    def plot(self, path, title=None):
-        """Write the learning curve as a PNG (needs matplotlib). Returns the path."""
-        return plot_history(self.history, path, title=title)
+    def plot(self, ylim=None, path=None, title=None):
+        """Draw the learning curve (needs matplotlib), as the book's ``Trainer.plot``:
+        shown on screen when ``path`` is None, else written there as a PNG.
+
+        Parameters
+        ----------
+        ylim : (bottom, top), optional
+            The loss axis' limits (the book's ``ylim``).
+        path : str or Path, optional
+        title : str, optional
+
+        Returns
+        -------
+        The path, or the matplotlib figure when shown.
+        """
+        if path is None and isinstance(ylim, (str, os.PathLike)):  # plot(path), the old order
+            ylim, path = None, ylim
+        return plot_history(self.history, path, title=title, ylim=ylim)
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, path) -> None:
@@ -262,7 +331,8 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------
     def _options(self, max_epoch, max_grad, eval_interval, eval_fn, checkpoint_path,
-                 skip_nonfinite, check_interval) -> FitOptions:
+                 skip_nonfinite, check_interval, checkpoint_every=None,
+                 batch_size=None, time_size=None) -> FitOptions:
         name = type(self).__name__
         if check_interval is None:
             on_host = get_array_module(*self.model.params[:1]) is np
@@ -274,7 +344,8 @@ class Trainer:
                           max_grad=self.max_grad if max_grad is None else max_grad,
                           eval_interval=eval_interval, eval_fn=eval_fn,
                           checkpoint=checkpoint_path, skip_nonfinite=skip_nonfinite,
-                          check_interval=check_interval)
+                          check_interval=check_interval, checkpoint_every=checkpoint_every,
+                          batch_size=batch_size, time_size=time_size)
 
     def _fit(self, batches, max_iters, options: FitOptions):
         if self.epoch >= options.max_epoch:
@@ -282,35 +353,87 @@ class Trainer:
                           f"max_epoch={options.max_epoch}; nothing to train (max_epoch counts "
                           f"all epochs, including earlier ones)", stacklevel=3)
             return self.history
+        self._check_epoch_progress(max_iters, options)
         self.stop_training = False
         self._display = progress_callback(self.progress)
         self._emit("fit_start", {"epoch": self.epoch, "max_epoch": options.max_epoch})
-        while self.epoch < options.max_epoch and not self.stop_training:
-            try:
-                self._run_epoch(batches, max_iters, options)
-            except BaseException:
-                if self._display is not None:
-                    self._display.close()
-                raise
+        previous = self._catch_interrupts(options)
+        try:
+            while self.epoch < options.max_epoch and not self.stop_training:
+                try:
+                    self._run_epoch(batches, max_iters, options)
+                except BaseException:
+                    if self._display is not None:
+                        self._display.close()
+                    raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self._interrupted = False
         self._emit("fit_end", {"epoch": self.epoch, "history": self.history})
         return self.history
+
+    def _check_epoch_progress(self, max_iters, options):
+        """Raise OptionError when a checkpoint stopped inside an epoch of another length
+        or batch size than this fit's (its position would not mean the same batches)."""
+        saved = self._epoch_progress
+        if saved is None:
+            return
+        then = (saved["max_iters"], saved.get("batch_size"), saved.get("time_size"))
+        now = (max_iters, options.batch_size, options.time_size)
+        if then != now:
+            def shape(iters, batch_size, time_size):
+                size = "" if time_size is None else f", time_size={time_size}"
+                return f"{iters} iterations of batch_size={batch_size}{size}"
+            raise OptionError(
+                f"{type(self).__name__}.fit: the checkpoint stopped at iteration "
+                f"{saved['iterations']} of an epoch of {shape(*then)}; this fit's epoch has "
+                f"{shape(*now)}: continue with the same sizes and max_iters")
+
+    def _catch_interrupts(self, options):
+        """With a checkpoint to write, make the first Ctrl-C stop training at the end of
+        the running iteration (the second stops at once); returns the handler to put
+        back, or None when nothing was changed (no checkpoint, not the main thread,
+        or a handler that is not Python's default)."""
+        if (options.checkpoint is None or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            return None
+
+        def interrupt(signum, frame):
+            self._interrupted = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        self._interrupted = False
+        return signal.signal(signal.SIGINT, interrupt)
 
     def _run_epoch(self, batches, max_iters, options: FitOptions):
         model = self.model
         epoch = self.epoch + 1
         if hasattr(model, "train"):
             model.train()
-        self._start_epoch()
-        self._emit("epoch_start", {"epoch": epoch, "max_iters": max_iters})
-        start = time.perf_counter()
-        lr = self.optimizer.lr
+        resumed, self._epoch_progress = self._epoch_progress, None
         xp = get_array_module(*model.params[:1])
         epoch_loss, interval_loss = RunningLoss(xp), RunningLoss(xp)
         check = FiniteCheck(xp, options.check_interval)
-        skipped = 0
-        for it, (xb, tb) in enumerate(batches(), 1):
+        if resumed is None:
+            first, skipped, lr, elapsed = 0, 0, self.optimizer.lr, 0.0
+            self._start_epoch()
+        else:
+            first, skipped, lr, elapsed = (resumed["iterations"], resumed["skipped"],
+                                           resumed["lr"], resumed["seconds"])
+            self.rng.bit_generator.state = resumed["epoch_rng_state"]
+            for meter, key in ((epoch_loss, "loss"), (interval_loss, "interval_loss")):
+                meter.sum = xp.asarray(resumed[f"{key}_sum"], dtype=np.float64)
+                meter.count = resumed[f"{key}_count"]
+            self._continue_epoch(resumed)
+        epoch_rng_state = self.rng.bit_generator.state  # the batches' order is drawn from it
+        self._emit("epoch_start", {"epoch": epoch, "max_iters": max_iters, "first": first})
+        start = time.perf_counter() - elapsed
+        every = options.checkpoint_every if options.checkpoint is not None else None
+        for it, (xb, tb) in enumerate(batches(first), first + 1):
+            save_now = it < max_iters and ((every and it % every == 0) or self._interrupted)
             loss, problem = self.train_step(xb, tb, options.max_grad, check,
-                                            check.due(it, max_iters))
+                                            check.due(it, max_iters) or save_now)
             self.iteration += 1
             if problem is not None:
                 if not options.skip_nonfinite:
@@ -330,6 +453,15 @@ class Trainer:
                         "seconds": time.perf_counter() - start,
                         "metrics": self.loss_metrics(interval_loss.mean())})
                 interval_loss.reset()
+            if it < max_iters and options.checkpoint is not None and (save_now or self._interrupted):
+                self._save_in_epoch(options, check, {
+                    "iterations": it, "max_iters": max_iters, "batch_size": options.batch_size,
+                    "time_size": options.time_size,
+                    "skipped": skipped, "lr": lr, "seconds": time.perf_counter() - start,
+                    "epoch_rng_state": epoch_rng_state,
+                    "loss_sum": epoch_loss.total(), "loss_count": epoch_loss.count,
+                    "interval_loss_sum": interval_loss.total(),
+                    "interval_loss_count": interval_loss.count})
         record = {"epoch": epoch, "iteration": self.iteration,
                   **self.loss_metrics(epoch_loss.mean()), "lr": lr,
                   "seconds": time.perf_counter() - start, "skipped": skipped}
@@ -340,7 +472,31 @@ class Trainer:
         self._emit("epoch_end", record)
         if options.checkpoint is not None:
             self.save_checkpoint(options.checkpoint)
+        if self._interrupted:
+            raise KeyboardInterrupt(f"checkpoint {str(options.checkpoint)!r} written after "
+                                    f"epoch {epoch}")
 
+    def _save_in_epoch(self, options, check, progress):
+        """Write the checkpoint of an unfinished epoch (``progress``: where it stands);
+        after a Ctrl-C, then raise KeyboardInterrupt. Nothing is written when a loss or
+        gradient norm since the last check is not finite."""
+        finite = check.check_losses() is None and check.check_norms() is None
+        if finite:
+            self._in_epoch = progress
+            try:
+                self.save_checkpoint(options.checkpoint)
+            finally:
+                self._in_epoch = None
+        if self._interrupted:
+            where = (f"checkpoint {str(options.checkpoint)!r} written at epoch {self.epoch + 1}, "
+                     f"iteration {progress['iterations']} of {progress['max_iters']}"
+                     if finite else "no checkpoint written (a non-finite loss since the last "
+                                    "check)")
+            raise KeyboardInterrupt(where)
+
+    def _continue_epoch(self, progress):
+        """Set the model up to continue the epoch a checkpoint stopped in
+        (``progress``: its record); here nothing to do."""
     def _nonfinite_message(self, problem, epoch, it, max_iters, options) -> str:
         advice = ("Lower the learning rate, clip gradients (max_grad=...), or pass "
                   "skip_nonfinite=True to skip such batches.")
