@@ -1,12 +1,14 @@
 """Learning curves and attention maps as PNG files.
 
 matplotlib is imported only inside these functions (it is the optional extra
-``timelayers[plot]``), and only its object-oriented API is used: no pyplot, no
-global backend change, no window.
+``timelayers[plot]``), and only its object-oriented API is used to write files:
+no pyplot, no global backend change, no window. Only :func:`plot_history` without a
+path (the book's ``trainer.plot()``) goes through pyplot, to show the figure.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -14,26 +16,34 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_cpu
+from .serialization import atomic_write
 
 __all__ = ["plot_history", "plot_attention"]
 
 
-def _figure(figsize):
+def _figure(figsize, shown=False):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("plotting needs matplotlib, which is not installed: "
                           "pip install 'timelayers[plot]'") from exc
+    if shown:  # a figure pyplot manages, so that show() draws it
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize)
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig
 
 
 def _save(fig, path):
+    """Render ``fig`` to PNG bytes, then write them with :func:`atomic_write` (a link
+    at ``path`` is replaced, never followed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    atomic_write(path, buffer.getvalue())
     return path
 
 
@@ -42,9 +52,9 @@ def _series(history, key):
     return [math.nan if v is None else float(v) for v in values]
 
 
-def plot_history(history, path, title=None):
+def plot_history(history, path=None, title=None, ylim=None):
     """Draw a training history (a trainer's ``history`` dict, or the path of a JSON
-    file written by ``save_history``) to a PNG file.
+    file written by ``save_history``) to a PNG file, or show it (``path`` None).
 
     Panels: the loss (per epoch, and the running loss recorded every
     ``eval_interval`` iterations when present, ``"interval_loss"`` against
@@ -55,13 +65,15 @@ def plot_history(history, path, title=None):
     Parameters
     ----------
     history : dict of lists, or str / Path of a JSON file
-    path : str or Path
-        Where the PNG is written.
+    path : str or Path, optional
+        Where the PNG is written; None: shown with ``matplotlib.pyplot.show()``.
     title : str, optional
+    ylim : (bottom, top), optional
+        Limits of the loss axis.
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path, or the matplotlib Figure when shown
     """
     if isinstance(history, (str, Path)):
         history = json.loads(Path(history).read_text(encoding="utf-8"))
@@ -80,7 +92,7 @@ def plot_history(history, path, title=None):
         panels.append(("accuracy", acc_keys))
     if lrs and len(set(lrs)) > 1:
         panels.append(("learning rate", ["lr"]))
-    fig = _figure((4.5 * len(panels), 3.6))
+    fig = _figure((4.5 * len(panels), 3.6), shown=path is None)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, names) in zip(axes, panels):
         if label == "loss" and history.get("interval_loss"):
@@ -96,10 +108,17 @@ def plot_history(history, path, title=None):
             values = [v for k in names for v in _series(history, k) if math.isfinite(v)]
             if values and max(values) / max(min(values), 1e-12) > 20:
                 ax.set_yscale("log")
+        if label == "loss" and ylim is not None:
+            ax.set_ylim(*ylim)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    if path is None:
+        import matplotlib.pyplot as plt
+
+        plt.show()
+        return fig
     return _save(fig, path)
 
 

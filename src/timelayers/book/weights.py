@@ -46,7 +46,7 @@ from .. import models
 from .._version import __version__
 from ..datasets import load_ptb, load_sequence
 from ..models.base import check_vocab_fits, config_dict
-from ..runs.folder import sha256_of, start_new_run, write_json
+from ..runs.folder import RunFolderLock, sha256_of, start_new_run, write_json
 from ..runs.recipes import COMMON_OPTIONS, RECIPES, load_data
 from ..vocab import Vocabulary
 
@@ -356,9 +356,10 @@ def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, fo
         recipe.task.check_sizes(options, task_data, f"data file {source!r}", training=False)
         info.update(recipe.task.run_info(task_data))
     run_dir = Path(run_dir)
-    start_new_run(run_dir, force=force)
-    model.save(run_dir / "model.safetensors")
-    write_json(run_dir / "run.json", info)
+    with RunFolderLock(run_dir):
+        start_new_run(run_dir, force=force)
+        model.save(run_dir / "model.safetensors")
+        write_json(run_dir / "run.json", info)
     return model
 
 

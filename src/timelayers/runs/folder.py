@@ -11,16 +11,19 @@ holds its own ``run.json`` (and a checkpoint to resume from, after one epoch).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 from ..errors import DataError, OptionError
 from .._checks import KINDS, check_options
 from ..serialization import atomic_write
 
-__all__ = ["RUN_FILES", "run_files_in", "start_new_run", "sha256_of", "write_json",
-           "read_run_json"]
+__all__ = ["RUN_FILES", "LOCK_FILE", "RunFolderLock", "run_files_in", "start_new_run",
+           "sha256_of", "write_json", "read_run_json"]
 
 RUN_FILES = ("run.json", "model.safetensors", "checkpoint.safetensors", "history.json",
              "metrics.json", "learning_curve.png", "attention.png")
@@ -28,15 +31,17 @@ RUN_FILES = ("run.json", "model.safetensors", "checkpoint.safetensors", "history
 
 
 def run_files_in(folder) -> list:
-    """Names of the :data:`RUN_FILES` present in ``folder``."""
+    """Names of the :data:`RUN_FILES` present in ``folder``: anything under such a
+    name counts (a link, dangling or not, a FIFO, a folder), not only a file."""
     folder = Path(folder)
-    return [name for name in RUN_FILES if (folder / name).exists()]
+    return [name for name in RUN_FILES if os.path.lexists(folder / name)]
 
 
 def start_new_run(folder, force=False) -> None:
     """Make ``folder`` ready for a new run: create it, or raise
     :class:`FileExistsError` when it holds a run, unless ``force``, which removes the
-    old run's files (and their leftover temp files; other files are kept)."""
+    old run's files (and their leftover temp files; other files are kept; a link
+    is removed, never what it points to)."""
     folder = Path(folder)
     existing = run_files_in(folder)
     if existing and not force:
@@ -44,11 +49,101 @@ def start_new_run(folder, force=False) -> None:
                               f"({', '.join(existing)}): continue it with --resume, replace it "
                               f"with --force, or train into another --out")
     for name in existing:
-        (folder / name).unlink()
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            raise FileExistsError(f"run folder {str(folder)!r} holds a folder named {name!r}, "
+                                  f"where a run keeps a file: move it away first")
+    for name in existing:
+        (folder / name).unlink()  # a link goes, not what it points to
     for name in RUN_FILES:
         for temp in folder.glob(f".{name}.*.tmp"):
             temp.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+
+
+LOCK_FILE = ".timelayers.lock"
+"""The file a writer of a run folder holds locked (``fcntl.flock``), with its pid
+inside, while it writes; removed when it is done (a killed writer leaves it, locked
+by no one)."""
+
+
+class RunFolderLock:
+    """The one writer of a run folder: :meth:`acquire` takes an exclusive
+    ``flock`` on ``folder/.timelayers.lock`` (creating the folder), or raises
+    :class:`~timelayers.errors.OptionError` at once naming the folder and the pid
+    of the process holding it; :meth:`release` (or leaving the ``with`` block)
+    removes the file and lets the lock go. The kernel releases it when its process
+    ends, however it ends, so a lock left by a killed process never blocks the
+    next run."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd = None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = self._open()
+            try:
+                if self._lock(fd):
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # its holder removed the file meanwhile: lock the new one
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+
+    def _open(self) -> int:
+        try:  # never through a link, never blocking on a FIFO
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            what = "is a link" if os.path.islink(self.path) else exc.strerror
+            raise OptionError(f"run folder {str(self.folder)!r} cannot be locked: {LOCK_FILE} "
+                              f"{what}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OptionError(f"run folder {str(self.folder)!r} cannot be locked: {LOCK_FILE} "
+                              f"is not a regular file")
+        return fd
+
+    def _lock(self, fd) -> bool:
+        """Lock ``fd``: True when it is still the file at :attr:`path`."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            holder = f" (process {holder})" if holder.isdigit() else ""
+            raise OptionError(f"run folder {str(self.folder)!r} is being written by another "
+                              f"training{holder}: wait for it to end, or train into another "
+                              f"--out") from None
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.unlink(self.path)  # still locked: no one holds a lock on it meanwhile
+            except OSError:
+                pass
+            os.close(fd)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def sha256_of(path) -> str:

@@ -34,7 +34,7 @@ from .._version import __version__
 from ..backend import CUPY_INSTALL_HINT, cupy_available, get_array_module, import_cupy, to_cpu, to_gpu
 from ..errors import DataError, OptionError
 from .._checks import check_options, check_value
-from .folder import read_run_json, sha256_of, start_new_run, write_json
+from .folder import RunFolderLock, read_run_json, sha256_of, start_new_run, write_json
 from ..schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
 from .tasks import (GENERATED_DATA_SEED, TASKS, LanguageModelTask, Seq2seqTask, Task, TaskData,
                     WordVectorTask, read_text_corpus)
@@ -311,7 +311,27 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         process calls ``train`` alike). Only rank 0 writes the run folder and shows
         progress; the others return a result without metrics. ``run.json`` records
         the number of processes, and a resume must use as many.
+
+    Raises
+    ------
+    OptionError
+        Among others, when another process is training into ``out_dir``: a run
+        folder has one writer at a time (:class:`~timelayers.runs.folder.RunFolderLock`,
+        held from before the folder changes to the end).
     """
+    lock = RunFolderLock(out_dir)  # acquired by rank 0 in _start / _resume
+    try:
+        return _train(lock, recipe_name, out_dir, data=data, overrides=overrides, seed=seed,
+                      resume=resume, force=force, progress=progress,
+                      target_accuracy=target_accuracy, callbacks=callbacks, device=device,
+                      comm=comm)
+    finally:
+        lock.release()
+
+
+def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, progress,
+           target_accuracy, callbacks, device, comm) -> RunResult:
+    """:func:`train`'s work, with the folder's ``lock`` to acquire before it changes."""
     check_device(device)
     rank, processes = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
     progress = progress if rank == 0 else False
@@ -331,11 +351,12 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         if data is not None or force:
             raise OptionError("a resumed run keeps its own data and folder: drop data/force")
         trainer, options, data, seed, task_data = _resume(recipe, out, overrides, seed,
-                                                          progress, callbacks, rank, processes)
+                                                          progress, callbacks, rank, processes,
+                                                          lock)
     else:
         trainer, options, data, seed, task_data = _start(recipe, out, overrides, data, seed,
                                                          force, progress, callbacks, rank,
-                                                         processes)
+                                                         processes, lock)
     if processes > 1 and device == "gpu":
         use_local_gpu(comm)
     model = _to_device(trainer.model, device)
@@ -362,7 +383,8 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
     return RunResult(out, model, trainer.history, metrics, stopped)
 
 
-def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=0, processes=1):
+def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=0, processes=1,
+           lock=None):
     """A new run: data loaded and checked, the model and trainer built, then the
     folder made ready (see :func:`timelayers.runs.folder.start_new_run`) and ``run.json``
     written (the folder by rank 0 only): an error before that leaves the folder, and
@@ -388,15 +410,20 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
     if processes > 1:
         info["processes"] = processes
     if rank == 0:  # only now: a run that cannot start (sizes, model) leaves the folder as it was
+        if lock is not None:
+            lock.acquire()
         start_new_run(out, force=force)
         write_json(out / "run.json", info)
     return trainer, options, source, seed, task_data
 
 
-def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes=1):
+def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes=1, lock=None):
     """The run in ``out`` continued from its checkpoint with its saved options,
     vocabulary and (unchanged) data; :data:`RESUME_CHANGES` applied and recorded
-    (by rank 0). Returns ``(trainer, options, data source, seed, task data)``."""
+    (by rank 0, holding ``lock`` from before anything is read).
+    Returns ``(trainer, options, data source, seed, task data)``."""
+    if rank == 0 and lock is not None and out.is_dir():  # no folder: read_run_json says so
+        lock.acquire()
     info = read_run_json(out)
     if info["recipe"] != recipe.name:
         raise OptionError(f"run {str(out)!r} trained {info['recipe']!r}, not {recipe.name!r}")

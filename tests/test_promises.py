@@ -1,0 +1,164 @@
+"""What the library promises about run folders, the files it writes and the inputs it
+reads (README, "What the library promises"), tried as a careful user and as someone
+who plants files would: links, a second writer, another run's checkpoint, endless
+inputs, numbers that overflow, long lines, environment variables."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from timelayers.cli import main
+
+TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
+                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
+TINY_LM = ["--epochs", 1, "--hidden", 8, "--wordvec", 8, "--batch-size", 2, "--time-size", 5,
+           "--no-eval"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def strict_json(path):
+    """``path`` read as RFC 8259 JSON: ``Infinity`` and ``NaN`` are refused."""
+    def refuse(name):
+        raise ValueError(f"{path}: {name} is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text(TEXT)
+    return path
+
+
+@pytest.fixture
+def lm_run(tmp_path, corpus_file, capsys):
+    out_dir = tmp_path / "lm"
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
+    assert code == 0, err
+    return out_dir
+
+
+# -- every file through one writer; links replaced, never followed ---------------------------
+def test_a_link_in_a_run_folder_is_replaced_not_followed_on_resume(lm_run, tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("learning_curve.png", "history.json", "metrics.json"):
+        (outside / name).write_text("precious")
+        (lm_run / name).unlink()
+        (lm_run / name).symlink_to(outside / name)
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--out", lm_run)
+    assert code == 0, err
+    for name in ("learning_curve.png", "history.json", "metrics.json"):
+        assert (outside / name).read_text() == "precious", name
+        assert not (lm_run / name).is_symlink() and (lm_run / name).stat().st_size > 0, name
+
+
+def test_a_dangling_link_counts_as_a_run_file_and_force_removes_the_link(tmp_path, corpus_file,
+                                                                         capsys):
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    target = tmp_path / "elsewhere" / "picture.png"
+    (out_dir / "learning_curve.png").symlink_to(target)
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM,
+                       "--out", out_dir)
+    assert code == 2 and "already holds a run" in err and "learning_curve.png" in err
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM,
+                       "--out", out_dir, "--force")
+    assert code == 0, err
+    assert not target.exists() and not target.parent.exists()
+    assert not (out_dir / "learning_curve.png").is_symlink()
+
+
+def test_plots_are_written_atomically_through_a_link(tmp_path):
+    pytest.importorskip("matplotlib")
+    from timelayers.plot import plot_attention, plot_history
+
+    target = tmp_path / "target.png"
+    target.write_bytes(b"precious")
+    for name, draw in [("curve.png", lambda p: plot_history({"epoch": [1, 2], "loss": [2, 1]}, p)),
+                       ("map.png", lambda p: plot_attention(np.eye(2), "ab", "cd", p))]:
+        (tmp_path / name).symlink_to(target)
+        draw(tmp_path / name)
+        assert target.read_bytes() == b"precious"
+        assert not (tmp_path / name).is_symlink()
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_full_disk_while_writing_a_plot_names_the_file(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from timelayers.plot import plot_history
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    path = tmp_path / "learning_curve.png"
+    with pytest.raises(OSError, match="No space left on device") as info:
+        plot_history({"epoch": [1], "loss": [1.0]}, path)
+    assert str(path) in str(info.value)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- one writer per run folder -------------------------------------------------------------
+HOLD_LOCK = """
+import sys, time
+from timelayers.runs.folder import RunFolderLock
+lock = RunFolderLock(sys.argv[1])
+lock.acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder(folder):
+    """A process holding ``folder``'s lock (started, and locked, when this returns)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+@pytest.mark.parametrize("how", [["--resume", "--epochs", 2], ["--force"], []])
+def test_a_second_writer_is_refused_at_once_naming_the_folder_and_the_holder(lm_run, corpus_file,
+                                                                             capsys, how):
+    before = {p.name: p.read_bytes() for p in lm_run.iterdir() if p.name != ".timelayers.lock"}
+    holder = _holder(lm_run)
+    try:
+        data = [] if "--resume" in how else ["--data", corpus_file, *TINY_LM]
+        code, _, err = run(capsys, "train", "rnnlm", *data, *how, "--out", lm_run)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2, err
+    assert (f"run folder '{lm_run}' is being written by another training (process "
+            f"{holder.pid})") in err
+    assert len(err.strip().splitlines()) == 1
+    after = {p.name: p.read_bytes() for p in lm_run.iterdir() if p.name != ".timelayers.lock"}
+    assert after == before
+    # the holder was killed: its lock is gone with it (the file it leaves locks nothing)
+    assert (lm_run / ".timelayers.lock").exists()
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--out", lm_run)
+    assert code == 0, err
+    assert not (lm_run / ".timelayers.lock").exists()
+
+
+def test_two_trainings_in_one_process_take_turns(lm_run, capsys):
+    """The lock is released when a training ends, whether it ended well or not."""
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", 2, "--hidden", 16,
+                       "--out", lm_run)
+    assert code == 2 and "hidden_size=16" in err
+    for epochs in (2, 3):
+        code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", epochs,
+                           "--out", lm_run)
+        assert code == 0, err
