@@ -477,3 +477,16 @@ def book_seq2seq_scores(kind, arrays, xs, ts_in):
         weights /= weights.sum(axis=2, keepdims=True)
         dec_hs = np.concatenate([np.einsum("ntq,nqh->nth", weights, enc_hs), dec_hs], axis=2)
     return dec_hs @ a[8] + a[9]
+
+
+def find_ptb():
+    """The folder holding the Penn Treebank files for the tests that need them:
+    ``$TIMELAYERS_DATA`` when it holds ``ptb.train.txt``, else ``../shared/datasets/ptb``
+    beside the checkout when it does; None when neither does."""
+    from pathlib import Path
+
+    for folder in (os.environ.get("TIMELAYERS_DATA"),
+                   Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ptb"):
+        if folder and (Path(folder) / "ptb.train.txt").is_file():
+            return Path(folder)
+    return None

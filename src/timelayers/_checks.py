@@ -166,7 +166,7 @@ KINDS = {
 _SIZES = ("vocab_size", "input_size", "output_size", "wordvec_size", "hidden_size",
           "window_size", "sample_size", "num_layers", "encoder_layers", "decoder_layers",
           "d_model", "num_heads", "ff_size", "max_len", "epochs", "batch_size", "time_size",
-          "examples", "check_interval")
+          "examples", "check_interval", "max_iters", "checkpoint_every")
 NAME_KINDS = {
     **{name: "positive int" for name in _SIZES},
     "warmup": "non-negative int", "max_epoch": "non-negative int",
@@ -185,16 +185,17 @@ NAME_KINDS = {
 optimizers' hyper-parameters, the trainers' arguments and the models' config
 fields share their names, and a name means the same kind everywhere."""
 
-MAY_BE_NONE = frozenset({"max_grad", "eval_interval", "check_interval"})
+MAY_BE_NONE = frozenset({"max_grad", "eval_interval", "check_interval", "max_iters",
+                         "checkpoint_every"})
 """Names whose value may also be None (no clipping, no evaluation, the default
-interval)."""
+interval, whole epochs, checkpoints at epochs' ends only)."""
 
 RECIPE_OPTIONS = frozenset({
     "epochs", "batch_size", "time_size", "hidden_size", "wordvec_size", "window_size",
     "sample_size", "examples", "d_model", "num_heads", "num_layers", "encoder_layers",
     "decoder_layers", "ff_size", "max_len", "warmup", "lr", "max_grad", "weight_decay",
     "dropout_ratio", "plateau_factor", "reverse", "eval_valid", "cell", "score", "optimizer",
-    "positional", "activation"})
+    "positional", "activation", "max_iters"})
 """The options a recipe (and ``run.json``) may set."""
 
 

@@ -12,12 +12,19 @@ A checkpoint is one safetensors file (a model file too: ``Model.load`` reads it)
   schedule's state, the state of every random generator (the trainer's
   ``rng_state``, the model's ``model_rng_state``, ``layer_rng_states`` by layer
   name) and the trainer's own fields (:class:`RnnlmTrainer`: ``time_idx``,
-  ``has_state``, ``state_batch_size``).
+  ``has_state``, ``state_batch_size``); a checkpoint written inside an epoch
+  (``fit(checkpoint_every=...)``, Ctrl-C) also has ``epoch_progress``: the
+  iterations done in the unfinished epoch, its length and batch size, the state of
+  the trainer's generator when the epoch drew its order, the epoch's running loss
+  sums and counts, skipped batches, seconds and learning rate (and
+  :class:`RnnlmTrainer` the model's recurrent state then, as
+  ``"trainer_state.in_epoch.<layer>.h"``).
 
 Loading checks everything against the trainer before anything changes, so a
 mismatch raises :class:`CheckpointError` naming the tensor or field and leaves
 the trainer as it was. A run stopped after epoch ``k`` and resumed gives the
-same losses, to the bit, as an uninterrupted one.
+same losses, to the bit, as an uninterrupted one; so does a run stopped inside
+an epoch.
 
 A trainer takes part through public methods: ``trainer_config()``,
 ``checkpoint_extras()`` and ``restore_checkpoint_extras(tensors, training)``.
@@ -29,7 +36,7 @@ import json
 
 import numpy as np
 
-from .._checks import check_named
+from .._checks import KINDS, check_named
 from ..backend import get_array_module
 from ..errors import CheckpointError, NonFiniteLossError, OptionError
 from ..models.base import NONNEGATIVE_INT, Model, check_fields, config_dict, read_metadata
@@ -83,6 +90,8 @@ def save_checkpoint(trainer, path) -> None:
         else:
             training[key][name] = generator.bit_generator.state
     training.update(extra_fields)
+    if trainer._in_epoch is not None:
+        training["epoch_progress"] = dict(trainer._in_epoch)
     model.save(path, extra_tensors=tensors, extra_metadata={"training": to_jsonable(training)})
 
 
@@ -235,6 +244,8 @@ def _check(trainer, tensors, training, path) -> None:
     except CheckpointError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     _check_generator_state(trainer.rng, training["rng_state"], "the trainer's rng state", where)
+    if training.get("epoch_progress") is not None:
+        _check_epoch_progress(trainer, training["epoch_progress"], where)
     for key, layer, generator in _model_generators(trainer.model, trainer.rng):
         saved = training.get(key)
         if layer is not None:
@@ -244,6 +255,37 @@ def _check(trainer, tensors, training, path) -> None:
                                   f"{layer or 'the model'}")
         _check_generator_state(generator, saved, f"the rng state of {layer or 'the model'}",
                                where)
+
+
+_EPOCH_PROGRESS = {"iterations": "positive int", "max_iters": "positive int",
+                   "batch_size": "positive int", "skipped": "non-negative int",
+                   "loss_count": "non-negative int", "interval_loss_count": "non-negative int",
+                   "lr": "non-negative finite number", "seconds": "non-negative finite number"}
+
+
+def _check_epoch_progress(trainer, progress, where) -> None:
+    """Raise CheckpointError unless ``progress`` (``epoch_progress``) is a record of
+    an unfinished epoch that this trainer can continue."""
+    if not isinstance(progress, dict):
+        raise CheckpointError(f"{where}: training 'epoch_progress' should be an object, got "
+                              f"{json.dumps(progress)[:60]}")
+    for key, kind in _EPOCH_PROGRESS.items():
+        if not KINDS[kind](progress.get(key)):
+            raise CheckpointError(f"{where}: training epoch_progress {key!r} should be a "
+                                  f"{kind}, got {json.dumps(progress.get(key))[:60]}")
+    for key in ("loss_sum", "interval_loss_sum"):
+        value = progress.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise CheckpointError(f"{where}: training epoch_progress {key!r} should be a "
+                                  f"number, got {json.dumps(value)[:60]}")
+    if progress["iterations"] >= progress["max_iters"]:
+        raise CheckpointError(f"{where}: training epoch_progress 'iterations' "
+                              f"({progress['iterations']}) should be fewer than its 'max_iters' "
+                              f"({progress['max_iters']})")
+    if not isinstance(progress.get("epoch_rng_state"), dict):
+        raise CheckpointError(f"{where}: training epoch_progress lacks 'epoch_rng_state'")
+    _check_generator_state(trainer.rng, progress["epoch_rng_state"],
+                           "the epoch's rng state", where)
 
 
 def _apply(trainer, tensors, training) -> None:
@@ -262,6 +304,7 @@ def _apply(trainer, tensors, training) -> None:
     trainer.iteration = int(training["iteration"])
     trainer.history = {k: list(v) for k, v in training["history"].items()}
     trainer.restore_checkpoint_extras(_trainer_state(tensors), training)
+    trainer._epoch_progress = training.get("epoch_progress")
 
 
 def _trainer_state(tensors) -> dict:

@@ -7,7 +7,7 @@ import math
 from ..backend import get_array_module
 from ..errors import CheckpointError
 from .._checks import KINDS
-from .trainer import Trainer, check_arguments
+from .trainer import Trainer, check_arguments, iterations_cap
 
 __all__ = ["RnnlmTrainer"]
 
@@ -65,6 +65,7 @@ class RnnlmTrainer(Trainer):
         self._carried_state = None
         self._state_batch_size = None  # the batch size the carried state was made with
         self._batch_size = None
+        self._in_epoch_state = None  # the model's state to continue an unfinished epoch with
 
     @property
     def carried_state(self):
@@ -74,7 +75,7 @@ class RnnlmTrainer(Trainer):
 
     def fit(self, xs, ts, max_epoch=10, batch_size=20, time_size=35, max_grad=None,
             eval_interval=20, eval_fn=None, checkpoint=None, skip_nonfinite=False,
-            check_interval=None):
+            check_interval=None, max_iters=None, checkpoint_every=None):
         """Train until ``self.epoch == max_epoch``.
 
         Parameters
@@ -91,15 +92,21 @@ class RnnlmTrainer(Trainer):
             Steps per update ``T``.
         max_grad, eval_interval, eval_fn, checkpoint, skip_nonfinite, check_interval
             As for :meth:`Trainer.fit`.
+        max_iters, checkpoint_every
+            As for :meth:`Trainer.fit`: an epoch cut at ``max_iters`` iterations
+            reads ``max_iters * time_size`` tokens of every stream, and the next
+            epoch continues from there.
 
         Returns
         -------
         dict
             ``self.history``.
         """
-        check_arguments(f"{type(self).__name__}.fit", max_epoch=max_epoch, batch_size=batch_size,
+        name = f"{type(self).__name__}.fit"
+        check_arguments(name, max_epoch=max_epoch, batch_size=batch_size,
                         time_size=time_size, max_grad=max_grad, eval_interval=eval_interval,
-                        check_interval=check_interval)
+                        check_interval=check_interval, checkpoint_every=checkpoint_every)
+        cap = iterations_cap(max_iters, name)
         if xs.ndim != 1 or ts.shape != xs.shape:
             raise ValueError(f"RnnlmTrainer.fit: expected xs and ts of the same shape (L,), got "
                              f"{tuple(xs.shape)} and {tuple(ts.shape)}")
@@ -108,21 +115,24 @@ class RnnlmTrainer(Trainer):
         if max_iters < 1:
             raise ValueError(f"RnnlmTrainer.fit: a corpus of {data_size} tokens is shorter than "
                              f"batch_size x time_size = {batch_size * time_size}")
+        if cap is not None:
+            max_iters = min(max_iters, cap)
         xp = get_array_module(xs)
         jump = data_size // batch_size
         base = (xp.arange(batch_size) * jump)[:, None] + xp.arange(time_size)[None, :]  # (N, T)
         pos = xp.empty_like(base)
         self._batch_size = batch_size
 
-        def batches():
-            for _ in range(max_iters):
+        def batches(first=0):
+            for _ in range(first, max_iters):
                 xp.add(base, self.time_idx, out=pos)
                 xp.remainder(pos, data_size, out=pos)
                 self.time_idx += time_size
                 yield xs[pos], ts[pos]  # (N, T) each
 
         options = self._options(max_epoch, max_grad, eval_interval, eval_fn, checkpoint,
-                                skip_nonfinite, check_interval)
+                                skip_nonfinite, check_interval, checkpoint_every, batch_size,
+                                time_size)
         return self._fit(batches, max_iters, options)
 
     def loss_metrics(self, mean_loss: float) -> dict:
@@ -134,8 +144,12 @@ class RnnlmTrainer(Trainer):
         return {"loss": mean_loss, "perplexity": perplexity}
 
     def checkpoint_extras(self):
-        """The carried state as tensors; ``time_idx`` and the state's batch size as fields."""
-        return dict(self._carried_state or {}), {
+        """The carried state as tensors (inside an epoch, the model's state too, as
+        ``"in_epoch.<layer>.h"``); ``time_idx`` and the state's batch size as fields."""
+        tensors = dict(self._carried_state or {})
+        if self._in_epoch is not None:
+            tensors.update({_IN_EPOCH + k: v for k, v in self.model.get_state().items()})
+        return tensors, {
             "time_idx": self.time_idx, "has_state": self._carried_state is not None,
             "state_batch_size": self._state_batch_size}
 
@@ -146,6 +160,15 @@ class RnnlmTrainer(Trainer):
         ``has_state``, ``tensors`` holds the ``h`` (and, for an LSTM, ``c``) of
         every stateful layer, each of shape (state_batch_size, H), finite, of the
         params' dtype; without it, none. Changes nothing."""
+        in_epoch = {k[len(_IN_EPOCH):]: v for k, v in tensors.items() if k.startswith(_IN_EPOCH)}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(_IN_EPOCH)}
+        progress = training.get("epoch_progress")
+        if progress is not None:
+            rows = progress.get("batch_size") if isinstance(progress, dict) else None
+            self._check_carried_state(in_epoch, rows)
+        elif in_epoch:
+            raise CheckpointError(f"the state {sorted(in_epoch)[:3]} of an unfinished epoch is "
+                                  f"saved, but no 'epoch_progress'")
         missing = [k for k in ("time_idx", "has_state", "state_batch_size") if k not in training]
         if missing:
             raise CheckpointError(f"training metadata lacks {missing}")
@@ -171,7 +194,7 @@ class RnnlmTrainer(Trainer):
         """The carried state ``tensors`` ({"rnn.h": (rows, H), ...}) against the model."""
         want = {}
         for name, layer in self.model._stateful_layers():
-            for key in ("h", "c") if getattr(layer, "_has_c", False) else ("h",):
+            for key in ("h", "c") if layer.cell.has_cell_state else ("h",):
                 want[f"{name}.{key}"] = (rows, getattr(layer, "hidden_size", None))
         if set(tensors) != set(want):
             raise CheckpointError(f"the carried state holds {sorted(tensors)}, the "
@@ -190,6 +213,9 @@ class RnnlmTrainer(Trainer):
                 raise CheckpointError(f"carried state {key!r} has NaN or infinite values")
 
     def restore_checkpoint_extras(self, tensors, training):
+        self._in_epoch_state = {k[len(_IN_EPOCH):]: v for k, v in tensors.items()
+                                if k.startswith(_IN_EPOCH)}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(_IN_EPOCH)}
         self.time_idx = int(training.get("time_idx", 0))
         self._carried_state = dict(tensors) if training.get("has_state") else None
         self._state_batch_size = training.get("state_batch_size")
@@ -201,6 +227,10 @@ class RnnlmTrainer(Trainer):
         else:
             self.model.set_state(self._carried_state)
 
+    def _continue_epoch(self, progress):
+        self.model.set_state(self._in_epoch_state)
+        self._in_epoch_state = None
+
     def _end_epoch(self):
         self._carried_state = self.model.get_state()
         self._state_batch_size = self._batch_size
@@ -208,6 +238,9 @@ class RnnlmTrainer(Trainer):
     def _after_skip(self):
         self.model.reset_state()
 
+
+_IN_EPOCH = "in_epoch."
+"""The prefix of the model's recurrent state in a checkpoint written inside an epoch."""
 
 _MAX_TIME_IDX = 2**62  # time_idx + a position stays within int64
 
