@@ -521,3 +521,23 @@ def test_a_bad_device_variable_is_named(capsys, monkeypatch, tmp_path):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().split("\n")) == 1
     assert "$TIMELAYERS_DEVICE expected cpu or gpu (or unset: cpu), got 'GPU'" in err
+
+
+def test_analogy_method_flag(tmp_path, corpus_file, capsys):
+    out_dir = tmp_path / "cbow"
+    assert run(capsys, "train", "cbow", "--data", corpus_file, "--epochs", 1, "--hidden", 8,
+               "--window", 2, "--batch-size", 16, "--out", out_dir)[0] == 0
+    from timelayers.runs import recipes
+    from timelayers.text import analogy
+
+    model = recipes.load_run(out_dir).model
+    for method in ("3cosadd", "3cosmul", "book"):
+        code, out, err = run(capsys, "analogy", out_dir, "cat", "dog", "mat", "--method", method,
+                             "--top", 3)
+        assert code == 0, err
+        want = analogy("cat", "dog", "mat", model.vocab, model.word_vecs, top=3, method=method)
+        assert out == "".join(f"{w}\t{s:.4f}\n" for w, s in want)
+    with pytest.raises(SystemExit) as info:
+        run(capsys, "analogy", out_dir, "cat", "dog", "mat", "--method", "cos")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--method" in err and len(err.strip().split("\n")) == 1

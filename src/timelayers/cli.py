@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import KINDS, NAME_KINDS
+from .layers.cells import CELLS
 from ._version import __version__
 from .errors import TimelayersError
 from .book import weights as book_weights
@@ -39,6 +40,7 @@ from .runs import recipes
 from .runs.demo import replay_seed_check
 from .runs.recipes import RECIPES
 from .runs.tasks import LanguageModelTask, Seq2seqTask
+from .text import ANALOGY_METHODS
 
 
 class CliError(Exception):
@@ -245,7 +247,8 @@ def _cmd_similar(args) -> int:
 
 def _cmd_analogy(args) -> int:
     run = _load_run(args)
-    return _print_ranked(recipes.analogy(run, args.a, args.b, args.c, top=args.top))
+    return _print_ranked(recipes.analogy(run, args.a, args.b, args.c, top=args.top,
+                                         method=args.method))
 
 
 def _print_ranked(pairs) -> int:
@@ -421,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("weight_decay", "AdamW's decoupled weight decay (transformers)")]:
         p.add_argument(f"--{flag.replace('_', '-')}", type=_option_type(_OVERRIDES[flag]),
                        help=help_text)
-    p.add_argument("--cell", choices=["lstm", "gru", "gru-reset-after"],
+    p.add_argument("--cell", choices=[name for name in CELLS if name != "rnn"],  # rnn: SimpleRnnlm
                    help="recurrent cell (language models): gru is the book's GRU (reset gate "
                         "before the hidden product), gru-reset-after the cuDNN/PyTorch form")
     p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
@@ -473,12 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.set_defaults(func=_cmd_similar)
 
-    p = sub.add_parser("analogy", help="A : B = C : ?", description="Solve A : B = C : ?")
+    p = sub.add_parser("analogy", help="A : B = C : ?",
+                       description="Solve A : B = C : ? (e.g. king man queen -> woman) with the "
+                                   "run's word vectors.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("c", metavar="C")
     p.add_argument("--top", type=_typed("positive int"), default=5)
+    p.add_argument("--method", choices=list(ANALOGY_METHODS), default="3cosadd",
+                   help="3cosadd (default: cosine with unit(B) - unit(A) + unit(C)), 3cosmul "
+                        "(Levy and Goldberg 2014) or book (the book's util.analogy: the raw "
+                        "B - A + C normalised, dotted with the raw vectors; the book's answers)")
     _add_device(p)
     p.set_defaults(func=_cmd_analogy)
 

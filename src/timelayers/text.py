@@ -41,6 +41,8 @@ __all__ = [
     "cos_similarity",
     "most_similar",
     "analogy",
+    "ANALOGY_METHODS",
+    "analogy_scores",
     "read_analogy_questions",
     "analogy_ranks",
     "AnalogyScore",
@@ -457,13 +459,73 @@ def most_similar(query: str, vocab, word_matrix, top: int = 5):
     return _rank(vocab, word_matrix, word_matrix[qid], {qid}, top)
 
 
-def analogy(a: str, b: str, c: str, vocab, word_matrix, top: int = 5):
-    """Solve ``a : b = c : ?`` by vector arithmetic (3CosAdd).
+ANALOGY_METHODS = ("3cosadd", "3cosmul", "book")
+"""How :func:`analogy` scores the answers to ``a : b = c : ?``:
 
-    The query is ``unit(b) - unit(a) + unit(c)`` (``unit(v) = v / |v|``) and the
-    answers are ranked by their cosine similarity to it; ``a``, ``b`` and ``c``
-    are excluded. E.g. ``analogy("man", "king", "woman", ...)`` should rank
-    ``"queen"`` first.
+- ``"3cosadd"`` (the default, the literature's): the cosine of each word with
+  ``unit(b) - unit(a) + unit(c)`` (``unit(v) = v / |v|``);
+- ``"3cosmul"`` (Levy & Goldberg 2014): ``cos'(w, b) cos'(w, c) / (cos'(w, a) +
+  0.001)`` with ``cos' = (cos + 1) / 2``;
+- ``"book"``: the book's ``common.util.analogy``: ``q = b - a + c`` from the raw
+  vectors, ``q / |q|``, dotted with each word's raw (not normalised) vector; the
+  book's answers and printed scores.
+"""
+
+_COSMUL_EPS = 0.001
+
+
+def _check_method(where, method):
+    if method not in ANALOGY_METHODS:
+        raise ValueError(f"{where}: argument 'method' expected one of "
+                         f"{', '.join(ANALOGY_METHODS)}, got {method!r}")
+
+
+def analogy_scores(word_matrix, a, b, c, method: str = "3cosadd"):
+    """The score of every word as the answer to ``a : b = c : ?`` (see
+    :data:`ANALOGY_METHODS`), in float64; ``a``, ``b``, ``c`` not excluded.
+
+    Parameters
+    ----------
+    word_matrix : array, shape (V, D)
+        NumPy or CuPy.
+    a, b, c : int arrays, shape (n,)
+        Word ids of n questions.
+    method : {"3cosadd", "3cosmul", "book"}
+
+    Returns
+    -------
+    array of float64, shape (n, V)
+        Higher is better; NaN where the book's query is the zero vector.
+    """
+    _check_method("analogy_scores", method)
+    xp = get_array_module(word_matrix)
+    W = word_matrix.astype(np.float64)  # (V, D)
+    if method == "book":
+        query = W[b] - W[a] + W[c]  # (n, D)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            query = query / xp.sqrt((query * query).sum(axis=1, keepdims=True))
+        return query @ W.T
+    squares = (W * W).sum(axis=1, keepdims=True)  # (V, 1)
+    words = W / xp.sqrt(squares + 1e-8)  # rows as cos_similarity scales them
+    if method == "3cosmul":
+        shifted = [(words[x] @ words.T + 1) / 2 for x in (a, b, c)]  # (n, V) each
+        return shifted[1] * shifted[2] / (shifted[0] + _COSMUL_EPS)
+    units = W / xp.sqrt(squares + 1e-16)
+    query = units[b] - units[a] + units[c]  # (n, D)
+    query = query / xp.sqrt((query * query).sum(axis=1, keepdims=True) + 1e-8)
+    return query @ words.T
+
+
+def analogy(a: str, b: str, c: str, vocab, word_matrix, top: int = 5, method: str = "3cosadd"):
+    """Solve ``a : b = c : ?`` by vector arithmetic; ``a``, ``b`` and ``c`` are
+    excluded from the answers. E.g. ``analogy("man", "king", "woman", ...)``
+    should rank ``"queen"`` first.
+
+    ``method="3cosadd"`` (the default) ranks the words by their cosine with
+    ``unit(b) - unit(a) + unit(c)``; ``"3cosmul"`` by Levy and Goldberg's
+    multiplicative score; ``"book"`` as the book's ``util.analogy`` does (the raw
+    ``b - a + c``, normalised, dotted with the raw word vectors), which gives the
+    book's answers and scores (see :data:`ANALOGY_METHODS`).
 
     Parameters
     ----------
@@ -471,11 +533,13 @@ def analogy(a: str, b: str, c: str, vocab, word_matrix, top: int = 5):
     vocab : Vocabulary
     word_matrix : array, shape (V, D)
     top : int
+    method : {"3cosadd", "3cosmul", "book"}
 
     Returns
     -------
     list of (str, float)
-        At most ``top`` pairs, highest cosine first.
+        At most ``top`` pairs, highest score first (ties: the lower id first;
+        NaN scores are left out, as the book does).
 
     Raises
     ------
@@ -483,12 +547,21 @@ def analogy(a: str, b: str, c: str, vocab, word_matrix, top: int = 5):
         (a ``KeyError``) naming the first of ``a``, ``b``, ``c`` not in ``vocab``.
     """
     _check_matrix("analogy", vocab, word_matrix)
+    _check_method("analogy", method)
     ids = [_word_id(vocab, w) for w in (a, b, c)]
     xp = get_array_module(word_matrix)
-    vecs = word_matrix[xp.asarray(ids)].astype(np.float64)  # (3, D)
-    vecs /= xp.sqrt((vecs * vecs).sum(axis=1, keepdims=True) + 1e-16)
-    query = vecs[1] - vecs[0] + vecs[2]
-    return _rank(vocab, word_matrix, query, set(ids), top)
+    scores = analogy_scores(word_matrix, *(xp.asarray([i]) for i in ids), method=method)[0]
+    scores = np.asarray(to_cpu(scores), dtype=np.float64)  # (V,)
+    order = np.argsort(-scores, kind="stable")
+    id_to_word = _id_to_word(vocab)
+    result = []
+    for i in order.tolist():
+        if len(result) >= top:
+            break
+        if i in ids or np.isnan(scores[i]):
+            continue
+        result.append((id_to_word[i], float(scores[i])))
+    return result
 
 
 def read_analogy_questions(path, *, lowercase: bool = False) -> dict[str, list[tuple]]:
@@ -541,12 +614,14 @@ def _question_ids(questions, vocab):
     return ids
 
 
-def analogy_ranks(questions, vocab, word_matrix, *, chunk_size: int = 512):
+def analogy_ranks(questions, vocab, word_matrix, *, chunk_size: int = 512,
+                  method: str = "3cosadd"):
     """The rank of each question's answer under :func:`analogy`'s scoring.
 
-    For ``a : b = c : d`` the words are scored by the cosine similarity of their
-    vectors to ``unit(b) - unit(a) + unit(c)`` and ``a``, ``b``, ``c`` are left
-    out (as :func:`analogy` and the book do); the rank of ``d`` is 1 plus the
+    For ``a : b = c : d`` the words are scored by ``method`` (see
+    :data:`ANALOGY_METHODS`; by default the cosine similarity of their vectors to
+    ``unit(b) - unit(a) + unit(c)``) and ``a``, ``b``, ``c`` are left out (as
+    :func:`analogy` and the book do); the rank of ``d`` is 1 plus the
     number of other words scored higher, or scored equally with a lower id (the
     order :func:`analogy` lists them in), so rank 1 is a correct answer. A
     ``d`` equal to ``a``, ``b`` or ``c`` can never be found and gets a rank
@@ -561,6 +636,7 @@ def analogy_ranks(questions, vocab, word_matrix, *, chunk_size: int = 512):
     word_matrix : array, shape (V, D)
         NumPy or CuPy.
     chunk_size : int
+    method : {"3cosadd", "3cosmul", "book"}
 
     Returns
     -------
@@ -568,6 +644,7 @@ def analogy_ranks(questions, vocab, word_matrix, *, chunk_size: int = 512):
         The ranks, from 1; 0 where a word of the question is not in ``vocab``.
     """
     _check_matrix("analogy_ranks", vocab, word_matrix)
+    _check_method("analogy_ranks", method)
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"analogy_ranks: argument 'chunk_size' expected a positive integer, "
                          f"got {chunk_size!r}")
@@ -578,16 +655,13 @@ def analogy_ranks(questions, vocab, word_matrix, *, chunk_size: int = 512):
     if known.size == 0:
         return ranks
     xp = get_array_module(word_matrix)
-    W = word_matrix.astype(np.float64)  # (V, D)
-    squares = (W * W).sum(axis=1, keepdims=True)  # (V, 1)
-    words = W / xp.sqrt(squares + 1e-8)  # rows as cos_similarity scales them
-    units = W / xp.sqrt(squares + 1e-16)  # a, b, c as analogy scales them
-    V = W.shape[0]
+    V = word_matrix.shape[0]
     columns = xp.arange(V)[None, :]  # (1, V)
     for start in range(0, known.size, int(chunk_size)):
         rows = known[start:start + int(chunk_size)]
         a, b, c, d = (xp.asarray(ids[rows, k]) for k in range(4))  # (n,) each
-        scores = (units[b] - units[a] + units[c]) @ words.T  # (n, V)
+        scores = analogy_scores(word_matrix, a, b, c, method)  # (n, V)
+        scores[xp.isnan(scores)] = -xp.inf  # the book leaves NaN scores out
         n = scores.shape[0]
         for excluded in (a, b, c):
             scores[xp.arange(n), excluded] = -xp.inf
@@ -633,8 +707,10 @@ def _score(ranks) -> AnalogyScore:
                         skipped=int((ranks == 0).sum()))
 
 
-def analogy_accuracy(questions, vocab, word_matrix, *, chunk_size: int = 512):
-    """The share of analogy questions whose answer :func:`analogy` ranks first.
+def analogy_accuracy(questions, vocab, word_matrix, *, chunk_size: int = 512,
+                     method: str = "3cosadd"):
+    """The share of analogy questions whose answer :func:`analogy` ranks first
+    (scored by ``method``, see :data:`ANALOGY_METHODS`).
 
     Parameters
     ----------
@@ -660,7 +736,7 @@ def analogy_accuracy(questions, vocab, word_matrix, *, chunk_size: int = 512):
         questions = {"all": list(questions)}
     names = list(questions)
     flat = [q for name in names for q in questions[name]]
-    ranks = analogy_ranks(flat, vocab, word_matrix, chunk_size=chunk_size)
+    ranks = analogy_ranks(flat, vocab, word_matrix, chunk_size=chunk_size, method=method)
     sections, start = {}, 0
     for name in names:
         stop = start + len(questions[name])

@@ -34,7 +34,8 @@ from .._version import __version__
 from ..backend import CUPY_INSTALL_HINT, cupy_available, get_array_module, import_cupy, to_cpu, to_gpu
 from ..errors import DataError, OptionError
 from .._checks import check_options, check_value
-from .folder import RunFolderLock, read_run_json, sha256_of, start_new_run, write_json
+from .folder import (RunFolderLock, check_same_run, new_run_id, read_run_json, sha256_of,
+                     start_new_run, write_json)
 from ..schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
 from .tasks import (GENERATED_DATA_SEED, TASKS, LanguageModelTask, Seq2seqTask, Task, TaskData,
                     WordVectorTask, read_text_corpus)
@@ -397,6 +398,7 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
     task_data = load_data(recipe, source, options, seed)
     recipe.task.check_sizes(options, task_data, _data_name(recipe, source))
     model = build_model(recipe, options, task_data, np.random.default_rng(seed))
+    model.run_id = new_run_id()  # saved with its checkpoints and model
     optimizer = _optimizer(options)
     schedule = _schedule(options, optimizer,
                          recipe.task.iterations_per_epoch(options, task_data), recipe.task)
@@ -406,7 +408,7 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
                                           progress=progress)
     info = {"recipe": recipe.name, "task": recipe.task.name, "data": source,
             "data_sha256": digest, "options": options, "seed": seed, "version": __version__,
-            **recipe.task.run_info(task_data)}
+            "run_id": model.run_id, **recipe.task.run_info(task_data)}
     if processes > 1:
         info["processes"] = processes
     if rank == 0:  # only now: a run that cannot start (sizes, model) leaves the folder as it was
@@ -449,6 +451,7 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
         raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
     _check_data_unchanged(info["data"], info.get("data_sha256"), out)
     trainer = recipe.task.trainer_class().resume(ckpt, progress=progress, callbacks=callbacks)
+    check_same_run(info, trainer.model, out, ckpt)
     check_options_fit_model(recipe, options, trainer.model, f"{str(out / 'run.json')!r}",
                             f"{str(ckpt)!r}")
     task_data = load_data(recipe, info["data"], options, info["seed"],
@@ -563,6 +566,7 @@ def load_run(run_dir, device="cpu") -> Run:
     if not path.exists():
         raise FileNotFoundError(f"run {str(run_dir)!r} has no model.safetensors (did training finish?)")
     model = Model.load(path)
+    check_same_run(info, model, run_dir, path)
     if type(model).__name__ != recipe.model or getattr(model, "vocab", None) is None:
         raise DataError(f"{str(path)!r} holds a {type(model).__name__}"
                         f"{'' if getattr(model, 'vocab', None) is not None else ' without a vocabulary'}"
@@ -677,9 +681,10 @@ def similar(run: Run, word: str, top=5):
     return most_similar(word, run.model.vocab, vectors, top=top)
 
 
-def analogy(run: Run, a: str, b: str, c: str, top=5):
-    """Answers to ``a : b = c : ?`` from the run's word vectors."""
+def analogy(run: Run, a: str, b: str, c: str, top=5, method="3cosadd"):
+    """Answers to ``a : b = c : ?`` from the run's word vectors, scored by ``method``
+    (:data:`timelayers.text.ANALOGY_METHODS`; ``"book"`` gives the book's answers)."""
     vectors = _word_vectors(run)
     _check_words(run, a, b, c)
-    return _analogy(a, b, c, run.model.vocab, vectors, top=top)
+    return _analogy(a, b, c, run.model.vocab, vectors, top=top, method=method)
 
