@@ -162,3 +162,57 @@ def test_two_trainings_in_one_process_take_turns(lm_run, capsys):
         code, _, err = run(capsys, "train", "rnnlm", "--resume", "--epochs", epochs,
                            "--out", lm_run)
         assert code == 0, err
+
+
+# -- a run's identity ----------------------------------------------------------------------
+def test_a_checkpoint_or_model_of_another_run_is_refused(lm_run, tmp_path, corpus_file, capsys):
+    other = tmp_path / "other"
+    other_text = tmp_path / "other.txt"
+    other_text.write_text(TEXT.replace("cat", "cow"))  # same sizes, another vocabulary
+    code, _, err = run(capsys, "train", "rnnlm", "--data", other_text, *TINY_LM, "--out", other)
+    assert code == 0, err
+    ids = {strict_json(d / "run.json")["run_id"] for d in (lm_run, other)}
+    assert len(ids) == 2 and all(len(i) == 32 for i in ids)
+    for name, argv in [("checkpoint.safetensors", ["train", "rnnlm", "--resume", "--epochs", 2,
+                                                   "--out", lm_run]),
+                       ("model.safetensors", ["eval", lm_run])]:
+        own = (lm_run / name).read_bytes()
+        (lm_run / name).write_bytes((other / name).read_bytes())
+        code, _, err = run(capsys, *argv)
+        assert code == 2, (name, err)
+        assert f"'{lm_run / name}' is not of the run in '{lm_run}'" in err
+        (lm_run / name).write_bytes(own)
+    code, _, err = run(capsys, "eval", lm_run)
+    assert code == 0, err
+
+
+# -- numbers: sampling, JSON ---------------------------------------------------------------
+@pytest.mark.parametrize("temperature", [0.0, 1e-310, 5e-324, 1e-7, 1e-6, 1e-3, 1.0, 1e300])
+def test_sampling_is_safe_at_every_accepted_temperature(temperature):
+    from timelayers.decoding import sample_next
+
+    scores = np.array([-3e38, 1.0, 3e38, 2.0, 3e38 * 0.999], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    draws = {sample_next(scores, rng, temperature) for _ in range(20)}
+    assert draws <= {0, 1, 2, 3, 4}
+    if temperature < 1e-3:
+        assert draws == {2}
+
+
+def test_sampling_refuses_when_nothing_is_left_to_draw():
+    from timelayers.decoding import sample_next
+
+    with pytest.raises(ValueError, match="no id is left"):
+        sample_next(np.array([1.0, np.nan]), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no id is left"):
+        sample_next(np.array([1.0, 2.0]), np.random.default_rng(0), skip_ids=[0, 1])
+
+
+def test_generate_at_a_tiny_temperature_is_greedy(lm_run, capsys):
+    outs = set()
+    for temperature in (0, 1e-310):
+        code, out, err = run(capsys, "generate", lm_run, "--start", "the", "--length", 8,
+                             "--temperature", temperature)
+        assert code == 0, err
+        outs.add(out)
+    assert len(outs) == 1

@@ -24,6 +24,10 @@ from .layers.base import evaluation_mode
 __all__ = ["sample_next", "generate_ids", "greedy_decode", "beam_search", "sequence_log_prob"]
 
 
+GREEDY_BELOW = 1e-6
+"""Temperatures below this one sample the arg-max: dividing by them would overflow."""
+
+
 def sample_next(scores, rng, temperature=1.0, top_k=None, skip_ids=()):
     """Draw one id from unnormalised ``scores (V,)``.
 
@@ -32,7 +36,9 @@ def sample_next(scores, rng, temperature=1.0, top_k=None, skip_ids=()):
     scores : array, shape (V,)
     rng : numpy.random.Generator
     temperature : float
-        Scores are divided by it before the softmax; 0 means take the arg-max.
+        Scores are divided by it before the softmax (after their maximum is
+        subtracted, so nothing overflows); below :data:`GREEDY_BELOW` (0 included)
+        the arg-max is taken.
     top_k : int, optional
         Sample only among the ``top_k`` highest scores.
     skip_ids : iterable of int
@@ -54,11 +60,12 @@ def sample_next(scores, rng, temperature=1.0, top_k=None, skip_ids=()):
         if top_k < s.size:
             kth = np.partition(s, -top_k)[-top_k]
             s[s < kth] = -np.inf
-    if temperature == 0:
+    if not np.isfinite(s.max()):
+        raise ValueError(f"sample_next: no id is left to draw from (the scores' largest is "
+                         f"{s.max()} after skip_ids and top_k)")
+    if temperature < GREEDY_BELOW:
         return int(np.argmax(s))
-    s = s / temperature
-    s -= s.max()
-    p = np.exp(s)
+    p = np.exp((s - s.max()) / temperature)  # in [0, 1], the largest 1: the sum is >= 1
     p /= p.sum()
     return int(rng.choice(s.size, p=p))
 

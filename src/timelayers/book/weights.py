@@ -46,7 +46,7 @@ from .. import models
 from .._version import __version__
 from ..datasets import load_ptb, load_sequence
 from ..models.base import check_vocab_fits, config_dict
-from ..runs.folder import RunFolderLock, sha256_of, start_new_run, write_json
+from ..runs.folder import RunFolderLock, new_run_id, sha256_of, start_new_run, write_json
 from ..runs.recipes import COMMON_OPTIONS, RECIPES, load_data
 from ..vocab import Vocabulary
 
@@ -346,7 +346,8 @@ def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, fo
                **{k: v for k, v in config_dict(model).items() if k in recipe.model_args}}
     if reverse is not None:
         options["reverse"] = bool(reverse)
-    info = {"recipe": kind, "task": recipe.task.name, "data": source,
+    model.run_id = new_run_id()
+    info = {"recipe": kind, "task": recipe.task.name, "data": source, "run_id": model.run_id,
             "data_sha256": sha256_of(source) if source is not None else None,
             "options": options, "seed": 0, "version": __version__,
             "imported": {"file": str(Path(pkl_path).resolve()), "sha256": sha256_of(pkl_path),

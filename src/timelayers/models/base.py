@@ -14,8 +14,9 @@ class then gives:
 - ``to_gpu()`` / ``to_cpu()``: every array of the model moved to CuPy or NumPy
   in place (ties and shared arrays kept);
 - ``state_dict()`` / ``load_state_dict()`` and ``save(path)`` / ``Model.load(path)``
-  in the safetensors format, with the model class, its config, the library version
-  and the vocabulary (if any) as JSON metadata.
+  in the safetensors format, with the model class, its config, the library version,
+  the vocabulary (if any) and ``run_id`` (if set: the run folder it belongs to) as
+  JSON metadata.
 
 Constructor arguments are the config: ``model.config`` is a dataclass (or dict)
 whose fields are the constructor's arguments (all but ``rng``), so
@@ -320,6 +321,9 @@ class Model:
         vocab = getattr(self, "vocab", None)
         if vocab is not None:
             meta["vocab"] = vocab.to_dict()
+        run_id = getattr(self, "run_id", None)
+        if run_id is not None:  # the run folder the model was trained in
+            meta["run_id"] = run_id
         return meta
 
     def save(self, path, extra_tensors: dict | None = None, extra_metadata: dict | None = None):
@@ -335,6 +339,30 @@ class Model:
                                  f"of a model param")
             tensors[name] = value
         save_tensors(path, tensors, {"timelayers": json.dumps(meta)})
+
+    def save_params(self, path):
+        """The book's ``save_params``: :meth:`save` (a safetensors file, no pickle)."""
+        self.save(path)
+
+    def load_params(self, path):
+        """The book's ``load_params``: read the params of a file written by
+        :meth:`save` (or :meth:`save_params`) into this model, in place (the arrays
+        keep their identity; a model on a GPU stays there). The file must hold a
+        model of this class and config (else :class:`CheckpointError` naming it);
+        its vocabulary, if any, becomes the model's."""
+        loaded = Model.load(path)
+        where = f"{str(path)!r}"
+        if type(loaded) is not type(self):
+            raise CheckpointError(f"{where} holds a {type(loaded).__name__}, this model is a "
+                                  f"{type(self).__name__}")
+        ours, theirs = config_dict(self), config_dict(loaded)
+        if ours != theirs:
+            diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            raise CheckpointError(f"{where} holds a {type(self).__name__} whose config differs "
+                                  f"from this one's in {diff}")
+        self.load_state_dict(loaded.state_dict())
+        if getattr(loaded, "vocab", None) is not None:
+            self.vocab = loaded.vocab
 
     @classmethod
     def param_shapes(cls, config: dict) -> dict:
@@ -403,6 +431,8 @@ class Model:
                                   f"accept: {exc}") from None
         if vocab is not None:
             model.vocab = vocab
+        if "run_id" in meta:
+            model.run_id = meta["run_id"]
         own = model.state_dict()
         try:
             model.load_state_dict({k: v for k, v in tensors.items() if k in own})
@@ -506,7 +536,7 @@ def read_metadata(raw: dict, path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != "timelayers":
         raise CheckpointError(f"{where} is not a timelayers checkpoint")
     check_fields(meta, {"model": str, "config": dict, "vocab": dict, "version": str,
-                         "training": dict}, where, required=("model",))
+                         "training": dict, "run_id": str}, where, required=("model",))
     return meta
 
 

@@ -15,15 +15,16 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import stat
 from pathlib import Path
 
-from ..errors import DataError, OptionError
+from ..errors import CheckpointError, DataError, OptionError
 from .._checks import KINDS, check_options
 from ..serialization import atomic_write
 
 __all__ = ["RUN_FILES", "LOCK_FILE", "RunFolderLock", "run_files_in", "start_new_run",
-           "sha256_of", "write_json", "read_run_json"]
+           "new_run_id", "check_same_run", "sha256_of", "write_json", "read_run_json"]
 
 RUN_FILES = ("run.json", "model.safetensors", "checkpoint.safetensors", "history.json",
              "metrics.json", "learning_curve.png", "attention.png")
@@ -146,6 +147,26 @@ class RunFolderLock:
         self.release()
 
 
+def new_run_id() -> str:
+    """A random id for a new run (32 hex digits), written to its ``run.json``,
+    checkpoint and model so that the files of two runs are never taken as one."""
+    return secrets.token_hex(16)
+
+
+def check_same_run(info: dict, model, run_dir, model_file) -> None:
+    """Raise :class:`~timelayers.errors.CheckpointError` unless ``model`` (read from
+    ``model_file``) carries the run id of ``run.json`` (``info``): neither has one
+    (a run from before ids), or both the same."""
+    want, got = info.get("run_id"), getattr(model, "run_id", None)
+    if want != got:
+        def name(run_id):
+            return f"run id {run_id[:12]}" if run_id else "no run id"
+
+        raise CheckpointError(f"{str(model_file)!r} is not of the run in {str(run_dir)!r} "
+                              f"({name(got)}, run.json has {name(want)}): a file copied from "
+                              f"another run is not used")
+
+
 def sha256_of(path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -166,6 +187,7 @@ _FIELDS = {  # field: (kind, required); a kind from timelayers._checks.KINDS
     "data_sha256": ("str", False), "shape": (list, False), "resumed": (list, False),
     "processes": ("positive int", False),
     "imported": (dict, False),  # a run imported from the book's weights: its file and SHA-256
+    "run_id": ("str", False),  # also in the run's checkpoint and model: files of one run
 }
 _MAY_BE_NULL = {"data", "data_sha256"}
 
