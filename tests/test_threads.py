@@ -292,8 +292,8 @@ def test_models_gradcheck_on_row_blocks(threads, name):
     model = make()
     recurrent = [layer for layer in _walk(model) if isinstance(layer, (TimeLSTM, TimeGRU, TimeRNN))]
     for layer in recurrent:
-        inner = {TimeLSTM: FastLSTM(True, False, True, False, True), TimeGRU: BatchedGRU(),
-                 TimeRNN: BatchedRNN()}[type(layer)]
+        inner = {TimeLSTM: FastLSTM(True, False, True, False, True),
+                 TimeGRU: BatchedGRU(layer.cell.reset_after), TimeRNN: BatchedRNN()}[type(layer)]
         layer.plan = RowBlocks(inner, 2)
     scale_params(model, rng)
     inputs = data(rng)

@@ -19,13 +19,38 @@ import pytest
 
 from helpers import assert_close, assert_gradcheck, randn
 from timelayers.layers import TimeGRU, TimeLSTM, TimeRNN
+from timelayers.layers.cells import CELLS
 from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedGRU, FusedLSTM,
-                                     FusedRNN, ReferencePlan, RowBlocks, choose_plan,
-                                     every_plan)
+                                     FusedRNN, ReferencePlan, RowBlocks, choose_plan)
 from timelayers.layers.plans import lstm_fast
+from timelayers.layers.plans.row_blocks import even_blocks
 from timelayers.threads import get_num_threads, set_num_threads
 
-KINDS = {"rnn": ("rnn", 1), "lstm": ("lstm", 4), "gru": ("gru", 3), "gru_ra": ("gru", 3)}
+KINDS = {"rnn": CELLS["rnn"], "lstm": CELLS["lstm"], "gru": CELLS["gru"],
+         "gru_ra": CELLS["gru-reset-after"]}
+LSTM, GRU, RNN = CELLS["lstm"], CELLS["gru"], CELLS["rnn"]
+
+
+def every_lstm_variant():
+    """Every valid combination of the fast LSTM's flags (fused only when prescaled)."""
+    flags = [(p, f, t, tb, s) for p in (False, True) for f in (False, True)
+             for t in (False, True) for tb in (False, True) for s in (False, True)]
+    return [FastLSTM(*fl) for fl in flags if fl[0] or not fl[1]]
+
+
+def every_plan(cell, N, xp=None, blocks=2):
+    """The reference first, then every plan that choose_plan can give for ``cell``
+    on a batch of ``N`` rows of array module ``xp`` (NumPy when None), each also
+    on ``blocks`` row blocks."""
+    inner = {"lstm": every_lstm_variant(), "gru": [BatchedGRU(cell.reset_after)],
+             "rnn": [BatchedRNN()]}[cell.step]
+    if xp is not None and xp.__name__ != "numpy":
+        inner = inner + [{"rnn": FusedRNN(), "lstm": FusedLSTM(),
+                          "gru": FusedGRU(cell.reset_after)}[cell.step]]
+    plans = [ReferencePlan(cell)] + inner
+    if N >= blocks > 1:
+        plans += [RowBlocks(p, even_blocks(N, blocks)) for p in inner]
+    return plans
 
 # (N, T, D, H) reaching the fast LSTM's layouts when chosen by shape: gate
 # scales folded into the weights (D + 1 + H < T N) with one fused product per
@@ -43,12 +68,13 @@ SHAPES = {
 
 
 def make_case(xp, rng, kind, N, T, D, H, scale=0.5, dtype=np.float64):
-    cell, gates = KINDS[kind]
-    params = [randn(xp, rng, D, gates * H) * scale, randn(xp, rng, H, gates * H) * scale,
-              randn(xp, rng, gates * H) * scale]
-    if kind == "gru_ra":
-        params.append(randn(xp, rng, gates * H) * scale)
-    states = [randn(xp, rng, N, H) * 0.5 for _ in range(2 if cell == "lstm" else 1)]
+    cell = KINDS[kind]
+    G = cell.gates * H
+    params = [randn(xp, rng, D, G) * scale, randn(xp, rng, H, G) * scale,
+              randn(xp, rng, G) * scale]
+    if cell.reset_after:
+        params.append(randn(xp, rng, G) * scale)
+    states = [randn(xp, rng, N, H) * 0.5 for _ in range(2 if cell.has_cell_state else 1)]
     xs = randn(xp, rng, N, T, D)
     return ([p.astype(dtype) for p in params], xs.astype(dtype),
             tuple(s.astype(dtype) for s in states))
@@ -69,7 +95,7 @@ def test_every_plan_equals_the_reference(xp, rng, kind, shape):
     N, T, D, H = SHAPES[shape]
     params, xs, states = make_case(xp, rng, kind, N, T, D, H)
     dhs = randn(xp, rng, N, T, H)
-    cell = KINDS[kind][0]
+    cell = KINDS[kind]
     expected = run_plan(ReferencePlan(cell), params, xs, states, dhs)
     for plan in every_plan(cell, N, xp)[1:]:
         got = run_plan(plan, params, xs, states, dhs)
@@ -82,10 +108,10 @@ def test_every_plan_equals_the_reference(xp, rng, kind, shape):
 def test_every_plan_counts():
     """24 fast-LSTM variants (fused only with prescaled weights), each also on row
     blocks, and the reference."""
-    assert len(every_plan("lstm", 5)) == 1 + 24 + 24
-    assert len(every_plan("lstm", 1)) == 1 + 24
-    assert [type(p) for p in every_plan("gru", 4)] == [ReferencePlan, BatchedGRU, RowBlocks]
-    assert [type(p) for p in every_plan("rnn", 4)] == [ReferencePlan, BatchedRNN, RowBlocks]
+    assert len(every_plan(LSTM, 5)) == 1 + 24 + 24
+    assert len(every_plan(LSTM, 1)) == 1 + 24
+    assert [type(p) for p in every_plan(GRU, 4)] == [ReferencePlan, BatchedGRU, RowBlocks]
+    assert [type(p) for p in every_plan(RNN, 4)] == [ReferencePlan, BatchedRNN, RowBlocks]
     with pytest.raises(ValueError, match="fused"):
         FastLSTM(prescaled=False, fused=True, transposed=False, transposed_backward=False,
                  stepwise_backward=False)
@@ -124,7 +150,7 @@ def test_stateful_layer_with_each_plan_follows_the_reference(xp, rng, kind):
                 out += [layer.c, layer.dc]
         return out
 
-    cell = KINDS[kind][0]
+    cell = KINDS[kind]
     expected = run("reference")
     for plan in every_plan(cell, N, xp)[1:] + [None]:
         for a, b in zip(run(plan), expected):
@@ -135,7 +161,7 @@ def test_plan_argument_is_checked(rng):
     params, _, _ = make_case(np, rng, "lstm", 2, 2, 2, 3)
     with pytest.raises(ValueError, match="TimeLSTM: argument 'plan' expected None, 'reference'"):
         TimeLSTM(*params, plan="fast")
-    assert TimeLSTM(*params, plan="reference").plan == ReferencePlan("lstm")
+    assert TimeLSTM(*params, plan="reference").plan == ReferencePlan(LSTM)
 
 
 # ----------------------------------------------------------------------------- choices
@@ -160,36 +186,35 @@ def test_choices_for_the_models_shapes(threads):
     (one row, one step): nothing prepared. The seq2seq encoders' character
     embeddings (D 16, H 256): fused products."""
     threads(1)
-    better = choose_plan("lstm", params_for(4, 650, 650), (20, 35, 650))
+    better = choose_plan(LSTM, params_for(4, 650, 650), (20, 35, 650))
     assert better == FastLSTM(prescaled=False, fused=False, transposed=True,
                               transposed_backward=True, stepwise_backward=False)
-    better_large = choose_plan("lstm", params_for(4, 650, 650), (64, 35, 650))
+    better_large = choose_plan(LSTM, params_for(4, 650, 650), (64, 35, 650))
     assert better_large == FastLSTM(prescaled=True, fused=False, transposed=False,
                                     transposed_backward=False, stepwise_backward=True)
-    generate = choose_plan("lstm", params_for(4, 650, 650), (1, 1, 650))
+    generate = choose_plan(LSTM, params_for(4, 650, 650), (1, 1, 650))
     assert generate == FastLSTM(prescaled=False, fused=False, transposed=False,
                                 transposed_backward=True, stepwise_backward=False)
-    seq2seq = choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16))
+    seq2seq = choose_plan(LSTM, params_for(4, 16, 256), (128, 29, 16))
     assert seq2seq.fused and seq2seq.prescaled and not seq2seq.transposed
-    assert choose_plan("gru", params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU()
-    assert FusedLSTM() not in every_plan("lstm", 4)           # CuPy only
-    assert FusedGRU() not in every_plan("gru", 4) and FusedRNN() not in every_plan("rnn", 4)
-    assert choose_plan("rnn", params_for(1, 5, 7), (4, 3, 5)) == BatchedRNN()
-    with pytest.raises(ValueError, match="argument 'cell'"):
-        choose_plan("elman", params_for(1, 5, 7), (4, 3, 5))
+    assert choose_plan(GRU, params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU()
+    assert FusedLSTM() not in every_plan(LSTM, 4)           # CuPy only
+    assert FusedGRU() not in every_plan(GRU, 4) and FusedRNN() not in every_plan(RNN, 4)
+    assert choose_plan(RNN, params_for(1, 5, 7), (4, 3, 5)) == BatchedRNN()
+    assert choose_plan(KINDS["gru_ra"], params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU(True)
 
 
 def test_row_blocks_only_where_they_pay(threads):
     pytest.importorskip("threadpoolctl")
     threads(2)
-    seq2seq = choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16))
+    seq2seq = choose_plan(LSTM, params_for(4, 16, 256), (128, 29, 16))
     assert isinstance(seq2seq, RowBlocks)
     assert [(s.start, s.stop) for s in seq2seq.blocks] == [(0, 64), (64, 128)]
     assert seq2seq.inner == FastLSTM.for_shape(64, 29, 16, 256)   # chosen for one block
-    assert not isinstance(choose_plan("lstm", params_for(4, 650, 650), (20, 35, 650)),
+    assert not isinstance(choose_plan(LSTM, params_for(4, 650, 650), (20, 35, 650)),
                           RowBlocks)                                # 10 rows a block
     threads(1)
-    assert not isinstance(choose_plan("lstm", params_for(4, 16, 256), (128, 29, 16)),
+    assert not isinstance(choose_plan(LSTM, params_for(4, 16, 256), (128, 29, 16)),
                           RowBlocks)
 
 
@@ -244,10 +269,10 @@ def test_fast_lstm_large_preactivations_no_warnings(rng, shape):
     (the gate is 0) and must not warn."""
     N, T, D, H = SHAPES[shape]
     params, xs, states = make_case(np, rng, "lstm", N, T, D, H, scale=60.0, dtype=np.float32)
-    expected = ReferencePlan("lstm").forward([p.astype(np.float64) for p in params],
+    expected = ReferencePlan(LSTM).forward([p.astype(np.float64) for p in params],
                                              xs.astype(np.float64),
                                              tuple(s.astype(np.float64) for s in states))[0]
-    for plan in FastLSTM.every_variant():
+    for plan in every_lstm_variant():
         with np.errstate(over="raise", invalid="raise", divide="raise"):
             hs, last, cache = plan.forward(params, xs, states)
             grads = [np.empty_like(p) for p in params]
@@ -304,8 +329,8 @@ def test_fused_plans_run_on_cpu_equal_the_reference(rng, fused_kernels_on_cpu, k
     """The GPU plans' kernels and launches, run on the CPU: the reference's
     results in float64, and to float32 rounding in float32."""
     N, T, D, H = SHAPES[shape]
-    cell = KINDS[kind][0]
-    plan = {"rnn": FusedRNN(), "lstm": FusedLSTM(), "gru": FusedGRU()}[cell]
+    cell = KINDS[kind]
+    plan = {"rnn": FusedRNN(), "lstm": FusedLSTM(), "gru": FusedGRU(cell.reset_after)}[cell.step]
     params, xs, states = make_case(np, rng, kind, N, T, D, H)
     dhs = randn(np, rng, N, T, H)
     expected = run_plan(ReferencePlan(cell), params, xs, states, dhs)

@@ -5,7 +5,7 @@ import pytest
 
 from timelayers import models
 from timelayers.models import MODEL_REGISTRY, Model
-from timelayers.models._recurrent import CELLS
+from timelayers.layers.cells import CELLS
 
 COUNTS = [3, 1, 4, 1, 5, 9, 2]
 

@@ -57,10 +57,7 @@ def restore(a, H, order):
 
 def cell_of(layer) -> str:
     """``"lstm"``, ``"gru"``, ``"gru-reset-after"`` or ``"rnn"`` for a time layer."""
-    cell = layer._cell
-    if cell == "gru" and getattr(layer, "reset_after", False):
-        return "gru-reset-after"
-    return cell
+    return layer.cell.name
 
 
 def layer_arrays(layer, dtype=np.float32):

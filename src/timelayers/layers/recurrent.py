@@ -49,6 +49,7 @@ from .._checks import check_float, check_ndim, check_shape
 from ..backend import get_array_module
 from ..errors import ShapeError
 from .base import Layer
+from .cells import CELLS
 from .plans import Plan, ReferencePlan, choose_plan
 from .recurrent_reference import (gru_step, gru_step_backward, lstm_step, lstm_step_backward,
                                   rnn_step, rnn_step_backward)
@@ -103,11 +104,11 @@ def _check_reset_after(where, reset_after, bh, like):
 class _Cell(Layer):
     """Shared plumbing of the one-step cells (the math: :mod:`.recurrent_reference`)."""
 
-    _gates = 1
+    cell = CELLS["rnn"]
 
     def __init__(self, Wx, Wh, b, bh=None):
         super().__init__()
-        _check_params(type(self).__name__, Wx, Wh, b, self._gates, bh)
+        _check_params(type(self).__name__, Wx, Wh, b, self.cell.gates, bh)
         if bh is None:
             self._init_params(Wx, Wh, b)
         else:
@@ -162,7 +163,7 @@ class RNN(_Cell):
     """
 
     param_names = ("Wx", "Wh", "b")
-    _gates = 1
+    cell = CELLS["rnn"]
 
     def forward(self, x, h_prev):
         x, h_prev = self._check_step(x, h_prev=h_prev)
@@ -208,7 +209,7 @@ class LSTM(_Cell):
     """
 
     param_names = ("Wx", "Wh", "b")
-    _gates = 4
+    cell = CELLS["lstm"]
 
     def forward(self, x, h_prev, c_prev):
         x, h_prev, c_prev = self._check_step(x, h_prev=h_prev, c_prev=c_prev)
@@ -262,10 +263,11 @@ class GRU(_Cell):
     """
 
     param_names = ("Wx", "Wh", "b")
-    _gates = 3
+    cell = CELLS["gru"]
 
     def __init__(self, Wx, Wh, b, reset_after=False, bh=None):
         bh = _check_reset_after("GRU", reset_after, bh, b)
+        self.cell = CELLS["gru-reset-after" if reset_after else "gru"]
         super().__init__(Wx, Wh, b, bh)
         self.reset_after = reset_after
         if reset_after:
@@ -289,24 +291,22 @@ class GRU(_Cell):
 class _TimeRecurrent(Layer):
     """State handling shared by :class:`TimeRNN`, :class:`TimeLSTM`, :class:`TimeGRU`."""
 
-    _gates = 1
-    _has_c = False
-    _cell = "rnn"
+    cell = CELLS["rnn"]
 
     def __init__(self, params, stateful, plan=None):
         super().__init__()
-        _check_params(type(self).__name__, *params[:3], self._gates,
+        _check_params(type(self).__name__, *params[:3], self.cell.gates,
                       params[3] if len(params) > 3 else None)
         self._init_params(*params)
         self.stateful = bool(stateful)
         self.h = None              # last hidden state after forward, (N, H)
         self.dh = None             # gradient of the initial hidden state after backward
-        if self._has_c:
+        if self.cell.has_cell_state:
             self.c = None
             self.dc = None
         self._h_set = None         # state given to set_state (used by stateful=False)
         self._c_set = None
-        self.plan = _check_plan(type(self).__name__, plan, self._cell)
+        self.plan = _check_plan(type(self).__name__, plan, self.cell)
         self._plan = None          # the plan of the last forward (kept while it stays equal)
         self._cache = None         # the plan's cache of the last forward
         self._out_shape = None
@@ -334,17 +334,17 @@ class _TimeRecurrent(Layer):
         H = self.hidden_size
         check_shape(where, "h", h, (None, H))
         if c is not None:
-            if not self._has_c:
+            if not self.cell.has_cell_state:
                 raise ValueError(f"{where}: argument 'c' is only used by LSTM layers")
             check_shape(where, "c", c, (h.shape[0], H))
         self.h, self._h_set = h, h
-        if self._has_c:
+        if self.cell.has_cell_state:
             self.c, self._c_set = c, c
 
     def reset_state(self):
         """Forget the state: the next forward starts from zeros."""
         self.h = self._h_set = None
-        if self._has_c:
+        if self.cell.has_cell_state:
             self.c = self._c_set = None
 
     def _begin(self, xs):
@@ -359,8 +359,8 @@ class _TimeRecurrent(Layer):
         xs = xs.astype(Wx.dtype, copy=False)
         H = self.hidden_size
         h, c = (self.h, getattr(self, "c", None)) if self.stateful else (self._h_set, self._c_set)
-        states = [h] + ([c] if self._has_c else [])
-        names = ["h"] + (["c"] if self._has_c else [])
+        states = [h] + ([c] if self.cell.has_cell_state else [])
+        names = ["h"] + (["c"] if self.cell.has_cell_state else [])
         out = []
         for name, s in zip(names, states):
             if s is not None:
@@ -377,13 +377,13 @@ class _TimeRecurrent(Layer):
 
     def forward(self, xs):
         xs, states = self._begin(xs)
-        plan = self.plan or choose_plan(self._cell, self.params, xs.shape)
-        if plan != self._plan:
+        plan = self.plan or choose_plan(self.cell, self.params, xs.shape)
+        if plan != self._plan:  # an equal plan is kept: RowBlocks holds its gradient buffers
             self._plan = plan
         hs, last, self._cache = self._plan.forward(self.params, xs, tuple(states))
         self._out_shape = hs.shape
         self.h = last[0]
-        if self._has_c:
+        if self.cell.has_cell_state:
             self.c = last[1]
         return hs
 
@@ -391,7 +391,7 @@ class _TimeRecurrent(Layer):
         dhs = self._begin_backward(dhs)
         dxs, dstates = self._plan.backward(self.params, self.grads, dhs, self._cache)
         self.dh = dstates[0]
-        if self._has_c:
+        if self.cell.has_cell_state:
             self.dc = dstates[1]
         return dxs
 
@@ -439,8 +439,7 @@ class TimeRNN(_TimeRecurrent):
     """
 
     param_names = ("Wx", "Wh", "b")
-    _gates = 1
-    _cell = "rnn"
+    cell = CELLS["rnn"]
 
     def __init__(self, Wx, Wh, b, stateful=False, plan=None):
         super().__init__((Wx, Wh, b), stateful, plan)
@@ -494,9 +493,7 @@ class TimeLSTM(_TimeRecurrent):
     """
 
     param_names = ("Wx", "Wh", "b")
-    _gates = 4
-    _has_c = True
-    _cell = "lstm"
+    cell = CELLS["lstm"]
 
     def __init__(self, Wx, Wh, b, stateful=False, plan=None):
         super().__init__((Wx, Wh, b), stateful, plan)
@@ -548,11 +545,11 @@ class TimeGRU(_TimeRecurrent):
     """
 
     param_names = ("Wx", "Wh", "b")
-    _gates = 3
-    _cell = "gru"
+    cell = CELLS["gru"]
 
     def __init__(self, Wx, Wh, b, stateful=False, reset_after=False, bh=None, plan=None):
         bh = _check_reset_after("TimeGRU", reset_after, bh, b)
+        self.cell = CELLS["gru-reset-after" if reset_after else "gru"]
         super().__init__((Wx, Wh, b) if bh is None else (Wx, Wh, b, bh), stateful, plan)
         self.reset_after = reset_after
         if reset_after:

@@ -170,7 +170,7 @@ def gru_step_backward(dh_next, cache, Wx, Wh, reset_after=False):
 # --------------------------------------------------------------------------- time loops
 
 def time_forward(cell, params, xs, states):
-    """Run ``cell`` ("rnn", "lstm" or "gru") over ``xs (N, T, D)`` from
+    """Run ``cell`` (a :class:`~timelayers.layers.cells.Cell`) over ``xs (N, T, D)`` from
     ``states`` (``(h0,)``, or ``(h0, c0)`` for the LSTM, each ``(N, H)``).
 
     Returns ``hs (N, T, H)``, the last states (a tuple like ``states``) and the
@@ -181,10 +181,10 @@ def time_forward(cell, params, xs, states):
     hs, caches = [], []
     for t in range(xs.shape[1]):
         x = xs[:, t]
-        if cell == "rnn":
+        if cell.step == "rnn":
             h, cache = rnn_step(x, *states, *params)
             states = (h,)
-        elif cell == "lstm":
+        elif cell.step == "lstm":
             h, c, cache = lstm_step(x, *states, *params)
             states = (h, c)
         else:
@@ -204,21 +204,21 @@ def time_backward(cell, params, grads, dhs, caches):
     for g in grads:
         g[...] = 0
     N, T, H = dhs.shape
-    n_states = 2 if cell == "lstm" else 1
+    n_states = 2 if cell.has_cell_state else 1
     dstates = tuple(xp.zeros((N, H), dtype=dhs.dtype) for _ in range(n_states))
     dxs = [None] * T
     for t in reversed(range(T)):
         dh = dhs[:, t] + dstates[0]                      # from the output and from step t+1
-        if cell == "rnn":
+        if cell.step == "rnn":
             (dxs[t], dh_prev), step_grads = rnn_step_backward(dh, caches[t], Wx, Wh)
             dstates = (dh_prev,)
-        elif cell == "lstm":
+        elif cell.step == "lstm":
             (dxs[t], dh_prev, dc_prev), step_grads = lstm_step_backward(dh, dstates[1],
                                                                         caches[t], Wx, Wh)
             dstates = (dh_prev, dc_prev)
         else:
             (dxs[t], dh_prev), step_grads = gru_step_backward(dh, caches[t], Wx, Wh,
-                                                              reset_after=len(params) == 4)
+                                                              reset_after=cell.reset_after)
             dstates = (dh_prev,)
         for g, step_g in zip(grads, step_grads):
             g += step_g

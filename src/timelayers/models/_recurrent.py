@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import numbers
 
+from ..layers.cells import cell_named
 from ..layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
 from ._init import xavier, zeros
 
-__all__ = ["recurrent_layer", "cell_param_layout", "CELLS"]
+__all__ = ["recurrent_layer", "cell_param_layout"]
 
-# cell name -> (time layer, gates, the layer's keyword arguments)
-_CELLS = {
-    "rnn": (TimeRNN, 1, {}),
-    "lstm": (TimeLSTM, 4, {}),
-    "gru": (TimeGRU, 3, {}),                                   # the book's (Cho et al. 2014)
-    "gru-reset-after": (TimeGRU, 3, {"reset_after": True}),    # cuDNN's and PyTorch's
-}
-CELLS = tuple(_CELLS)
+_TIME_LAYERS = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}  # by Cell.step
 
 
 def cell_param_layout(cell, D, H):
     """``(name, shape)`` of the params of :func:`recurrent_layer`'s layer."""
-    if cell not in _CELLS:
-        raise ValueError(f"argument 'cell' expected one of {list(CELLS)}, got {cell!r}")
-    _, gates, options = _CELLS[cell]
-    G = gates * H
+    cell = cell_named(cell)
+    G = cell.gates * H
     yield from [("Wx", (D, G)), ("Wh", (H, G)), ("b", (G,))]
-    if options.get("reset_after"):
+    if cell.reset_after:
         yield "bh", (G,)
 
 
@@ -35,17 +27,16 @@ def recurrent_layer(cell, D, H, rng, dtype, stateful):
     as in the book: ``Wx (D, G*H) ~ N(0, 1/D)``, ``Wh (H, G*H) ~ N(0, 1/H)``,
     ``b (G*H,) = 0`` with ``G`` gates (1, 4 or 3), drawn from ``rng`` in that order.
 
-    ``cell`` is one of :data:`CELLS`: "gru" is the book's GRU (the reset gate
+    ``cell`` is a name in :data:`timelayers.layers.cells.CELLS`: "gru" is the book's GRU (the reset gate
     applied before the hidden product, ``TimeGRU(reset_after=False)``),
     "gru-reset-after" the cuDNN/PyTorch form (``reset_after=True``), whose
     second bias ``bh (3H,)`` starts at zero; both draw the same ``Wx, Wh`` from
     the same ``rng``."""
-    if cell not in _CELLS:
-        raise ValueError(f"argument 'cell' expected one of {list(CELLS)}, got {cell!r}")
+    cell = cell_named(cell)
     for name, size in (("input size D", D), ("hidden size H", H)):
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise ValueError(f"{cell} layer: {name} expected a positive int, got {size!r}")
-    layer, gates, options = _CELLS[cell]
-    G = gates * H
+            raise ValueError(f"{cell.name} layer: {name} expected a positive int, got {size!r}")
+    G = cell.gates * H
     Wx, Wh, b = xavier(rng, D, (D, G), dtype), xavier(rng, H, (H, G), dtype), zeros(G, dtype)
-    return layer(Wx, Wh, b, stateful=stateful, **options)
+    options = {"reset_after": True} if cell.reset_after else {}
+    return _TIME_LAYERS[cell.step](Wx, Wh, b, stateful=stateful, **options)

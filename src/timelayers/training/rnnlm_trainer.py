@@ -194,7 +194,8 @@ class RnnlmTrainer(Trainer):
         """The carried state ``tensors`` ({"rnn.h": (rows, H), ...}) against the model."""
         want = {}
         for name, layer in self.model._stateful_layers():
-            for key in ("h", "c") if layer.cell.has_cell_state else ("h",):
+            has_c = getattr(getattr(layer, "cell", None), "has_cell_state", False)
+            for key in ("h", "c") if has_c else ("h",):
                 want[f"{name}.{key}"] = (rows, getattr(layer, "hidden_size", None))
         if set(tensors) != set(want):
             raise CheckpointError(f"the carried state holds {sorted(tensors)}, the "

@@ -30,18 +30,16 @@ from .batched import BatchedGRU, BatchedRNN
 from .fused import FusedGRU, FusedLSTM, FusedRNN
 from .lstm_fast import FastLSTM
 from .reference import ReferencePlan
-from .row_blocks import RowBlocks, even_blocks, row_blocks
+from .row_blocks import RowBlocks, row_blocks
 
 __all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "FusedRNN", "FusedLSTM",
-           "FusedGRU", "RowBlocks",
-           "choose_plan", "every_plan", "CELLS"]
-
-CELLS = ("rnn", "lstm", "gru")
+           "FusedGRU", "RowBlocks", "choose_plan"]
 
 
 def choose_plan(cell, params, xs_shape):
-    """The plan for ``cell`` ("rnn", "lstm" or "gru") with ``params`` (``Wx (D,
-    G*H)`` first, ``Wh (H, G*H)`` second) on inputs of shape ``(N, T, D)``.
+    """The plan for ``cell`` (a :class:`~timelayers.layers.cells.Cell`) with
+    ``params`` (``Wx (D, G*H)`` first, ``Wh (H, G*H)`` second) on inputs of
+    shape ``(N, T, D)``.
 
     NumPy: the batched plans (the LSTM's flags from the shapes of one row
     block), on row blocks when the batch is large enough. CuPy: the fused
@@ -52,29 +50,10 @@ def choose_plan(cell, params, xs_shape):
     on_numpy = get_array_module(params[0]).__name__ == "numpy"
     blocks = row_blocks(N, H) if on_numpy else [slice(0, N)]
     rows = max(s.stop - s.start for s in blocks)
-    if cell in CELLS and not on_numpy:
-        inner = {"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}[cell]()
-    elif cell == "lstm":
-        inner = FastLSTM.for_shape(rows, T, D, H)
-    elif cell == "gru":
-        inner = BatchedGRU()
-    elif cell == "rnn":
-        inner = BatchedRNN()
+    if cell.step == "lstm":
+        inner = FastLSTM.for_shape(rows, T, D, H) if on_numpy else FusedLSTM()
+    elif cell.step == "gru":
+        inner = (BatchedGRU if on_numpy else FusedGRU)(reset_after=cell.reset_after)
     else:
-        raise ValueError(f"choose_plan: argument 'cell' expected one of {CELLS}, got {cell!r}")
+        inner = BatchedRNN() if on_numpy else FusedRNN()
     return inner if len(blocks) == 1 else RowBlocks(inner, blocks)
-
-
-def every_plan(cell, N, xp=None, blocks=2):
-    """The reference first, then every plan that :func:`choose_plan` can give
-    for ``cell`` on a batch of ``N`` rows of array module ``xp`` (NumPy when
-    None), each also on ``blocks`` row blocks (for the tests, which run each
-    against the reference)."""
-    inner = {"lstm": FastLSTM.every_variant(), "gru": [BatchedGRU()],
-             "rnn": [BatchedRNN()]}[cell]
-    if xp is not None and xp.__name__ != "numpy":
-        inner = inner + [{"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}[cell]()]
-    plans = [ReferencePlan(cell)] + inner
-    if N >= blocks > 1:
-        plans += [RowBlocks(p, even_blocks(N, blocks)) for p in inner]
-    return plans

@@ -75,12 +75,15 @@ class GRUCache(NamedTuple):
 
 
 class BatchedGRU(Plan):
-    """The book's GRU (three params) or the reset-after form (four: ``bh`` last);
-    see :class:`~timelayers.layers.TimeGRU` for the equations."""
+    """The book's GRU, or with ``reset_after`` the form whose fourth param is
+    ``bh``; see :class:`~timelayers.layers.TimeGRU` for the equations."""
+
+    def __init__(self, reset_after=False):
+        self.reset_after = reset_after
 
     def forward(self, params, xs, states, prepared=None):
         Wx, Wh, b = params[:3]
-        bh = params[3] if len(params) == 4 else None
+        bh = params[3] if self.reset_after else None
         (h0,) = states
         xp = get_array_module(Wx)
         N, T, D = xs.shape
@@ -125,7 +128,7 @@ class BatchedGRU(Plan):
 
     def backward(self, params, grads, dhs, cache, prepared=None):
         Wx, Wh = params[:2]
-        reset_after = len(params) == 4
+        reset_after = self.reset_after
         xp = get_array_module(Wx)
         X, A, Hs, reset_in = cache
         T, N, H = reset_in.shape

@@ -316,13 +316,16 @@ class FusedRNN(Plan):
 
 
 class FusedGRU(Plan):
-    """The GRU (the book's form, or reset-after with four params) with fused step
-    kernels (CuPy arrays only)."""
+    """The GRU (the book's form, or with ``reset_after`` the form whose fourth
+    param is ``bh``) with fused step kernels (CuPy arrays only)."""
+
+    def __init__(self, reset_after=False):
+        self.reset_after = reset_after
 
     def prepare_forward(self, params):
         """The hidden weights' column blocks as contiguous copies: ``Wh_zr (H,
         2H)`` and ``Wh_c (H, H)`` (the book's form), or None (reset-after)."""
-        if len(params) == 4:
+        if self.reset_after:
             return None
         xp = get_array_module(params[1])
         H = params[1].shape[0]
@@ -332,7 +335,7 @@ class FusedGRU(Plan):
 
     def forward(self, params, xs, states, prepared=None):
         Wx, Wh, b = params[:3]
-        reset_after = len(params) == 4
+        reset_after = self.reset_after
         (h0,) = states
         xp = get_array_module(Wx)
         N, T, D = xs.shape
@@ -361,7 +364,7 @@ class FusedGRU(Plan):
 
     def backward(self, params, grads, dhs, cache, prepared=None):
         Wx, Wh = params[:2]
-        reset_after = len(params) == 4
+        reset_after = self.reset_after
         xp = get_array_module(Wx)
         X, A, Hs, reset_in = cache
         T, N, H = reset_in.shape

@@ -85,13 +85,6 @@ class FastLSTM(Plan):
                    transposed_backward=few_rows,
                    stepwise_backward=N * H >= STEPWISE_BACKWARD_MIN)
 
-    @classmethod
-    def every_variant(cls):
-        """Every valid combination of the flags (for the tests)."""
-        flags = [(p, f, t, tb, s) for p in (False, True) for f in (False, True)
-                 for t in (False, True) for tb in (False, True) for s in (False, True)]
-        return [cls(*fl) for fl in flags if fl[0] or not fl[1]]
-
     # -- forward ---------------------------------------------------------------------
     def prepare_forward(self, params):
         Wx, Wh, b = params

@@ -9,8 +9,8 @@ __all__ = ["ReferencePlan"]
 
 
 class ReferencePlan(Plan):
-    """One step function call per time step, as in the book; ``cell`` is "rnn",
-    "lstm" or "gru" (a GRU with four params is the reset-after form)."""
+    """One step function call per time step, as in the book; ``cell`` is a
+    :class:`~timelayers.layers.cells.Cell`."""
 
     def __init__(self, cell):
         self.cell = cell
