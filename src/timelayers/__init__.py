@@ -10,6 +10,7 @@ layers made of layers (:mod:`timelayers.models`).
 from . import threads
 from ._version import __version__
 from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
+from . import book
 from .backend import get_array_module, to_cpu, to_gpu
 from .errors import (CheckpointError, DataError, DownloadError, NonFiniteLossError, ShapeError,
                      TimelayersError)
@@ -21,7 +22,7 @@ from .layers import (GRU, LSTM, RNN, Affine, Attention, AttentionWeight, Dropout
                      TimeSigmoidWithLoss, TimeSoftmaxWithLoss, UnigramSampler, WeightSum)
 from .layers import (GELU, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention,
                      PositionalEncoding, TransformerBlock)
-from .metrics import perplexity, sequence_accuracy
+from .metrics import eval_perplexity, eval_seq2seq, perplexity, sequence_accuracy
 from .models import Model
 from .optim import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSprop, clip_grads
 from .schedules import ReduceOnPlateau, StepDecay, WarmupCosine
@@ -33,7 +34,7 @@ parallel = threads  # the name the README used before threads.py
 __all__ = [
     "__version__",
     # modules
-    "datasets", "decoding", "functions", "metrics", "models", "optim", "plot", "threads",
+    "book", "datasets", "decoding", "functions", "metrics", "models", "optim", "plot", "threads",
     "schedules",
     "text", "training",
     # arrays and errors
@@ -54,6 +55,6 @@ __all__ = [
     # training
     "Model", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "clip_grads",
     "StepDecay", "ReduceOnPlateau", "WarmupCosine", "Trainer", "RnnlmTrainer", "perplexity",
-    "sequence_accuracy",
+    "sequence_accuracy", "eval_perplexity", "eval_seq2seq",
     "Vocabulary",
 ]

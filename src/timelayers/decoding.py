@@ -21,7 +21,8 @@ from .backend import get_array_module, to_cpu
 from .functions import log_softmax
 from .layers.base import evaluation_mode
 
-__all__ = ["sample_next", "generate_ids", "greedy_decode", "beam_search", "sequence_log_prob"]
+__all__ = ["sample_next", "generate_ids", "book_generate", "greedy_decode", "beam_search",
+           "sequence_log_prob"]
 
 
 GREEDY_BELOW = 1e-6
@@ -104,6 +105,30 @@ def generate_ids(model, start_id, length=100, *, temperature=1.0, top_k=None, sk
             x = sample_next(scores[0, -1], rng, temperature, top_k, skip_ids)
             out.append(x)
     return out
+
+
+def book_generate(model, start_id, skip_ids=None, sample_size=100, *, rng=None,
+                  temperature=1.0, top_k=None):
+    """The book's ``Rnnlm.generate``: a list of ``sample_size`` word ids that
+    starts with ``start_id`` itself, followed by ids sampled one after another
+    (:func:`generate_ids`); the models' ``generate`` for language models.
+
+    ``skip_ids`` are never drawn (the book draws again from the next prediction;
+    here they are left out of the distribution). The model keeps its recurrent
+    state, as in the book (prime it with ``predict`` first, or call
+    ``reset_state()``). ``rng``: a Generator or a seed (the book uses NumPy's
+    global generator; ``np.random.seed`` does not seed this one).
+
+    Returns
+    -------
+    list of int, ``sample_size`` ids, the first ``start_id``
+    """
+    if int(sample_size) != sample_size or sample_size < 1:
+        raise ValueError(f"generate: argument 'sample_size' expected a positive int, got "
+                         f"{sample_size!r}")
+    ids = generate_ids(model, start_id, int(sample_size) - 1, temperature=temperature,
+                       top_k=top_k, skip_ids=() if skip_ids is None else skip_ids, rng=rng)
+    return [int(start_id)] + ids
 
 
 def _start_column(xp, start_id, n):

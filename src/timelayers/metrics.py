@@ -15,8 +15,10 @@ from ._checks import flush_device_checks
 from .backend import get_array_module, to_cpu
 from .errors import ShapeError
 from .layers.base import evaluation_mode
+from .training.progress import show_line
 
-__all__ = ["perplexity", "sequence_accuracy", "evaluation_mode", "bptt_batches"]
+__all__ = ["perplexity", "sequence_accuracy", "evaluation_mode", "bptt_batches",
+           "eval_perplexity", "eval_seq2seq"]
 
 
 def bptt_batches(corpus, batch_size, time_size):
@@ -97,7 +99,7 @@ def sequence_accuracy(model, questions, answers, batch_size=128) -> float:
     For each batch, ``model.generate(questions_batch, start_id, sample_size)`` is
     called with ``start_id = int(answers[0, 0])`` (the start symbol, the same in
     every row) and ``sample_size = answers.shape[1] - 1``; it must return ids of
-    shape ``(n, sample_size)``. A row counts when all its ids equal
+    shape ``(n, sample_size)`` (or, for one question, the book's list). A row counts when all its ids equal
     ``answers[:, 1:]`` (padding included). Inputs are used as given: reverse the
     questions beforehand if the model was trained on reversed input.
 
@@ -131,9 +133,52 @@ def sequence_accuracy(model, questions, answers, batch_size=128) -> float:
         for lo in range(0, q.shape[0], batch_size):
             xb = q[lo:lo + batch_size]
             pred = np.asarray(to_cpu(model.generate(xb, start_id, sample_size)))
+            if pred.ndim == 1 and xb.shape[0] == 1:  # the book's list for one question
+                pred = pred[None, :]
             want = a[lo:lo + batch_size, 1:]
             if pred.shape != want.shape:
                 raise ShapeError(f"sequence_accuracy: model.generate returned shape "
                                  f"{tuple(pred.shape)}, expected {tuple(want.shape)}")
             correct += int((pred == want).all(axis=1).sum())
     return correct / a.shape[0]
+
+
+# -- the book's names ---------------------------------------------------------------------------
+def eval_perplexity(model, corpus, batch_size=10, time_size=35, verbose=True) -> float:
+    """The book's ``eval_perplexity``: :func:`perplexity` of ``model`` on ``corpus``
+    (int array ``(L,)``), announced on stderr as the book does (``verbose=False``:
+    silent). Returns the perplexity as a float."""
+    if verbose:
+        show_line("evaluating perplexity ...")
+    value = perplexity(model, corpus, batch_size, time_size)
+    if verbose:
+        show_line(f"perplexity {value:.2f}")
+    return value
+
+
+def eval_seq2seq(model, question, correct, id_to_char, verbos=False, is_reverse=False) -> int:
+    """The book's ``eval_seq2seq``: 1 when the model's greedy answer to one
+    ``question`` (ids ``(1, Tq)``) equals ``correct`` (ids ``(1, 1 + Ta)``, its
+    first id the start symbol), else 0.
+
+    ``id_to_char``: a dict ``{id: char}`` or a :class:`~timelayers.vocab.Vocabulary`.
+    With ``verbos=True`` (the book's spelling) the question (read backwards when
+    ``is_reverse``), the correct answer and the model's answer marked ``O`` or
+    ``X`` are printed, as the book prints them, to stdout.
+    """
+    q = np.asarray(to_cpu(question))
+    c = np.asarray(to_cpu(correct)).reshape(-1)
+    if q.ndim != 2 or q.shape[0] != 1 or c.size < 2:
+        raise ShapeError(f"eval_seq2seq: expected question (1, Tq) and correct (1, 1 + Ta) with "
+                         f"Ta >= 1, got {tuple(q.shape)} and {tuple(np.shape(correct))}")
+    guess = model.generate(question, int(c[0]), c.size - 1)
+    id_to_char = getattr(id_to_char, "id_to_word", id_to_char)
+    text = lambda ids: "".join(id_to_char[int(i)] for i in np.asarray(to_cpu(ids)).reshape(-1))  # noqa: E731
+    answer, got = text(c[1:]), text(guess)
+    if verbos:
+        shown = text(q)
+        print("Q", shown[::-1] if is_reverse else shown)
+        print("T", answer)
+        print(("O " if got == answer else "X ") + got)
+        print("---")
+    return 1 if got == answer else 0

@@ -35,7 +35,6 @@ import numpy as np
 
 from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
 from ..errors import CheckpointError, DataError
-from ..distributed.flat_buffers import flat_buffers
 from ..layers.base import Layer
 from ..layers.plans.base import Plan
 from ..serialization import load_tensors, save_tensors
@@ -43,7 +42,7 @@ from ._layout import param_layout
 from .._version import __version__
 from ..vocab import Vocabulary
 
-__all__ = ["Model", "MODEL_REGISTRY"]
+__all__ = ["Model", "MODEL_REGISTRY", "named_generators"]
 
 MODEL_REGISTRY: dict = {}
 
@@ -234,16 +233,19 @@ class Model:
             raise RuntimeError(f"{type(self).__name__}.to_gpu: CuPy is not installed or sees no "
                                f"GPU (install the CuPy package built for your CUDA version, "
                                f"e.g. cupy-cuda12x)")
-        return self._move_arrays(_keeping_order(to_gpu))
+        return self.replace_arrays(_keeping_order(to_gpu))
 
     def to_cpu(self):
         """Move the model back to NumPy (the reverse of :meth:`to_gpu`); returns the model."""
-        return self._move_arrays(_keeping_order(to_cpu))
+        return self.replace_arrays(_keeping_order(to_cpu))
 
-    def _move_arrays(self, convert):
+    def replace_arrays(self, convert):
         """Replace every array held by the model, its layers and sub-models with
         ``convert(array)`` (one conversion per array object), then make the tied
-        params views of their moved sources again."""
+        params views of their moved sources again; returns the model. The
+        devices (:meth:`to_gpu`) and data parallel's flat gradient buffers
+        (:func:`timelayers.distributed.flat_buffers.flatten_grads`) move arrays
+        this way."""
         moved = {}
 
         def move(a):
@@ -261,26 +263,6 @@ class Model:
                 layer, k = slots[prefix + tied]
                 layer.params[k] = src_layer.params[j].T if transpose else src_layer.params[j]
         return self
-
-    def flatten_grads(self, allocate=None) -> list:
-        """Lay the gradients (``grads``: each array once, tied ones left out) end
-        to end in one flat buffer per dtype, and make every layer's gradient array
-        a view of its place there (values and layout kept). A backward then writes
-        straight into the buffers, so an operation over all the gradients (a
-        collective, a scaling) needs no copy in or out. Returns the
-        :class:`~timelayers.distributed.flat_buffers.FlatBuffer` list, aliased.
-
-        The views stay valid while the model's arrays stay where they are: after
-        :meth:`to_gpu` or :meth:`to_cpu` the gradients are separate arrays
-        again (call it again). ``allocate`` ``(size, dtype) -> 1-D array`` gives
-        the buffers' memory (default: new arrays; data parallel on one machine
-        passes shared memory)."""
-        buffers = flat_buffers(self.grads, allocate)
-        replaced = {}
-        for buf in buffers:
-            replaced.update(buf.alias())
-        self._move_arrays(lambda a: replaced[id(a)][1] if id(a) in replaced else a)
-        return buffers
 
     # -- saving and loading --------------------------------------------------------
     def state_dict(self) -> dict:
@@ -440,6 +422,26 @@ class Model:
             raise CheckpointError(f"{where}: {exc}") from None
         extra = {k: v for k, v in tensors.items() if k not in own}
         return model, extra, meta
+
+
+def named_generators(model) -> list:
+    """The distinct ``numpy.random.Generator`` objects of ``model``, each once, as
+    ``(name, generator)``: the model's own ``rng`` (name None), then each
+    layer's ``rng`` (the layer's dotted name) and its sampler's
+    (``"<layer>.sampler"``), in the layers' order."""
+    found, seen = [], set()
+
+    def add(name, generator):
+        if isinstance(generator, np.random.Generator) and id(generator) not in seen:
+            seen.add(id(generator))
+            found.append((name, generator))
+
+    add(None, getattr(model, "rng", None))
+    named = getattr(model, "named_layers", None)
+    for name, layer in (named() if callable(named) else ()):
+        add(name, getattr(layer, "rng", None))
+        add(f"{name}.sampler", getattr(getattr(layer, "sampler", None), "rng", None))
+    return found
 
 
 def check_vocab_fits(vocab, config: dict, where: str, model_name: str) -> None:

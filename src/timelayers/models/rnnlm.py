@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..decoding import book_generate
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
 from ._layout import no_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
@@ -28,6 +29,13 @@ class _LanguageModel(Model):
     def forward(self, xs, ts):
         """Mean cross entropy of ``predict(xs) (N, T, V)`` against ``ts (N, T)``."""
         return self.loss_layer.forward(self.predict(xs), ts)
+
+    def generate(self, start_id, skip_ids=None, sample_size=100, *, rng=None, temperature=1.0,
+                 top_k=None):
+        """The book's ``generate``: a list of ``sample_size`` ids, ``start_id`` first,
+        then sampled ids (see :func:`timelayers.decoding.book_generate`)."""
+        return book_generate(self, start_id, skip_ids, sample_size, rng=rng,
+                             temperature=temperature, top_k=top_k)
 
 
 @dataclass

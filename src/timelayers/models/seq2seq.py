@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backend import get_array_module
+from ..backend import get_array_module, to_cpu
 from ..decoding import greedy_decode
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ._layout import no_params, prefixed, recurrent, sizes
@@ -194,9 +194,15 @@ class Seq2seqBase(Model):
         self.decoder.reorder(index)
 
     def generate(self, xs, start_id, sample_size):
-        """Greedy answers ``(N, sample_size)`` for questions ``xs (N, Tq)``
-        (batched; the book's ``generate`` takes one question)."""
-        return greedy_decode(self, xs, start_id, sample_size)
+        """Greedy answers to questions ``xs (N, Tq)``, as the book's ``generate``:
+        for one question (``xs`` of shape ``(1, Tq)``, as the book passes it) the
+        book's list of ``sample_size`` ids (``start_id`` not included); for ``N > 1``
+        questions at once, an int array ``(N, sample_size)`` of the same module as
+        ``xs``."""
+        ids = greedy_decode(self, xs, start_id, sample_size)
+        if ids.shape[0] == 1:
+            return [int(i) for i in to_cpu(ids[0])]
+        return ids
 
 
 class Seq2seq(Seq2seqBase):

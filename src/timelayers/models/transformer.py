@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import get_array_module
-from ..decoding import greedy_decode
+from ..decoding import book_generate, greedy_decode
 from ..errors import ShapeError
 from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding, TimeAffine,
                       TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
@@ -214,6 +214,14 @@ class TransformerLM(Model):
         """Forget the evaluation context."""
         self.context = None
         super().reset_state()
+
+    def generate(self, start_id, skip_ids=None, sample_size=100, *, rng=None, temperature=1.0,
+                 top_k=None):
+        """As the book's ``Rnnlm.generate``: a list of ``sample_size`` ids,
+        ``start_id`` first, then sampled ids (see
+        :func:`timelayers.decoding.book_generate`)."""
+        return book_generate(self, start_id, skip_ids, sample_size, rng=rng,
+                             temperature=temperature, top_k=top_k)
 
 
 # -- the encoder-decoder ----------------------------------------------------------------------
