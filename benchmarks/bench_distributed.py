@@ -19,7 +19,7 @@ one. After ``--warmup`` steps, ``--steps`` steps are timed between two barriers
 T x steps / time), the speed-up over 1 process, milliseconds per step, and the
 milliseconds per step spent in the reduction (weighting the rank's share, the
 ``Allreduce`` over the flat buffer that holds the gradients; nothing is copied,
-see ``Model.flatten_grads``), measured on rank 0. With ``--repeats R``
+see ``distributed.flat_buffers.flatten_grads``), measured on rank 0. With ``--repeats R``
 the process counts take turns R times (1, 2, 1, 2, ...) and each figure is the
 median of its R runs, so that a busy moment of a shared machine does not decide
 a speed-up. With ``--ceiling``, each K > 1 is also run as K independent

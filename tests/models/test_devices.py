@@ -1,6 +1,6 @@
 """Moving a model between NumPy and CuPy: ``Model.to_gpu()`` / ``Model.to_cpu()``.
 
-Both are ``Model._move_arrays(convert)`` with ``convert`` = ``timelayers.to_gpu``
+Both are ``Model.replace_arrays(convert)`` with ``convert`` = ``timelayers.to_gpu``
 or ``to_cpu``. On the CPU the mechanism is checked with a conversion that makes
 NumPy copies: afterwards no array is shared with the old ones, tied params are
 views of their moved sources again, and training goes on to the bit as if
@@ -85,7 +85,7 @@ def test_move_replaces_every_array_and_keeps_ties(name):
     model.backward()  # caches, states and block buffers exist now
     before = reachable_arrays(model)
     values = {k: v.copy() for k, v in model.state_dict().items()}
-    model._move_arrays(copy_keeping_layout)
+    model.replace_arrays(copy_keeping_layout)
     after = reachable_arrays(model)
     assert len(after) == len(before)
     for a, b in zip(after, before):
@@ -114,7 +114,7 @@ def test_training_goes_on_unchanged_after_a_move(name):
     still, moved, opt_still, opt_moved, batches = twins(name, 3, seed=1)
     losses_still = [one_step(still, b, opt_still) for b in batches]
     losses_moved = [one_step(moved, batches[0], opt_moved)]
-    moved._move_arrays(copy_keeping_layout)
+    moved.replace_arrays(copy_keeping_layout)
     losses_moved += [one_step(moved, b, opt_moved) for b in batches[1:]]
     assert losses_moved == losses_still
     for a, b in zip(moved.params, still.params):
@@ -130,7 +130,7 @@ def test_moves_keep_fortran_order():
     before = reachable_arrays(model)
     fortran = [a.flags.f_contiguous and not a.flags.c_contiguous for a in before]
     assert any(fortran)
-    model._move_arrays(models.base._keeping_order(lambda a: np.array(a, order="C")))
+    model.replace_arrays(models.base._keeping_order(lambda a: np.array(a, order="C")))
     after = reachable_arrays(model)
     for a, b, was_fortran in zip(after, before, fortran):
         assert not np.may_share_memory(a, b)

@@ -232,10 +232,10 @@ def test_seq2seq_learns_to_reverse():
 
 # -- array modules --------------------------------------------------------------------------
 def test_moved_model_is_the_same_model(rng):
-    """Model._move_arrays with a copying conversion (what to_gpu does with CuPy):
+    """Model.replace_arrays with a copying conversion (what to_gpu does with CuPy):
     ties are re-made, and a training step gives the same loss."""
     model, twin = small_seq2seq(), small_seq2seq()
-    model._move_arrays(lambda a: np.array(a, order="K", copy=True))
+    model.replace_arrays(lambda a: np.array(a, order="K", copy=True))
     W = model.encoder.input.embed.params[0]
     assert model.decoder.input.embed.params[0] is W
     assert np.shares_memory(model.decoder.affine.params[0], W)

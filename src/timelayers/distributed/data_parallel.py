@@ -26,7 +26,7 @@ import numpy as np
 
 from ..backend import get_array_module, to_cpu
 from .collectives import collectives_for
-from .flat_buffers import flat_buffers
+from .flat_buffers import flat_buffers, flatten_grads
 from .seeding import ReseedEachEpoch
 from .world import DistributedError
 
@@ -67,7 +67,7 @@ class DataParallel:
     reduce_seconds : float
         Time spent in the gradient reduction (weighting by the rank's rows and
         the collective; the model's gradients live in the flat buffers, see
-        :meth:`~timelayers.models.base.Model.flatten_grads`, so nothing is
+        :func:`~timelayers.distributed.flat_buffers.flatten_grads`, so nothing is
         copied) since the wrapper was made; on a GPU with NCCL the collective
         is asynchronous and this is mostly the launch time.
     """
@@ -155,9 +155,9 @@ class DataParallel:
         start = time.perf_counter()
         ids = [id(g) for g in self.module.grads]
         if ids != self._grad_ids:  # the first call, or the model's arrays were replaced
-            flatten = getattr(self.module, "flatten_grads", None)
             allocate = getattr(self.collectives, "allocate", None)
-            self._grad_buffers = (flatten(allocate) if flatten
+            self._grad_buffers = (flatten_grads(self.module, allocate)
+                                  if callable(getattr(self.module, "replace_arrays", None))
                                   else flat_buffers(self.module.grads, allocate))
             self._grad_ids = [id(g) for g in self.module.grads]
         for buf in self._grad_buffers:

@@ -4,8 +4,7 @@
 A :class:`FlatBuffer` either copies its arrays in and out (:meth:`FlatBuffer.gather`,
 :meth:`FlatBuffer.scatter`), or, after :meth:`FlatBuffer.alias`, *is* their memory:
 the arrays are replaced by views of the buffer and the copies vanish
-(:meth:`timelayers.models.base.Model.flatten_grads` does that to a model's
-gradients).
+(:func:`flatten_grads` does that to a model's gradients).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import numpy as np
 
 from ..backend import get_array_module
 
-__all__ = ["FlatBuffer", "flat_buffers"]
+__all__ = ["FlatBuffer", "flat_buffers", "flatten_grads"]
 
 
 class FlatBuffer:
@@ -100,3 +99,24 @@ def flat_buffers(arrays, allocate=None) -> list:
     for a in arrays:
         by_dtype.setdefault(np.dtype(a.dtype), []).append(a)
     return [FlatBuffer(group, allocate) for group in by_dtype.values()]
+
+
+def flatten_grads(model, allocate=None) -> list:
+    """Lay ``model``'s gradients (``model.grads``: each array once, tied ones left
+    out) end to end in one flat buffer per dtype, and make every layer's
+    gradient array a view of its place there (values and layout kept). A
+    backward then writes straight into the buffers, so an operation over all
+    the gradients (a collective, a scaling) needs no copy in or out. Returns
+    the :class:`FlatBuffer` list, aliased.
+
+    The views stay valid while the model's arrays stay where they are: after
+    ``to_gpu`` or ``to_cpu`` the gradients are separate arrays again (call it
+    again). ``allocate`` ``(size, dtype) -> 1-D array`` gives the buffers'
+    memory (default: new arrays; data parallel on one machine passes shared
+    memory)."""
+    buffers = flat_buffers(model.grads, allocate)
+    replaced = {}
+    for buf in buffers:
+        replaced.update(buf.alias())
+    model.replace_arrays(lambda a: replaced[id(a)][1] if id(a) in replaced else a)
+    return buffers

@@ -15,24 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.base import named_generators
+
 __all__ = ["model_generators", "reseed_generators", "ReseedEachEpoch"]
 
 
 def model_generators(model) -> list:
-    """The distinct ``numpy.random.Generator`` objects of ``model``: its ``rng``,
-    and each layer's ``rng`` and ``sampler.rng``, in that order."""
-    found, seen = [], set()
-
-    def add(generator):
-        if isinstance(generator, np.random.Generator) and id(generator) not in seen:
-            seen.add(id(generator))
-            found.append(generator)
-
-    add(getattr(model, "rng", None))
-    for _, layer in model.named_layers():
-        add(getattr(layer, "rng", None))
-        add(getattr(getattr(layer, "sampler", None), "rng", None))
-    return found
+    """The distinct ``numpy.random.Generator`` objects of ``model``, in the order
+    of :func:`timelayers.models.base.named_generators`."""
+    return [generator for _, generator in named_generators(model)]
 
 
 def reseed_generators(model, seed: int, rank: int, epoch: int) -> None:

@@ -39,7 +39,8 @@ import numpy as np
 from .._checks import KINDS, check_named
 from ..backend import get_array_module
 from ..errors import CheckpointError, NonFiniteLossError, OptionError
-from ..models.base import NONNEGATIVE_INT, Model, check_fields, config_dict, read_metadata
+from ..models.base import (NONNEGATIVE_INT, Model, check_fields, config_dict, named_generators,
+                           read_metadata)
 from ..optim import optimizer_from_state
 from ..schedules import schedule_from_state
 from ..serialization import load_tensors
@@ -328,21 +329,9 @@ def _param_names(model) -> list:
 
 def _model_generators(model, trainer_rng):
     """The model's random generators other than ``trainer_rng``, as (metadata key,
-    layer name or None for the model's own, generator), each generator once."""
-    seen = {id(trainer_rng)}
-    out = []
-    model_rng = getattr(model, "rng", None)
-    if isinstance(model_rng, np.random.Generator) and id(model_rng) not in seen:
-        seen.add(id(model_rng))
-        out.append(("model_rng_state", None, model_rng))
-    named = getattr(model, "named_layers", None)
-    if callable(named):
-        for name, layer in named():
-            generator = getattr(layer, "rng", None)
-            if isinstance(generator, np.random.Generator) and id(generator) not in seen:
-                seen.add(id(generator))
-                out.append(("layer_rng_states", name, generator))
-    return out
+    layer name or None for the model's own, generator)."""
+    return [("model_rng_state" if name is None else "layer_rng_states", name, generator)
+            for name, generator in named_generators(model) if generator is not trainer_rng]
 
 
 def _check_generator_state(generator, state, what, where) -> None:

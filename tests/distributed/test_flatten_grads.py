@@ -1,4 +1,4 @@
-"""``Model.flatten_grads``: every model's gradients laid in one flat buffer per
+"""``distributed.flat_buffers.flatten_grads``: every model's gradients laid in one flat buffer per
 dtype, the layers' gradient arrays views of it; training goes on to the bit as
 without it (the data-parallel reduction uses it to reduce without copies)."""
 
@@ -8,6 +8,7 @@ import pytest
 
 from helpers import needs_cupy, MODEL_FACTORIES
 from timelayers import models
+from timelayers.distributed.flat_buffers import flatten_grads
 from timelayers.optim import Adam
 
 V = 7
@@ -47,11 +48,11 @@ def test_training_is_unchanged_and_the_gradients_live_in_the_buffers(name, befor
     plain, flat = make(), make()
     opt_plain, opt_flat = Adam(lr=0.01), Adam(lr=0.01)
     if before_any_step:
-        buffers = flat.flatten_grads()
+        buffers = flatten_grads(flat)
     losses_flat = [one_step(flat, batches[0], opt_flat)]
     grads_after_one = [g.copy() for g in flat.grads]
     if not before_any_step:
-        buffers = flat.flatten_grads()   # the gradients of the step just taken are kept
+        buffers = flatten_grads(flat)   # the gradients of the step just taken are kept
         for g, kept in zip(flat.grads, grads_after_one):
             np.testing.assert_array_equal(g, kept)
     losses_flat += [one_step(flat, b, opt_flat) for b in batches[1:]]
@@ -74,7 +75,7 @@ def test_training_is_unchanged_and_the_gradients_live_in_the_buffers(name, befor
 def test_tied_weights_are_in_the_buffer_once_with_the_summed_gradient():
     model = models.BetterRnnlm(V, 4, 4, dropout_ratio=0.0, dtype="float64", rng=0)
     twin = models.BetterRnnlm(V, 4, 4, dropout_ratio=0.0, dtype="float64", rng=0)
-    (buffer,) = model.flatten_grads()
+    (buffer,) = flatten_grads(model)
     xs, ts = MODEL_FACTORIES["BetterRnnlm"][1](np.random.default_rng(0))
     for m in (model, twin):
         m.forward(xs, ts)
@@ -95,7 +96,7 @@ def test_flattened_gradients_on_the_gpu(name):
     make, data = FACTORIES[name]
     batches = [[to_gpu(x) for x in data(np.random.default_rng(4))] for _ in range(2)]
     plain, flat = make().to_gpu(), make().to_gpu()
-    buffers = flat.flatten_grads()
+    buffers = flatten_grads(flat)
     opt_plain, opt_flat = Adam(lr=0.01), Adam(lr=0.01)
     for b in batches:
         assert float(one_step(flat, b, opt_flat)) == pytest.approx(float(one_step(plain, b, opt_plain)),
@@ -122,7 +123,7 @@ def test_flattened_gradients_through_row_blocks():
         losses = []
         for step in range(3):
             if flat and step == 1:   # after a step: the plan has made its block buffers
-                model.flatten_grads()
+                flatten_grads(model)
             batch = rng.integers(0, V, (7, 4)), rng.integers(0, V, (7, 4))
             losses.append(one_step(model, batch, opt))
         assert all(type(layer._plan) is RowBlocks
