@@ -45,7 +45,8 @@ from ..errors import CheckpointError, OptionError
 from .. import models
 from .._version import __version__
 from ..datasets import load_ptb, load_sequence
-from ..models.base import check_vocab_fits, config_dict
+from ..models.base import config_dict
+from ..models.file_checks import check_vocab_fits
 from ..runs.folder import RunFolderLock, new_run_id, sha256_of, start_new_run, write_json
 from ..runs.recipes import COMMON_OPTIONS, RECIPES, load_data
 from ..vocab import Vocabulary
@@ -350,7 +351,7 @@ def import_book_run(kind: str, pkl_path, run_dir, *, data=None, reverse=None, fo
     info = {"recipe": kind, "task": recipe.task.name, "data": source, "run_id": model.run_id,
             "data_sha256": sha256_of(source) if source is not None else None,
             "options": options, "seed": 0, "version": __version__,
-            "imported": {"file": str(Path(pkl_path).resolve()), "sha256": sha256_of(pkl_path),
+            "imported": {"file": str(Path(pkl_path).resolve()), "sha256": sha256_of(pkl_path, "weights file"),
                          "book_model": kind, **({"note": layout.note} if layout.note else {})}}
     if source is not None:
         task_data = load_data(recipe, source, options, info["seed"], vocab=model.vocab)

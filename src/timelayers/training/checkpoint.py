@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from .._checks import KINDS, check_named
 from ..backend import get_array_module
 from ..errors import CheckpointError, NonFiniteLossError, OptionError
-from ..models.base import (NONNEGATIVE_INT, Model, check_fields, config_dict, named_generators,
-                           read_metadata)
+from ..models.base import Model, config_dict, named_generators
+from ..models.file_checks import NONNEGATIVE_INT, check_fields, read_metadata
 from ..optim import optimizer_from_state
 from ..schedules import schedule_from_state
 from ..serialization import load_tensors
