@@ -178,17 +178,9 @@ class RNN(_Cell):
 
 
 class LSTM(_Cell):
-    """One step of the LSTM (Hochreiter & Schmidhuber 1997, with a forget gate).
-
-    With ``A = x @ Wx + h_prev @ Wh + b`` split into four ``H``-wide column
-    slices in the book's order **f, g, i, o**::
-
-        f = sigmoid(A[:, 0H:1H])    forget gate
-        g = tanh   (A[:, 1H:2H])    cell candidate
-        i = sigmoid(A[:, 2H:3H])    input gate
-        o = sigmoid(A[:, 3H:4H])    output gate
-        c_next = f * c_prev + g * i
-        h_next = o * tanh(c_next)
+    """One step of the LSTM (Hochreiter & Schmidhuber 1997, with a forget gate):
+    :func:`~timelayers.layers.recurrent_reference.lstm_step`'s equations, gates
+    in the book's order **f, g, i, o**.
 
     Parameters
     ----------
@@ -225,16 +217,9 @@ class LSTM(_Cell):
 
 
 class GRU(_Cell):
-    """One step of the GRU (Cho et al. 2014), in the book's convention.
-
-    With the three ``H``-wide column slices in the order **z, r, h~**
-    (``Wx = [Wx_z | Wx_r | Wx_c]``, likewise ``Wh`` and ``b``)::
-
-        z  = sigmoid(x @ Wx_z + h_prev @ Wh_z + b_z)         update gate
-        r  = sigmoid(x @ Wx_r + h_prev @ Wh_r + b_r)         reset gate
-        h~ = tanh(x @ Wx_c + (r * h_prev) @ Wh_c + b_c)      candidate (reset_after=False)
-        h~ = tanh(x @ Wx_c + b_c + r * (h_prev @ Wh_c + bh_c))  (reset_after=True)
-        h_next = (1 - z) * h_prev + z * h~
+    """One step of the GRU (Cho et al. 2014), in the book's convention:
+    :func:`~timelayers.layers.recurrent_reference.gru_step`'s equations, slices
+    in the order **z, r, h~**.
 
     ``reset_after=False`` is the book's GRU (and Cho et al.'s). ``reset_after=True``
     is the cuDNN / PyTorch / Keras form: the reset gate multiplies the hidden
@@ -446,15 +431,9 @@ class TimeRNN(_TimeRecurrent):
 
 
 class TimeLSTM(_TimeRecurrent):
-    """LSTM over a whole sequence (Hochreiter & Schmidhuber 1997).
-
-    For each step ``t``, with ``A_t = x_t @ Wx + h_{t-1} @ Wh + b`` split into
-    four ``H``-wide column slices in the book's order **f, g, i, o**::
-
-        f = sigmoid(A_t[:, 0H:1H]),  g = tanh(A_t[:, 1H:2H]),
-        i = sigmoid(A_t[:, 2H:3H]),  o = sigmoid(A_t[:, 3H:4H])
-        c_t = f * c_{t-1} + g * i
-        h_t = o * tanh(c_t)
+    """LSTM over a whole sequence (Hochreiter & Schmidhuber 1997): the step of
+    :class:`LSTM` at every ``t`` (the equations:
+    :func:`~timelayers.layers.recurrent_reference.lstm_step`).
 
     Parameters
     ----------
@@ -500,18 +479,8 @@ class TimeLSTM(_TimeRecurrent):
 
 
 class TimeGRU(_TimeRecurrent):
-    """GRU over a whole sequence (Cho et al. 2014); see :class:`GRU` for the equations.
-
-    With the three ``H``-wide column slices in the order **z, r, h~**::
-
-        z_t = sigmoid(x_t Wx_z + h_{t-1} Wh_z + b_z)
-        r_t = sigmoid(x_t Wx_r + h_{t-1} Wh_r + b_r)
-        h~_t = tanh(x_t Wx_c + (r_t * h_{t-1}) Wh_c + b_c)            reset_after=False
-        h~_t = tanh(x_t Wx_c + b_c + r_t * (h_{t-1} Wh_c + bh_c))     reset_after=True
-        h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
-
-    (with ``reset_after=True``, ``bh_z`` and ``bh_r`` are added to the ``z`` and
-    ``r`` pre-activations too).
+    """GRU over a whole sequence (Cho et al. 2014): the step of :class:`GRU` at
+    every ``t`` (the equations: :func:`~timelayers.layers.recurrent_reference.gru_step`).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Time-distributed layers: the same operation at every step of ``(N, T, ...)`` input.
 
-``TimeAffine`` is the seed's layer: one matrix product for all ``N * T`` rows.
+``TimeAffine`` makes one matrix product for all ``N * T`` rows.
 """
 
 from __future__ import annotations

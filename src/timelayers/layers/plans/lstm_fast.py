@@ -11,7 +11,7 @@ the gate scales.
 
 :class:`FastLSTM`'s flags are the choices; :meth:`FastLSTM.for_shape` makes
 them from the shapes, for the reasons given beside each flag. Measurements:
-docs/RESULTS.md (issue 9) and ``benchmarks/bench_thin_products.py``.
+docs/RESULTS.md (the CPU LSTM) and ``benchmarks/bench_thin_products.py``.
 """
 
 from __future__ import annotations
