@@ -216,3 +216,137 @@ def test_generate_at_a_tiny_temperature_is_greedy(lm_run, capsys):
         assert code == 0, err
         outs.add(out)
     assert len(outs) == 1
+
+
+# -- inputs: regular files, limits, short quotes -------------------------------------------
+def _cli(*argv, timeout=60):
+    """``timelayers argv`` in a subprocess: an input that hangs fails the test, not the run."""
+    return subprocess.run([sys.executable, "-m", "timelayers", *map(str, argv)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _socket_file(path):
+    import socket
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    return server
+
+
+def test_data_that_is_not_a_regular_file_is_refused_before_reading(lm_run, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    server = _socket_file(tmp_path / "sock")
+    try:
+        for argv, kind in [(["train", "rnnlm", "--data", "/dev/zero", "--out", tmp_path / "z"],
+                            "character device"),
+                           (["train", "cbow", "--data", fifo, "--out", tmp_path / "f"], "FIFO"),
+                           (["eval", lm_run, "--data", "/dev/urandom"], "character device"),
+                           (["eval", lm_run, "--data", tmp_path / "sock"], "socket")]:
+            result = _cli(*argv)
+            assert result.returncode == 2, result.stderr
+            assert f"is a {kind}, not a regular file" in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        server.close()
+    assert not (tmp_path / "z").exists() and not (tmp_path / "f").exists()
+
+
+def test_a_fifo_in_place_of_a_run_file_is_refused_not_waited_on(lm_run):
+    (lm_run / "model.safetensors").unlink()
+    os.mkfifo(lm_run / "model.safetensors")
+    result = _cli("eval", lm_run)
+    assert result.returncode == 2 and "is a FIFO, not a regular file" in result.stderr
+    (lm_run / "run.json").unlink()
+    os.mkfifo(lm_run / "run.json")
+    result = _cli("eval", lm_run)
+    assert result.returncode == 2 and "is a FIFO, not a regular file" in result.stderr
+
+
+def test_inputs_are_read_up_to_a_limit(tmp_path, corpus_file, monkeypatch):
+    from timelayers import serialization
+    from timelayers.errors import DataError
+    from timelayers.runs.recipes import read_text_corpus
+    from timelayers.runs.folder import sha256_of
+
+    monkeypatch.setattr(serialization, "INPUT_LIMIT", 1000)
+    for read in (read_text_corpus, sha256_of):
+        with pytest.raises(DataError, match=f"data file '{corpus_file}' holds more than 1,000 "
+                                            f"bytes"):
+            read(corpus_file)
+    small = tmp_path / "small.txt"
+    small.write_text("the cat sat\n")
+    assert len(read_text_corpus(small)[0]) == 4
+
+
+def test_messages_quote_at_most_80_characters_of_a_line(tmp_path, capsys):
+    long_line = "1+1" + " " * 200_000 + "_2"
+    cases = {
+        "first.txt": ["x" * 300_000],  # no separator
+        "third.txt": ["1+1_2", "2+2_4", long_line],  # another width
+    }
+    for name, lines in cases.items():
+        path = tmp_path / name
+        path.write_text("\n".join(lines) + "\n")
+        code, _, err = run(capsys, "train", "seq2seq", "--data", path, "--out", tmp_path / "r")
+        assert code == 2
+        line = len(lines)
+        assert f"line {line}" in err and f"({len(lines[-1]):,} characters)" in err
+        assert len(err) < 300, err
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus, *TINY_LM, "--out",
+                       tmp_path / "lm")
+    assert code == 0, err
+    corpus.write_text(TEXT + "y" * 100_000 + "\n")
+    code, _, err = run(capsys, "eval", tmp_path / "lm", "--data", corpus)
+    assert code == 2 and "(100,000 characters)" in err and len(err) < 400, err
+
+
+def test_a_run_json_data_path_is_read_only_with_its_hash(lm_run, tmp_path, capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password hunter2\n" * 100)
+    info = json.loads((lm_run / "run.json").read_text())
+    info.update(data=str(secret), data_sha256=None)
+    (lm_run / "run.json").write_text(json.dumps(info))
+    for argv in (["eval", lm_run], ["train", "rnnlm", "--resume", "--epochs", 2, "--out", lm_run]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and "without its SHA-256" in err, err
+        assert "hunter2" not in out + err
+    info["data_sha256"] = "0" * 64
+    (lm_run / "run.json").write_text(json.dumps(info))
+    code, out, err = run(capsys, "eval", lm_run)
+    assert code == 2 and "has changed" in err and "hunter2" not in out + err
+
+
+# -- the environment, checked once at start-up ---------------------------------------------
+@pytest.mark.parametrize("variable,value,accepts", [
+    ("TIMELAYERS_NUM_THREADS", "0", "a positive integer"),
+    ("TIMELAYERS_NUM_THREADS", "-1", "a positive integer"),
+    ("TIMELAYERS_NUM_THREADS", "abc", "a positive integer"),
+    ("TIMELAYERS_NUM_THREADS", "1.5", "a positive integer"),
+    ("TIMELAYERS_DEVICE", "GPU", "cpu"),
+    ("TIMELAYERS_DATA", "/no/such/folder", "a folder"),
+])
+@pytest.mark.parametrize("command", [["similar", "RUN", "cat"], ["demo", "--seed-check-only"]])
+def test_a_bad_environment_variable_is_one_line_at_start_up(monkeypatch, capsys, tmp_path,
+                                                            variable, value, accepts, command):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path) if a == "RUN" else a for a in command])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"error: ${variable} expected {accepts}" in err and repr(value) in err
+
+
+def test_the_thread_count_variable_accepts_positive_integers_only(monkeypatch):
+    from timelayers.errors import OptionError
+    from timelayers.threads import num_threads_from_environment
+
+    for good, n in [("3", 3), (" 12 ", 12), ("", None)]:
+        monkeypatch.setenv("TIMELAYERS_NUM_THREADS", good)
+        assert num_threads_from_environment() == n
+    for bad in ("0", "-1", "1.5", "abc", "+2", "²"):
+        monkeypatch.setenv("TIMELAYERS_NUM_THREADS", bad)
+        with pytest.raises(OptionError, match=r"\$TIMELAYERS_NUM_THREADS expected a positive"):
+            num_threads_from_environment()

@@ -35,6 +35,9 @@ from .errors import TimelayersError
 from .book import weights as book_weights
 from .book.weights import BOOK_MODELS
 from .datasets import load_ptb
+from .datasets.ptb import data_dir_from_environment
+from .threads import num_threads_from_environment
+from .training.trainer import iterations_cap
 from .distributed import abort_on_error, mpi_world
 from .runs import recipes
 from .runs.demo import replay_seed_check
@@ -173,7 +176,8 @@ def _train(args, comm) -> int:
     given = [(f"--{flag.replace('_', '-')}", key, getattr(args, flag))
              for flag, key in _OVERRIDES.items()]
     given += [("--reverse/--no-reverse", "reverse", args.reverse), ("--cell", "cell", args.cell),
-              ("--no-eval", "eval_valid", False if args.no_eval else None)]
+              ("--no-eval", "eval_valid", False if args.no_eval else None),
+              ("--max-iters", "max_iters", args.max_iters)]
     overrides = {}
     for flag, key, value in given:
         if value is None:
@@ -191,7 +195,7 @@ def _train(args, comm) -> int:
     _check_path(out, "--out: run folder", folder=True, must_exist=args.resume)
     result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
                            resume=args.resume, force=args.force, progress=True,
-                           device=args.device, comm=comm)
+                           device=args.device, comm=comm, checkpoint_every=args.checkpoint_every)
     if comm is not None and comm.Get_rank() != 0:
         return 0
     for key, value in result.metrics.items():
@@ -334,24 +338,38 @@ _DEVICE_ENV = "TIMELAYERS_DEVICE"
 
 
 def _device(text: str) -> str:
+    if text == "cuda":  # PyTorch's word for it
+        return "gpu"
     if text not in ("cpu", "gpu"):
-        raise argparse.ArgumentTypeError(f"expected cpu or gpu, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected cpu, gpu or cuda (= gpu), got {text!r}")
     return text
 
 
 def _add_device(p) -> None:
     # default None: main() takes $TIMELAYERS_DEVICE, else cpu (an error names the variable)
     p.add_argument("--device", type=_device,
-                   help=f"cpu or gpu (needs CuPy and a GPU; default: ${_DEVICE_ENV} or cpu); "
-                        f"run folders are the same on both")
+                   help=f"cpu or gpu (cuda is taken as gpu; needs CuPy and a GPU; default: "
+                        f"${_DEVICE_ENV} or cpu); run folders are the same on both")
 
 
-def _default_device(parser, args) -> None:
+def _read_environment(parser, args) -> None:
+    """Check the library's environment variables once, before any command runs
+    (``$TIMELAYERS_NUM_THREADS``, ``$TIMELAYERS_DEVICE``, ``$TIMELAYERS_DATA``,
+    ``$TIMELAYERS_MAX_ITERS``): a bad value ends the command with one line naming
+    the variable and what it accepts. ``--device`` not given takes the device's."""
+    try:
+        num_threads_from_environment()
+        data_dir_from_environment()
+        iterations_cap(None, "")
+        device = os.environ.get(_DEVICE_ENV) or "cpu"
+        device = "gpu" if device == "cuda" else device
+        if device not in ("cpu", "gpu"):
+            raise CliError(f"${_DEVICE_ENV} expected cpu, gpu or cuda (or unset: cpu), "
+                           f"got {device[:40]!r}")
+    except (CliError, TimelayersError) as exc:
+        parser.exit(2, f"timelayers {args.command}: error: {exc}\n")
     if "device" in vars(args) and args.device is None:
-        args.device = os.environ.get(_DEVICE_ENV) or "cpu"
-        if args.device not in ("cpu", "gpu"):
-            parser.exit(2, f"timelayers {args.command}: error: ${_DEVICE_ENV} expected cpu or gpu "
-                           f"(or unset: cpu), got {args.device!r}\n")
+        args.device = device
 
 
 class _Parser(argparse.ArgumentParser):
@@ -360,6 +378,111 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_TRAIN_DESCRIPTION = ("Train MODEL with the book's hyperparameters (change them with the flags) "
+                      "into a run folder. Started by `mpiexec -n K`, it trains data-parallel "
+                      "over the K processes (pip install -e '.[mpi]'), each taking 1/K of every "
+                      "batch. `timelayers train MODEL --help` lists MODEL's own flags and "
+                      "defaults.")
+
+_TRAIN_FLAGS = [
+    ("epochs", None), ("batch_size", None), ("hidden", "hidden size"),
+    ("wordvec", "word vector size"),
+    ("lr", "learning rate (transformers: its peak after the warm-up)"),
+    ("time_size", "truncated BPTT length (language models; transformer-lm: the window it reads)"),
+    ("max_grad", "gradient clipping norm"),
+    ("window", "context window (word vectors)"),
+    ("dropout", "dropout ratio (better-rnnlm, transformers)"),
+    ("d_model", "model size (transformers)"),
+    ("heads", "attention heads (transformers)"),
+    ("layers", "blocks (transformer-lm)"),
+    ("encoder_layers", "encoder blocks (transformer-seq2seq)"),
+    ("decoder_layers", "decoder blocks (transformer-seq2seq)"),
+    ("ff_size", "feed-forward size (transformers)"),
+    ("max_len", "longest question or answer (transformer-seq2seq; transformer-lm reads windows "
+                "of --time-size)"),
+    ("warmup", "iterations of learning-rate warm-up before the cosine decay (transformers)"),
+    ("weight_decay", "AdamW's decoupled weight decay (transformers)")]
+"""The flags that set a recipe's hyper-parameters (see :data:`_OVERRIDES`), with their help."""
+
+
+class _TrainHelp(argparse.Action):
+    """``--help`` of ``train``: after MODEL, that model's flags only, with its
+    defaults (the book's hyper-parameters); before it, every flag."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this help (after MODEL: that model's flags and defaults)")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        model = getattr(namespace, "model", None)
+        if model in RECIPES:
+            parser = _Parser(prog=f"timelayers train {model}", add_help=False,
+                             description=f"Train {model} ({RECIPES[model].model}) with the "
+                                         f"book's hyperparameters, the defaults below, into a "
+                                         f"run folder.")
+            _add_train_arguments(parser, RECIPES[model])
+        parser.print_help()
+        parser.exit()
+
+
+def _add_train_arguments(p, recipe=None) -> None:
+    """The arguments of ``train``: for ``recipe``, only the flags that apply to it,
+    each with the recipe's default; without one, every flag (and MODEL)."""
+    known = None if recipe is None else recipes.recipe_options(recipe)
+    defaults = {} if recipe is None else {**recipe.model_args, **recipe.train_args}
+
+    def applies(key):
+        return known is None or key in known
+
+    def with_default(text, key):
+        if key not in defaults:
+            return text
+        value = defaults[key]
+        shown = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+        return f"{text or key.replace('_', ' ')} (default: {shown})"
+
+    p.add_argument("-h", "--help", action=_TrainHelp)
+    if recipe is None:
+        p.add_argument("model", choices=list(RECIPES), metavar="MODEL",
+                       help="one of: " + ", ".join(RECIPES))
+    p.add_argument("--data", help="data file: a text corpus (language models, word vectors) or a "
+                                  "file in the book's sequence format (seq2seq); default: PTB or "
+                                  "generated data")
+    p.add_argument("--out", help=f"run folder (default: runs/{recipe.name if recipe else 'MODEL'})")
+    for flag, help_text in _TRAIN_FLAGS:
+        key = _OVERRIDES[flag]
+        if applies(key):
+            p.add_argument(f"--{flag.replace('_', '-')}", type=_option_type(key),
+                           help=with_default(help_text, key))
+    if applies("cell"):
+        p.add_argument("--cell", choices=[name for name in CELLS if name != "rnn"],  # rnn: SimpleRnnlm
+                       help=with_default("recurrent cell (language models): gru is the book's "
+                                         "GRU (reset gate before the hidden product), "
+                                         "gru-reset-after the cuDNN/PyTorch form", "cell"))
+    if applies("reverse"):
+        p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
+                       help=with_default("reverse the questions (seq2seq)", "reverse"))
+        p.add_argument("--no-reverse", dest="reverse", action="store_false")
+    if applies("eval_valid"):
+        p.add_argument("--no-eval", action="store_true",
+                       help="skip the validation perplexity after each epoch (language models "
+                            "but better-rnnlm, whose learning rate follows it)")
+    p.add_argument("--max-iters", type=_option_type("max_iters"), metavar="N",
+                   help="end every epoch after N iterations, to try a recipe quickly (recorded "
+                        "in the run; default: $TIMELAYERS_MAX_ITERS, else whole epochs)")
+    p.add_argument("--checkpoint-every", type=_option_type("checkpoint_every"), metavar="N",
+                   help="also write the checkpoint every N iterations inside an epoch (--resume "
+                        "continues from it; Ctrl-C writes one too)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (only --epochs and --lr "
+                        "may change)")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--seed", type=_typed("non-negative int"), help="default: 0")
+    _add_device(p)
+    if recipe is not None:
+        p.set_defaults(model=recipe.name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,51 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train a model with the book's recipe",
-                       description="Train MODEL with the book's hyperparameters (change them with "
-                                   "the flags) into a run folder. Started by `mpiexec -n K`, it "
-                                   "trains data-parallel over the K processes (pip install "
-                                   "'timelayers[mpi]'), each taking 1/K of every batch.")
-    p.add_argument("model", choices=list(RECIPES), metavar="MODEL",
-                   help="one of: " + ", ".join(RECIPES))
-    p.add_argument("--data", help="data file: a text corpus (language models, word vectors) or a "
-                                  "file in the book's sequence format (seq2seq); default: PTB or "
-                                  "generated data")
-    p.add_argument("--out", help="run folder (default: runs/MODEL)")
-    for flag, help_text in [("epochs", None), ("batch_size", None), ("hidden", "hidden size"),
-                            ("wordvec", "word vector size"),
-                            ("lr", "learning rate (transformers: its peak after the warm-up)"),
-                            ("time_size", "truncated BPTT length (language models; transformer-lm: "
-                                          "the window it reads)"),
-                            ("max_grad", "gradient clipping norm"),
-                            ("window", "context window (word vectors)"),
-                            ("dropout", "dropout ratio (better-rnnlm, transformers)"),
-                            ("d_model", "model size (transformers)"),
-                            ("heads", "attention heads (transformers)"),
-                            ("layers", "blocks (transformer-lm)"),
-                            ("encoder_layers", "encoder blocks (transformer-seq2seq)"),
-                            ("decoder_layers", "decoder blocks (transformer-seq2seq)"),
-                            ("ff_size", "feed-forward size (transformers)"),
-                            ("max_len", "longest question or answer (transformer-seq2seq; "
-                                        "transformer-lm reads windows of --time-size)"),
-                            ("warmup", "iterations of learning-rate warm-up before the cosine "
-                                       "decay (transformers)"),
-                            ("weight_decay", "AdamW's decoupled weight decay (transformers)")]:
-        p.add_argument(f"--{flag.replace('_', '-')}", type=_option_type(_OVERRIDES[flag]),
-                       help=help_text)
-    p.add_argument("--cell", choices=[name for name in CELLS if name != "rnn"],  # rnn: SimpleRnnlm
-                   help="recurrent cell (language models): gru is the book's GRU (reset gate "
-                        "before the hidden product), gru-reset-after the cuDNN/PyTorch form")
-    p.add_argument("--reverse", dest="reverse", action="store_true", default=None,
-                   help="reverse the questions (seq2seq)")
-    p.add_argument("--no-reverse", dest="reverse", action="store_false")
-    p.add_argument("--no-eval", action="store_true",
-                   help="skip the validation perplexity after each epoch (language models but "
-                        "better-rnnlm, whose learning rate follows it)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (only --epochs and --lr may change)")
-    p.add_argument("--force", action="store_true", help="replace a run already in --out")
-    p.add_argument("--seed", type=_typed("non-negative int"), help="default: 0")
-    _add_device(p)
+                       description=_TRAIN_DESCRIPTION, add_help=False)
+    _add_train_arguments(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test metric of a run",
@@ -544,7 +624,7 @@ def main(argv=None) -> int:
     np.set_printoptions(linewidth=75)
     parser = build_parser()
     args = parser.parse_args(argv)
-    _default_device(parser, args)
+    _read_environment(parser, args)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("timelayers")
@@ -552,8 +632,10 @@ def main(argv=None) -> int:
     logger.setLevel(logging.INFO)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"timelayers {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        said = f" ({exc}; `timelayers train MODEL --resume --out RUN_DIR` continues)" \
+            if str(exc).startswith("checkpoint") else ""
+        print(f"timelayers {args.command}: interrupted{said}", file=sys.stderr)
         return 130
     except _USER_ERRORS as exc:  # a bug's exception keeps its traceback
         print(f"timelayers {args.command}: error: {_message(exc)}", file=sys.stderr)

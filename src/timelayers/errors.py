@@ -1,6 +1,7 @@
 """The library's exceptions: one family, rooted at :class:`TimelayersError`."""
 
 __all__ = [
+    "excerpt",
     "TimelayersError",
     "ShapeError",
     "DataError",
@@ -9,6 +10,18 @@ __all__ = [
     "CheckpointError",
     "NonFiniteLossError",
 ]
+
+
+EXCERPT_CHARS = 80
+"""The most characters of a line of a file, or a word, that a message quotes."""
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` quoted for a message: its ``repr``, cut after ``limit`` characters
+    with its length said (``'aaaa'... (214,000,000 characters)``)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 class TimelayersError(Exception):

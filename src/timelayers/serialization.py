@@ -23,8 +23,10 @@ CRC-32 of the whole data section, which is checked too. Files without either
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
+import stat
 import struct
 import tempfile
 import threading
@@ -36,9 +38,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as _safetensors_bytes
 
 from .backend import to_cpu
-from .errors import CheckpointError
+from .errors import CheckpointError, DataError
 
-__all__ = ["save_tensors", "load_tensors", "atomic_write"]
+__all__ = ["save_tensors", "load_tensors", "atomic_write", "INPUT_LIMIT", "open_regular",
+           "read_input", "sha256_file"]
 
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16,
@@ -157,6 +160,66 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+# -- reading inputs -----------------------------------------------------------------------
+INPUT_LIMIT = 1 << 30
+"""The most bytes a data or text input may hold (1 GiB): reading stops past it."""
+
+_NOT_FILES = ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"),
+              (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"),
+              (stat.S_ISSOCK, "socket"))
+
+
+def open_regular(path, what="file", error=DataError):
+    """``path`` opened for reading in binary, when it is a regular file (a link
+    to one included); a FIFO, a device, a socket or a folder is refused with
+    ``error`` naming ``what`` and ``path`` before anything is read (an endless
+    stream, or one that never opens, would hang the reader)."""
+    def refuse(mode):
+        kind = next((name for test, name in _NOT_FILES if test(mode)), "special file")
+        return error(f"{what} {str(path)!r} is a {kind}, not a regular file")
+
+    mode = os.stat(path).st_mode  # FileNotFoundError names the path
+    if not stat.S_ISREG(mode):
+        raise refuse(mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO swapped in: no wait
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise refuse(mode)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _chunks(path, what, limit, error):
+    """The bytes of the regular file ``path`` in blocks of 1 MiB, refused with
+    ``error`` past ``limit`` bytes (None: :data:`INPUT_LIMIT`; a file that grows
+    while read included)."""
+    limit = INPUT_LIMIT if limit is None else limit
+    total = 0
+    with open_regular(path, what, error) as f:
+        while block := f.read(1 << 20):
+            total += len(block)
+            if total > limit:
+                raise error(f"{what} {str(path)!r} holds more than {limit:,} bytes, the most "
+                            f"it may hold")
+            yield block
+
+
+def read_input(path, what="file", limit=None, error=DataError) -> bytes:
+    """The bytes of the regular file ``path`` (see :func:`open_regular`), at most
+    ``limit`` of them (else ``error``)."""
+    return b"".join(_chunks(path, what, limit, error))
+
+
+def sha256_file(path, what="file", limit=None, error=DataError) -> str:
+    """Hex SHA-256 of the regular file ``path``, read in blocks, at most ``limit``
+    bytes (else ``error``)."""
+    digest = hashlib.sha256()
+    for block in _chunks(path, what, limit, error):
+        digest.update(block)
+    return digest.hexdigest()
+
+
 # -- tensors ------------------------------------------------------------------------------
 def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
     """Write named arrays (NumPy or CuPy) and string metadata to ``path`` atomically.
@@ -204,6 +267,7 @@ def load_tensors(path):
         raise CheckpointError(f"{where} is a folder, not a file")
     if not path.exists():
         raise CheckpointError(f"{where} does not exist")
+    open_regular(path, "checkpoint", CheckpointError).close()
     try:
         with safe_open(str(path), framework="np") as f:
             metadata = dict(f.metadata() or {})

@@ -47,6 +47,8 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
+from .errors import OptionError  # noqa: E402  (it imports nothing: NumPy still unloaded)
+
 __all__ = ["parallel_rows", "run_parallel", "can_run_parallel", "set_num_threads",
            "get_num_threads", "cpu_limit", "adapt_to_load"]
 
@@ -60,14 +62,31 @@ _pool_lock = threading.Lock()
 _in_worker = threading.local()
 
 
+NUM_THREADS_VARIABLE = "TIMELAYERS_NUM_THREADS"
+
+
+def num_threads_from_environment():
+    """``$TIMELAYERS_NUM_THREADS`` as a positive int, None when it is unset or empty.
+
+    Raises
+    ------
+    OptionError
+        For any other value (``0``, ``-1``, ``1.5``, ``abc``), naming the variable
+        and what it accepts.
+    """
+    text = os.environ.get(NUM_THREADS_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and int(text) >= 1):
+        raise OptionError(f"${NUM_THREADS_VARIABLE} expected a positive integer (1, 2, ...) or "
+                          f"nothing, got {text[:40]!r}")
+    return int(text)
+
+
 def _default_num_threads() -> int:
-    env = os.environ.get("TIMELAYERS_NUM_THREADS", "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ValueError(f"TIMELAYERS_NUM_THREADS expected a positive integer, "
-                             f"got {env!r}") from None
+    env = num_threads_from_environment()
+    if env is not None:
+        return env
     return min(cpu_limit(), _MAX_DEFAULT_THREADS)
 
 

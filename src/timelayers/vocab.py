@@ -15,7 +15,7 @@ import numpy as np
 
 from timelayers.backend import to_cpu
 from timelayers.errors import DataError, ShapeError, TimelayersError
-from timelayers.serialization import atomic_write
+from timelayers.serialization import atomic_write, read_input
 
 __all__ = ["Vocabulary", "UnknownWordError"]
 
@@ -226,7 +226,7 @@ class Vocabulary:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            data = json.loads(read_input(path, "vocabulary file").decode("utf-8-sig"))
             return cls.from_dict(data)
         except (ValueError, RecursionError) as e:  # JSON, UTF-8, DataError; nesting too deep
             raise DataError(f"{path}: not a vocabulary file ({e})") from e

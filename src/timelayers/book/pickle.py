@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
+from ..serialization import open_regular
 
 __all__ = ["UnsafePickleError", "load_book_pickle", "WORD_VECTOR_KEYS", "ENTRIES_PER_FILE_BYTE",
            "FREE_ENTRIES"]
@@ -256,11 +257,9 @@ def load_book_pickle(path):
     path = Path(path)
     where = f"weights file {str(path)!r}"
     try:
-        file = open(path, "rb")
+        file = open_regular(path, "weights file", CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where} is a folder, not a file") from None
     with file:
         try:
             size = os.fstat(file.fileno()).st_size

@@ -16,7 +16,6 @@ skipped silently where the directory is read-only.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from timelayers.datasets.textfile import read_utf8
-from timelayers.serialization import atomic_write
+from timelayers.serialization import atomic_write, sha256_file
 from timelayers.errors import DataError, DownloadError
 from timelayers.vocab import UnknownWordError, Vocabulary
 
@@ -152,17 +151,31 @@ def fetch_ptb(
 
 
 # -- locating and downloading ------------------------------------------------
+def data_dir_from_environment() -> Path | None:
+    """``$TIMELAYERS_DATA`` as a folder, None when it is unset or empty.
+
+    Raises
+    ------
+    DataError
+        When it names no folder (a typo must not fall through to a download).
+    """
+    env = os.environ.get(ENV_VAR)
+    if not env:
+        return None
+    if not Path(env).is_dir():
+        raise DataError(f"${ENV_VAR} expected a folder holding the Penn Treebank files, "
+                        f"got {env!r}, which is "
+                        f"{'not a folder' if Path(env).exists() else 'not there'}")
+    return Path(env)
+
+
 def _search_dirs(data_dir) -> list[Path]:
     roots = []
     if data_dir is not None:
         roots.append(Path(data_dir))
-    env = os.environ.get(ENV_VAR)
-    if env:
-        if not Path(env).is_dir():  # a typo must not fall through to a download
-            raise DataError(f"${ENV_VAR} expected a folder holding the Penn Treebank files, "
-                            f"got {env!r}, which is "
-                            f"{'a file' if Path(env).exists() else 'not there'}")
-        roots.append(Path(env))
+    env = data_dir_from_environment()
+    if env is not None:
+        roots.append(env)
     roots.append(cache_dir())
     dirs = []
     for root in roots:
@@ -196,11 +209,7 @@ def _locate_or_fetch(name: str, data_dir, download: bool, progress: bool) -> Pat
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path, "Penn Treebank file")
 
 
 def _verified(path: Path) -> Path:
@@ -239,7 +248,7 @@ def _where_to_put(data_dir) -> str:
 # -- reading and caching -------------------------------------------------------
 def _tokenize(path: Path) -> list[str]:
     """Whitespace tokens of ``path``, with ``<eos>`` for each newline."""
-    return read_utf8(path).replace("\n", f" {EOS} ").split()
+    return read_utf8(path, "Penn Treebank file").replace("\n", f" {EOS} ").split()
 
 
 def _is_fresh(cache: Path, sources) -> bool:

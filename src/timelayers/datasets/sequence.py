@@ -22,7 +22,7 @@ import numpy as np
 
 from timelayers.datasets.textfile import read_utf8
 from timelayers.serialization import atomic_write
-from timelayers.errors import DataError, ShapeError
+from timelayers.errors import DataError, ShapeError, excerpt
 from timelayers.vocab import Vocabulary
 
 __all__ = [
@@ -156,7 +156,7 @@ def write_sequence(path: str | os.PathLike, lines: Sequence[str]) -> None:
     """
     for i, line in enumerate(lines, 1):
         if "\n" in line or "\r" in line:
-            raise DataError(f"write_sequence: line {i} contains a newline: {line!r}")
+            raise DataError(f"write_sequence: line {i} contains a newline: {excerpt(line)}")
     atomic_write(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
@@ -280,22 +280,23 @@ def _check_format(lines: list[str], name: str) -> tuple[int, int]:
     width = len(lines[0])
     sep = lines[0].find(SEPARATOR)
     if sep < 0:
-        raise DataError(f"{name}, line 1: no {SEPARATOR!r} separator in {lines[0]!r}")
+        raise DataError(f"{name}, line 1: no {SEPARATOR!r} separator in {excerpt(lines[0])}")
     if sep == 0:
         raise DataError(f"{name}, line 1: {SEPARATOR!r} is in the first column, so the question "
-                        f"before it is empty: {lines[0]!r}")
+                        f"before it is empty: {excerpt(lines[0])}")
     if sep == width - 1:
         raise DataError(f"{name}, line 1: {SEPARATOR!r} is in the last column, so the answer "
-                        f"after it is empty: {lines[0]!r}")
+                        f"after it is empty: {excerpt(lines[0])}")
     for i, line in enumerate(lines, 1):
         if len(line) != width:
             raise DataError(
                 f"{name}, line {i}: expected {width} characters like line 1, "
-                f"got {len(line)}: {line!r}"
+                f"got {len(line)}: {excerpt(line)}"
             )
         if line[sep] != SEPARATOR:
             raise DataError(
-                f"{name}, line {i}: expected {SEPARATOR!r} in column {sep + 1}, got {line!r}"
+                f"{name}, line {i}: expected {SEPARATOR!r} in column {sep + 1}, got "
+                f"{excerpt(line)}"
             )
     return sep, width
 

@@ -12,7 +12,6 @@ holds its own ``run.json`` (and a checkpoint to resume from, after one epoch).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, DataError, OptionError
 from .._checks import KINDS, check_options
-from ..serialization import atomic_write
+from ..serialization import atomic_write, read_input, sha256_file
 
 __all__ = ["RUN_FILES", "LOCK_FILE", "RunFolderLock", "run_files_in", "start_new_run",
            "new_run_id", "check_same_run", "sha256_of", "write_json", "read_run_json"]
@@ -167,13 +166,11 @@ def check_same_run(info: dict, model, run_dir, model_file) -> None:
                               f"another run is not used")
 
 
-def sha256_of(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_of(path, what="data file") -> str:
+    """Hex SHA-256 of a regular file's bytes (a FIFO, a device or a file past
+    :data:`~timelayers.serialization.INPUT_LIMIT` bytes: :class:`DataError`
+    naming ``what``)."""
+    return sha256_file(path, what)
 
 
 def write_json(path, obj) -> None:
@@ -192,13 +189,17 @@ _FIELDS = {  # field: (kind, required); a kind from timelayers._checks.KINDS
 _MAY_BE_NULL = {"data", "data_sha256"}
 
 
+RUN_JSON_LIMIT = 1 << 24
+"""The most bytes a ``run.json`` may hold (16 MiB; the library writes a few KB)."""
+
+
 def read_run_json(run_dir) -> dict:
     """``run_dir/run.json`` with its fields checked: a one-line error naming the file
     and the field (:class:`DataError`), or :class:`FileNotFoundError` when the
     folder holds no run."""
     path = Path(run_dir) / "run.json"
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(read_input(path, "run.json", RUN_JSON_LIMIT).decode("utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no run.json)") from None
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 10**5-digit number,

@@ -32,11 +32,13 @@ import numpy as np
 
 from .._version import __version__
 from ..backend import CUPY_INSTALL_HINT, cupy_available, get_array_module, import_cupy, to_cpu, to_gpu
-from ..errors import DataError, OptionError
+from ..errors import DataError, OptionError, excerpt
 from .._checks import check_options, check_value
-from .folder import (RunFolderLock, check_same_run, new_run_id, read_run_json, sha256_of,
-                     start_new_run, write_json)
+from .folder import (RUN_JSON_LIMIT, RunFolderLock, check_same_run, new_run_id, read_run_json,
+                     sha256_of, start_new_run, write_json)
+from ..serialization import read_input
 from ..schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
+from ..training.trainer import iterations_cap
 from .tasks import (GENERATED_DATA_SEED, TASKS, LanguageModelTask, Seq2seqTask, Task, TaskData,
                     WordVectorTask, read_text_corpus)
 from ..vocab import UnknownWordError
@@ -113,9 +115,10 @@ RECIPES = {r.name: r for r in [
 ]}
 
 
-COMMON_OPTIONS = {"eval_valid": True}
+COMMON_OPTIONS = {"eval_valid": True, "max_iters": None}
 """Options of every recipe besides its own arguments, with their defaults
-(``eval_valid``: measure the validation split after each epoch)."""
+(``eval_valid``: measure the validation split after each epoch; ``max_iters``: end
+every epoch after that many iterations, None: whole epochs)."""
 
 
 def unknown_options(recipe: Recipe, options) -> list:
@@ -126,10 +129,10 @@ def unknown_options(recipe: Recipe, options) -> list:
 
 def recipe_options(recipe: Recipe) -> set:
     """The options :func:`train` may be given for ``recipe``: its model's and trainer's,
-    and ``eval_valid`` where turning the validation off means something: a language
+    ``max_iters``, and ``eval_valid`` where turning the validation off means something: a language
     model whose learning rate does not follow it (word vectors have no validation; a
     seq2seq run, and a plateau schedule, always use it)."""
-    names = set(recipe.model_args) | set(recipe.train_args)
+    names = set(recipe.model_args) | set(recipe.train_args) | {"max_iters"}
     if isinstance(recipe.task, LanguageModelTask) and "plateau_factor" not in names:
         names.add("eval_valid")
     return names
@@ -175,6 +178,13 @@ _OPTIMIZER_OPTIONS = ("weight_decay",)
 def _optimizer(options):
     cls = getattr(optim, options["optimizer"])
     return cls(lr=options["lr"], **{k: options[k] for k in _OPTIMIZER_OPTIONS if k in options})
+
+
+def _iterations_per_epoch(recipe, options, data) -> int:
+    """The iterations of one of the run's epochs: its task's, cut at ``max_iters``."""
+    iterations = recipe.task.iterations_per_epoch(options, data)
+    cap = options.get("max_iters")
+    return iterations if cap is None else min(iterations, cap)
 
 
 def _schedule(options, optimizer, iterations_per_epoch, task):
@@ -279,7 +289,7 @@ any other would not continue the same run."""
 
 def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, resume=False,
           force=False, progress=True, target_accuracy=None, callbacks=(),
-          device="cpu", comm=None) -> RunResult:
+          device="cpu", comm=None, checkpoint_every=None) -> RunResult:
     """Train ``recipe_name`` into the run folder ``out_dir``.
 
     Parameters
@@ -291,7 +301,9 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
     overrides : dict, optional
         Hyperparameters replacing the recipe's (``epochs``, ``batch_size``, ``lr``,
         ``hidden_size``, ``wordvec_size``, ``time_size``, ``reverse``, ...), checked
-        against :data:`timelayers._checks.NAME_KINDS`.
+        against :data:`timelayers._checks.NAME_KINDS`; ``max_iters`` ends every epoch
+        after that many iterations (a new run without it takes
+        ``$TIMELAYERS_MAX_ITERS`` when set); it is recorded in ``run.json``.
     seed : int, optional
         Seeds initialisation, shuffling, dropout and sampling (default 0).
     resume : bool
@@ -312,6 +324,10 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         process calls ``train`` alike). Only rank 0 writes the run folder and shows
         progress; the others return a result without metrics. ``run.json`` records
         the number of processes, and a resume must use as many.
+    checkpoint_every : int, optional
+        Also write the checkpoint every this many iterations inside an epoch;
+        ``resume`` continues from it to the bit. Ctrl-C writes one too, at the end
+        of the running iteration.
 
     Raises
     ------
@@ -325,13 +341,13 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         return _train(lock, recipe_name, out_dir, data=data, overrides=overrides, seed=seed,
                       resume=resume, force=force, progress=progress,
                       target_accuracy=target_accuracy, callbacks=callbacks, device=device,
-                      comm=comm)
+                      comm=comm, checkpoint_every=checkpoint_every)
     finally:
         lock.release()
 
 
 def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, progress,
-           target_accuracy, callbacks, device, comm) -> RunResult:
+           target_accuracy, callbacks, device, comm, checkpoint_every=None) -> RunResult:
     """:func:`train`'s work, with the folder's ``lock`` to acquire before it changes."""
     check_device(device)
     rank, processes = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
@@ -345,6 +361,12 @@ def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, 
         raise OptionError(f"recipe {recipe_name!r} has no option(s) {unknown}")
     if seed is not None:
         check_value("non-negative int", seed, "argument 'seed'")
+    if checkpoint_every is not None:
+        check_value("positive int", checkpoint_every, "argument 'checkpoint_every'")
+    if not resume and "max_iters" not in overrides:
+        cap = iterations_cap(None, f"recipe {recipe_name!r}")
+        if cap is not None:
+            overrides["max_iters"] = cap
     callbacks = [step_each_iteration, *callbacks]
     if target_accuracy is not None:
         callbacks.append(_StopAtAccuracy(target_accuracy))
@@ -370,7 +392,9 @@ def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, 
             warnings.filterwarnings("ignore", message=".*nothing to train")
         trainer.fit(x, t, max_epoch=options["epochs"], batch_size=options["batch_size"],
                     eval_fn=recipe.task.validation(options, task_data),
-                    checkpoint=out / "checkpoint.safetensors" if rank == 0 else None, **extra)
+                    checkpoint=out / "checkpoint.safetensors" if rank == 0 else None,
+                    max_iters=options.get("max_iters"), checkpoint_every=checkpoint_every,
+                    **extra)
     stopped = trainer.epoch < options["epochs"]
     if rank != 0:
         return RunResult(out, model, trainer.history, {}, stopped)
@@ -401,7 +425,7 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
     model.run_id = new_run_id()  # saved with its checkpoints and model
     optimizer = _optimizer(options)
     schedule = _schedule(options, optimizer,
-                         recipe.task.iterations_per_epoch(options, task_data), recipe.task)
+                         _iterations_per_epoch(recipe, options, task_data), recipe.task)
     trainer = recipe.task.trainer_class()(model, optimizer, max_grad=options["max_grad"],
                                           rng=np.random.default_rng(seed + 1),
                                           schedule=schedule, callbacks=callbacks,
@@ -465,7 +489,7 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
         raise OptionError(f"run {str(out)!r} has already trained {trainer.epoch} epochs; "
                           f"epochs={options['epochs']} would train none (give more epochs)")
     _retarget_schedule(trainer, options, changes,
-                       recipe.task.iterations_per_epoch(options, task_data))
+                       _iterations_per_epoch(recipe, options, task_data))
     if changes and rank == 0:
         info["options"] = options
         info.setdefault("resumed", []).append({"after_epoch": trainer.epoch, "changed": changes})
@@ -477,17 +501,22 @@ def _finished_epochs(out):
     """The epochs of the finished run in ``out`` (its ``metrics.json``), or None: a
     run stopped after its last checkpoint resumes to write its model and metrics."""
     try:
-        epochs = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("epochs")
+        epochs = json.loads(read_input(out / "metrics.json", "metrics.json", RUN_JSON_LIMIT)
+                            .decode("utf-8")).get("epochs")
     except (OSError, ValueError, AttributeError):
         return None
     return epochs
 
 
 def _check_data_unchanged(source, recorded, run_dir, hint="") -> None:
-    """Raise :class:`DataError` when the run's data file ``source`` is gone or its
-    SHA-256 is not the ``recorded`` one (None: not recorded; ``hint`` ends the message)."""
-    if source is None or recorded is None:  # the recipe's own data, or a run from before
+    """Raise :class:`DataError` when the run's data file ``source`` is gone, its
+    SHA-256 is not the ``recorded`` one, or none is recorded: a path in a
+    ``run.json`` is read only with its hash (``hint`` ends the message)."""
+    if source is None:  # the recipe's own data
         return
+    if recorded is None:
+        raise DataError(f"{str(Path(run_dir) / 'run.json')!r} names data file {source!r} "
+                        f"without its SHA-256 (data_sha256), so the file is not read{hint}")
     if not Path(source).is_file():
         raise DataError(f"run {str(run_dir)!r} was trained on data file {source!r}, which no "
                         f"longer exists{hint}")
@@ -632,13 +661,15 @@ def answer(run: Run, questions, beam=1) -> list:
     model, vocab = run.model, run.model.vocab
     shape = run.shape
     if shape is None:
+        _check_data_unchanged(run.data, run.data_sha256, run.run_dir)
         shape = run.recipe.task.run_info(load_data(run.recipe, run.data, run.options,
                                                    run.seed))["shape"]
     width, length = shape
     rows = []
     for q in questions:
         if len(q) > width:
-            raise DataError(f"question {q!r} is longer than the model's {width} characters")
+            raise DataError(f"question {excerpt(q)} is longer than the model's {width} "
+                            f"characters")
         missing = sorted(set(q.ljust(width)) - set(vocab.word_to_id))
         if missing:
             raise DataError(f"question {q!r} has characters the model does not know: {missing}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, excerpt
 from ..datasets import load_addition, load_dates, load_ptb, load_sequence, reverse_questions
 from ..datasets.textfile import read_utf8
 from ..metrics import perplexity, sequence_accuracy
@@ -273,7 +273,7 @@ def read_text_corpus(path, vocab=None, *, grow=True):
         if unknown:
             distinct = list(dict.fromkeys(unknown))
             raise DataError(f"data file {str(path)!r}: {len(unknown)} words ({len(distinct)} "
-                            f"distinct: {', '.join(map(repr, distinct[:5]))}"
+                            f"distinct: {', '.join(map(excerpt, distinct[:5]))}"
                             f"{', ...' if len(distinct) > 5 else ''}) are not in the run's "
                             f"vocabulary of {len(vocab)} words")
     ids = np.fromiter((vocab.word_to_id[w] for w in words), dtype=np.int32, count=len(words))

@@ -13,7 +13,7 @@ import json
 import math
 
 from ..errors import DataError
-from ..serialization import atomic_write
+from ..serialization import atomic_write, read_input
 from .jsonable import to_jsonable
 
 __all__ = ["empty_history", "record_history", "save_history", "load_history"]
@@ -60,8 +60,7 @@ def load_history(path) -> dict:
         object of lists; the message names the file.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            history = json.load(f)
+        history = json.loads(read_input(path, "history file").decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, nesting 10**5 deep
         raise DataError(f"{str(path)!r} is not a history file: {exc}") from None
     if not isinstance(history, dict):
