@@ -12,8 +12,8 @@ from ._version import __version__
 from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
 from . import book
 from .backend import get_array_module, to_cpu, to_gpu
-from .errors import (CheckpointError, DataError, DownloadError, NonFiniteLossError, ShapeError,
-                     TimelayersError)
+from .errors import (CheckpointError, DataError, DownloadError, NonFiniteLossError, OptionError,
+                     ShapeError, TimelayersError)
 from .gradcheck import check_layer, numerical_gradient, relative_error
 from .layers import (GRU, LSTM, RNN, Affine, Attention, AttentionWeight, Dropout, Embedding,
                      EmbeddingDot, Layer, MatMul, NegativeSamplingLoss, ReLU, Sigmoid,
@@ -39,7 +39,7 @@ __all__ = [
     "text", "training",
     # arrays and errors
     "get_array_module", "to_cpu", "to_gpu",
-    "TimelayersError", "ShapeError", "DataError", "DownloadError", "CheckpointError",
+    "TimelayersError", "ShapeError", "DataError", "DownloadError", "CheckpointError", "OptionError",
     "NonFiniteLossError", "UnknownWordError",
     # gradient checking
     "check_layer", "numerical_gradient", "relative_error",
