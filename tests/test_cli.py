@@ -520,7 +520,7 @@ def test_a_bad_device_variable_is_named(capsys, monkeypatch, tmp_path):
         main(["similar", str(tmp_path), "cat"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().split("\n")) == 1
-    assert "$TIMELAYERS_DEVICE expected cpu or gpu (or unset: cpu), got 'GPU'" in err
+    assert "$TIMELAYERS_DEVICE expected cpu, gpu or cuda (or unset: cpu), got 'GPU'" in err
 
 
 def test_analogy_method_flag(tmp_path, corpus_file, capsys):

@@ -165,9 +165,9 @@ def test_a_bad_epoch_progress_is_refused(tmp_path):
 
     with safe_open(str(path), "np") as f:
         meta = dict(f.metadata())
-    training = json.loads(meta["training"])
-    training["epoch_progress"]["iterations"] = 10
-    meta["training"] = json.dumps(training)
+    record = json.loads(meta["timelayers"])
+    record["training"]["epoch_progress"]["iterations"] = 10
+    meta["timelayers"] = json.dumps(record)
     bad = tmp_path / "bad.safetensors"
     save_file(load_file(str(path)), str(bad), metadata=meta)
     trainer = new_trainer()

@@ -66,6 +66,7 @@ class RnnlmTrainer(Trainer):
         self._state_batch_size = None  # the batch size the carried state was made with
         self._batch_size = None
         self._in_epoch_state = None  # the model's state to continue an unfinished epoch with
+        self._in_epoch_snapshot = {}  # the model's state at the last checkpoint inside an epoch
 
     @property
     def carried_state(self):
@@ -148,7 +149,7 @@ class RnnlmTrainer(Trainer):
         ``"in_epoch.<layer>.h"``); ``time_idx`` and the state's batch size as fields."""
         tensors = dict(self._carried_state or {})
         if self._in_epoch is not None:
-            tensors.update({_IN_EPOCH + k: v for k, v in self.model.get_state().items()})
+            tensors.update({_IN_EPOCH + k: v for k, v in self._in_epoch_snapshot.items()})
         return tensors, {
             "time_idx": self.time_idx, "has_state": self._carried_state is not None,
             "state_batch_size": self._state_batch_size}
@@ -227,6 +228,9 @@ class RnnlmTrainer(Trainer):
             self.model.reset_state()
         else:
             self.model.set_state(self._carried_state)
+
+    def _snapshot_in_epoch(self):
+        self._in_epoch_snapshot = self.model.get_state()
 
     def _continue_epoch(self, progress):
         self.model.set_state(self._in_epoch_state)

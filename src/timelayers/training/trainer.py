@@ -429,7 +429,7 @@ class Trainer:
         epoch_rng_state = self.rng.bit_generator.state  # the batches' order is drawn from it
         self._emit("epoch_start", {"epoch": epoch, "max_iters": max_iters, "first": first})
         start = time.perf_counter() - elapsed
-        every = options.checkpoint_every if options.checkpoint is not None else None
+        every = options.checkpoint_every
         for it, (xb, tb) in enumerate(batches(first), first + 1):
             save_now = it < max_iters and ((every and it % every == 0) or self._interrupted)
             loss, problem = self.train_step(xb, tb, options.max_grad, check,
@@ -453,7 +453,7 @@ class Trainer:
                         "seconds": time.perf_counter() - start,
                         "metrics": self.loss_metrics(interval_loss.mean())})
                 interval_loss.reset()
-            if it < max_iters and options.checkpoint is not None and (save_now or self._interrupted):
+            if it < max_iters and (save_now or self._interrupted):
                 self._save_in_epoch(options, check, {
                     "iterations": it, "max_iters": max_iters, "batch_size": options.batch_size,
                     "time_size": options.time_size,
@@ -477,14 +477,18 @@ class Trainer:
                                     f"epoch {epoch}")
 
     def _save_in_epoch(self, options, check, progress):
-        """Write the checkpoint of an unfinished epoch (``progress``: where it stands);
-        after a Ctrl-C, then raise KeyboardInterrupt. Nothing is written when a loss or
-        gradient norm since the last check is not finite."""
+        """Write the checkpoint of an unfinished epoch (``progress``: where it stands),
+        when ``fit`` has one; after a Ctrl-C, then raise KeyboardInterrupt. Nothing is
+        written when a loss or gradient norm since the last check is not finite.
+        Every process of a data-parallel run comes here alike (the state a checkpoint
+        holds may be gathered from all), and only the one with a checkpoint writes."""
         finite = check.check_losses() is None and check.check_norms() is None
         if finite:
             self._in_epoch = progress
             try:
-                self.save_checkpoint(options.checkpoint)
+                self._snapshot_in_epoch()
+                if options.checkpoint is not None:
+                    self.save_checkpoint(options.checkpoint)
             finally:
                 self._in_epoch = None
         if self._interrupted:
@@ -497,6 +501,11 @@ class Trainer:
     def _continue_epoch(self, progress):
         """Set the model up to continue the epoch a checkpoint stopped in
         (``progress``: its record); here nothing to do."""
+
+    def _snapshot_in_epoch(self):
+        """Take what a checkpoint inside an epoch keeps besides ``_in_epoch``; here
+        nothing."""
+
     def _nonfinite_message(self, problem, epoch, it, max_iters, options) -> str:
         advice = ("Lower the learning rate, clip gradients (max_grad=...), or pass "
                   "skip_nonfinite=True to skip such batches.")
