@@ -350,3 +350,28 @@ def test_the_thread_count_variable_accepts_positive_integers_only(monkeypatch):
         monkeypatch.setenv("TIMELAYERS_NUM_THREADS", bad)
         with pytest.raises(OptionError, match=r"\$TIMELAYERS_NUM_THREADS expected a positive"):
             num_threads_from_environment()
+
+
+def test_every_json_written_is_valid_even_when_the_numbers_overflow(tmp_path, corpus_file,
+                                                                    capsys):
+    out_dir = tmp_path / "lm"
+    code, out, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM,
+                         "--lr", 1e6, "--out", out_dir)
+    assert code == 0, err
+    assert "perplexity inf" in out
+    written = sorted(out_dir.glob("*.json"))
+    assert {p.name for p in written} == {"run.json", "history.json", "metrics.json"}
+    for path in written:
+        strict_json(path)
+    metrics = strict_json(out_dir / "metrics.json")  # overflowed: null, and a note saying so
+    assert metrics["perplexity"] is None and metrics["not_finite"] == {"perplexity": "inf"}
+
+
+def test_write_json_writes_null_with_a_note_for_non_finite_numbers(tmp_path):
+    from timelayers.serialization import write_json
+
+    path = tmp_path / "m.json"
+    write_json(path, {"a": float("inf"), "b": [1.0, float("nan")], "c": {"d": -float("inf")},
+                      "e": np.float64(2.5)})
+    assert strict_json(path) == {"a": None, "b": [1.0, None], "c": {"d": None}, "e": 2.5,
+                                 "not_finite": {"a": "inf", "b[1]": "nan", "c.d": "-inf"}}

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
+import math
 import os
 import re
 import stat
@@ -40,7 +42,8 @@ from safetensors.numpy import save as _safetensors_bytes
 from .backend import to_cpu
 from .errors import CheckpointError, DataError
 
-__all__ = ["save_tensors", "load_tensors", "atomic_write", "INPUT_LIMIT", "open_regular",
+__all__ = ["save_tensors", "load_tensors", "atomic_write", "write_json", "INPUT_LIMIT",
+           "open_regular",
            "read_input", "sha256_file"]
 
 _DTYPES = {
@@ -103,6 +106,29 @@ def atomic_write(path, write) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def write_json(path, obj, *, indent=2, note=True) -> None:
+    """Write ``obj`` as RFC 8259 JSON with :func:`atomic_write`. JSON has no
+    token for NaN and the infinities: they are written as ``null``, and with
+    ``note`` an object gets a ``"not_finite"`` entry saying what each was
+    (``{"perplexity": "inf"}``, a list element as ``"loss[3]"``)."""
+    replaced = {}
+
+    def finite(value, where):
+        if isinstance(value, dict):
+            return {k: finite(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, float) and not math.isfinite(value):
+            replaced[where] = repr(value)
+            return None
+        return value
+
+    value = finite(obj, "")
+    if replaced and note and isinstance(value, dict):
+        value["not_finite"] = replaced
+    atomic_write(path, json.dumps(value, indent=indent, allow_nan=False).encode("utf-8"))
 
 
 def _naming(exc: OSError, path: Path) -> OSError:

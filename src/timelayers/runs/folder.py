@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, DataError, OptionError
 from .._checks import KINDS, check_options
-from ..serialization import atomic_write, read_input, sha256_file
+from ..serialization import read_input, sha256_file, write_json
 
 __all__ = ["RUN_FILES", "LOCK_FILE", "RunFolderLock", "run_files_in", "start_new_run",
            "new_run_id", "check_same_run", "sha256_of", "write_json", "read_run_json"]
@@ -171,11 +171,6 @@ def sha256_of(path, what="data file") -> str:
     :data:`~timelayers.serialization.INPUT_LIMIT` bytes: :class:`DataError`
     naming ``what``)."""
     return sha256_file(path, what)
-
-
-def write_json(path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode("utf-8")))
 
 
 _FIELDS = {  # field: (kind, required); a kind from timelayers._checks.KINDS

@@ -13,7 +13,7 @@ import json
 import math
 
 from ..errors import DataError
-from ..serialization import atomic_write, read_input
+from ..serialization import read_input, write_json
 from .jsonable import to_jsonable
 
 __all__ = ["empty_history", "record_history", "save_history", "load_history"]
@@ -46,8 +46,7 @@ def record_history(trainer, event, info) -> None:
 
 def save_history(history: dict, path) -> None:
     """Write a history dict as JSON, atomically. Non-finite numbers become ``null``."""
-    text = json.dumps(to_jsonable(history, nonfinite_to_none=True), indent=1)
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    write_json(path, to_jsonable(history), indent=1, note=False)
 
 
 def load_history(path) -> dict:
