@@ -274,7 +274,26 @@ class GRU(_Cell):
 # --------------------------------------------------------------------------- time layers
 
 class _TimeRecurrent(Layer):
-    """State handling shared by :class:`TimeRNN`, :class:`TimeLSTM`, :class:`TimeGRU`."""
+    """What :class:`TimeRNN`, :class:`TimeLSTM` and :class:`TimeGRU` share: the
+    sequence forward and backward through a plan, and the recurrent state.
+
+    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)`` (a new array);
+    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``, the param
+    gradients written into ``grads``. The gradient of the last state enters
+    through ``dhs[:, -1]``.
+
+    ``stateful=True``: each forward starts from the last state of the previous
+    one (truncated BPTT over a long sequence cut into blocks; gradients do not
+    cross a block boundary). ``stateful=False``: from zeros, or from the state
+    given to ``set_state`` until ``reset_state``. ``plan``: None picks the plan
+    for the shapes at every call (:func:`~timelayers.layers.plans.choose_plan`);
+    "reference" runs the book's equations step by step; or a
+    :class:`~timelayers.layers.plans.Plan`.
+
+    After forward, ``h`` (and the LSTM's ``c``) hold the last states ``(N, H)``;
+    after backward, ``dh`` (and ``dc``) the gradients of the initial states (what
+    a seq2seq decoder hands back to its encoder).
+    """
 
     cell = CELLS["rnn"]
 
@@ -392,35 +411,12 @@ def _check_plan(where, plan, cell):
 
 
 class TimeRNN(_TimeRecurrent):
-    """Tanh RNN over a whole sequence: ``h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b)``.
+    """Tanh RNN over a whole sequence, ``h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b)``
+    (the step: :func:`~timelayers.layers.recurrent_reference.rnn_step`).
 
-    Parameters
-    ----------
-    Wx : array, shape (D, H)
-    Wh : array, shape (H, H)
-    b : array, shape (H,)
-        Kept as ``params``, ``param_names = ("Wx", "Wh", "b")``.
-    stateful : bool, default False
-        True: each forward starts from the last state of the previous one
-        (truncated BPTT over a long sequence cut into blocks; gradients do not
-        cross the block boundary). False: each forward starts from zeros, or from
-        the state given to :meth:`set_state` until :meth:`reset_state`.
-
-    Attributes
-    ----------
-    h : array (N, H) or None
-        The last hidden state after forward (or the state set by ``set_state``).
-    dh : array (N, H) or None
-        After backward, the gradient of the initial hidden state (for
-        encoder-decoder models).
-    stateful : bool
-
-    Notes
-    -----
-    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)``.
-    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``; writes
-    ``dWx, dWh, db`` into ``grads``. Caches what its plan needs (the inputs and
-    the hidden states).
+    ``Wx (D, H)``, ``Wh (H, H)``, ``b (H,)``: the params, ``param_names = ("Wx",
+    "Wh", "b")``. ``stateful``, ``plan``, ``forward``/``backward``, ``h``/``dh``:
+    see :class:`_TimeRecurrent`.
     """
 
     param_names = ("Wx", "Wh", "b")
@@ -435,40 +431,10 @@ class TimeLSTM(_TimeRecurrent):
     :class:`LSTM` at every ``t`` (the equations:
     :func:`~timelayers.layers.recurrent_reference.lstm_step`).
 
-    Parameters
-    ----------
-    Wx : array, shape (D, 4H)
-    Wh : array, shape (H, 4H)
-    b : array, shape (4H,)
-        Kept as ``params``, ``param_names = ("Wx", "Wh", "b")``; the book's
-        weights load unchanged.
-    stateful : bool, default False
-        True: each forward starts from the last ``h`` and ``c`` of the previous
-        one (truncated BPTT). False: each forward starts from zeros, or from the
-        state given to :meth:`set_state` until :meth:`reset_state`.
-    plan : None, "reference" or a :class:`~timelayers.layers.plans.Plan`
-        How the math runs (see :mod:`timelayers.layers.plans`): None picks the
-        fast plan for the shapes at every call; "reference" runs the book's
-        equations step by step.
-
-    Attributes
-    ----------
-    h, c : array (N, H) or None
-        The last hidden and cell states after forward.
-    dh, dc : array (N, H) or None
-        After backward, the gradients of the initial hidden and cell states
-        (``dh`` is what a seq2seq decoder hands back to its encoder).
-    stateful : bool
-
-    Notes
-    -----
-    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)``.
-    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``; writes
-    ``dWx, dWh, db`` into ``grads``. The gradient of the last state enters
-    through ``dhs[:, -1]``; the last cell state gets no gradient.
-
-    Caches what its plan needs: the inputs, the gates, the cell states and
-    ``tanh(c_t)`` of every step. The returned ``hs`` is a new array.
+    ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``: the params, gates in the book's
+    order f, g, i, o, ``param_names = ("Wx", "Wh", "b")``; the book's weights load
+    unchanged. ``stateful``, ``plan``, ``forward``/``backward``, ``h, c``/``dh,
+    dc``: see :class:`_TimeRecurrent` (the last cell state gets no gradient).
     """
 
     param_names = ("Wx", "Wh", "b")
@@ -482,35 +448,11 @@ class TimeGRU(_TimeRecurrent):
     """GRU over a whole sequence (Cho et al. 2014): the step of :class:`GRU` at
     every ``t`` (the equations: :func:`~timelayers.layers.recurrent_reference.gru_step`).
 
-    Parameters
-    ----------
-    Wx : array, shape (D, 3H)
-    Wh : array, shape (H, 3H)
-    b : array, shape (3H,)
-    stateful : bool, default False
-        As in :class:`TimeLSTM`.
-    plan : as in :class:`TimeLSTM`.
-    reset_after : bool, default False
-        False: the book's GRU. True: the cuDNN / PyTorch form with a second bias.
-    bh : array, shape (3H,), optional
-        The hidden-side bias, only with ``reset_after=True`` (zeros when omitted).
-        ``param_names`` is ``("Wx", "Wh", "b")``, plus ``"bh"`` with
-        ``reset_after=True``.
-
-    Attributes
-    ----------
-    h : array (N, H) or None
-        The last hidden state after forward.
-    dh : array (N, H) or None
-        After backward, the gradient of the initial hidden state.
-    stateful, reset_after : bool
-
-    Notes
-    -----
-    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)``.
-    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``. Caches what its
-    plan needs: the inputs, the gates, the hidden states and ``r * h_prev``
-    (reset-before) or ``h_prev @ Wh_c + bh_c`` (reset-after).
+    ``Wx (D, 3H)``, ``Wh (H, 3H)``, ``b (3H,)``: the params, slices z, r, h~.
+    ``reset_after=False`` is the book's GRU; ``True`` the cuDNN / PyTorch form
+    with a second bias ``bh (3H,)`` (zeros when omitted; ``param_names`` gains
+    ``"bh"``). ``stateful``, ``plan``, ``forward``/``backward``, ``h``/``dh``:
+    see :class:`_TimeRecurrent`.
     """
 
     param_names = ("Wx", "Wh", "b")
