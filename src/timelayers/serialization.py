@@ -42,7 +42,8 @@ from safetensors.numpy import save as _safetensors_bytes
 from .backend import to_cpu
 from .errors import CheckpointError, DataError
 
-__all__ = ["save_tensors", "load_tensors", "atomic_write", "write_json", "INPUT_LIMIT",
+__all__ = ["save_tensors", "tensors_bytes", "load_tensors", "atomic_write", "write_json",
+           "INPUT_LIMIT",
            "open_regular",
            "read_input", "sha256_file"]
 
@@ -257,6 +258,12 @@ def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
         Any byte order in; written little-endian, in C order.
     metadata : dict of str -> str, optional
     """
+    atomic_write(path, tensors_bytes(tensors, metadata))
+
+
+def tensors_bytes(tensors: dict, metadata: dict | None = None) -> bytes:
+    """The bytes :func:`save_tensors` writes (the CRC-32 of the tensors added to
+    the metadata)."""
     arrays = {}
     for name, value in tensors.items():
         a = np.asarray(to_cpu(value))
@@ -268,7 +275,7 @@ def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
     if bad:
         raise TypeError(f"save_tensors: metadata values must be strings, not for {bad}")
     metadata[_CRC_KEY] = _tensors_crc(arrays)
-    atomic_write(path, _safetensors_bytes(arrays, metadata=metadata))
+    return _safetensors_bytes(arrays, metadata=metadata)
 
 
 def load_tensors(path):

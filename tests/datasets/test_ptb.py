@@ -3,6 +3,7 @@ real files."""
 
 import functools
 import hashlib
+import json
 import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,7 @@ import pytest
 from timelayers.datasets import ptb
 from timelayers.datasets.ptb import load_ptb
 from timelayers.errors import DataError, DownloadError
+from timelayers.serialization import load_tensors, save_tensors
 from timelayers.vocab import Vocabulary
 
 NAMES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
@@ -103,8 +105,8 @@ def test_downloads_into_the_cache_dir(remote, tmp_path):
     assert ids.dtype == np.int32 and ids.tolist() == expected_ids
     assert vocab.words == expected_words and vocab["<eos>"] == 5
     assert vocab.decode(ids[:7]) == ["the", "cat", "sat", "on", "the", "mat", "<eos>"]
-    assert {"ptb.train.npy", "ptb.vocab.json"} <= {p.name for p in cache.iterdir()}
-    assert sorted(p.name for p in cache.iterdir()) == ["ptb.train.npy", "ptb.train.txt",
+    assert sorted(p.name for p in cache.iterdir()) == ["ptb.train.ids.safetensors",
+                                                       "ptb.train.txt",
                                                        "ptb.vocab.json"]  # no partial file
 
 
@@ -207,34 +209,59 @@ def test_a_changed_local_file_is_refused(tmp_path):
     assert ptb.PTB_SHA256["ptb.train.txt"] in message and "Delete it" in message
 
 
-def test_caches_are_reused_while_newer_than_the_text(tmp_path):
+def test_caches_carry_the_hash_of_their_source_and_are_rebuilt_when_it_differs(tmp_path,
+                                                                              monkeypatch):
     data = tmp_path / "data"
     _write_fake(data)
     ids, vocab = load_ptb("test", data_dir=data)
-    cached = data / "ptb.test.npy"
-    assert np.load(cached, allow_pickle=False).tolist() == ids.tolist()
-    assert Vocabulary.load(data / "ptb.vocab.json") == vocab
+    cached = data / "ptb.test.ids.safetensors"
+    tensors, metadata = load_tensors(cached)
+    assert tensors["ids"].tolist() == ids.tolist()
+    assert metadata["source_sha256"] == ptb.PTB_SHA256["ptb.test.txt"]
+    vocab_cache = json.loads((data / "ptb.vocab.json").read_text())
+    assert vocab_cache["source_sha256"] == ptb.PTB_SHA256["ptb.train.txt"]
+    assert Vocabulary.from_dict(vocab_cache["vocabulary"]) == vocab
 
-    # A newer cache is used as it is (proved by tampering with it) ...
-    np.save(cached, ids[::-1].copy(), allow_pickle=False)
+    # The cache is used as it is (proved by tampering with it, keeping its form) ...
+    save_tensors(cached, {"ids": ids[::-1].copy()}, metadata)
+    assert load_ptb("test", data_dir=data)[0].tolist() == ids[::-1].tolist()
+    # ... whatever its time stamp, while the text it was built from is the one found
     text_time = (data / "ptb.test.txt").stat().st_mtime
-    os.utime(cached, (text_time + 10, text_time + 10))
+    os.utime(data / "ptb.test.txt", (text_time + 20, text_time + 20))
     assert load_ptb("test", data_dir=data)[0].tolist() == ids[::-1].tolist()
 
-    # ... until the text is newer than it.
-    os.utime(data / "ptb.test.txt", (text_time + 20, text_time + 20))
+    # An array of the right length written over it, newer than the text: not loaded
+    np.save(cached, np.zeros_like(ids), allow_pickle=False)
+    os.rename(str(cached) + ".npy", cached)
+    os.utime(cached, (text_time + 30, text_time + 30))
     assert load_ptb("test", data_dir=data)[0].tolist() == ids.tolist()
+    for key, value in [("source_sha256", "0" * 64), ("vocabulary_sha256", "0" * 64)]:
+        save_tensors(cached, {"ids": np.zeros_like(ids)}, {**metadata, key: value})
+        assert load_ptb("test", data_dir=data)[0].tolist() == ids.tolist(), key
+    # A vocabulary cache of another text, or of the old form, is rebuilt too
+    (data / "ptb.vocab.json").write_text(json.dumps({**vocab_cache, "source_sha256": "0" * 64}))
+    assert load_ptb("test", data_dir=data)[1] == vocab
+    vocab.save(data / "ptb.vocab.json")
+    assert load_ptb("test", data_dir=data)[1] == vocab
+    assert "source_sha256" in json.loads((data / "ptb.vocab.json").read_text())
 
 
 def test_corrupt_caches_are_rebuilt(tmp_path):
     data = tmp_path / "data"
     _write_fake(data)
     ids, vocab = load_ptb("train", data_dir=data)
-    (data / "ptb.train.npy").write_bytes(b"garbage")
+    cached = data / "ptb.train.ids.safetensors"
+    metadata = load_tensors(cached)[1]
+    cached.write_bytes(b"garbage")
     (data / "ptb.vocab.json").write_text("{")
     again, vocab2 = load_ptb("train", data_dir=data)
     assert again.tolist() == ids.tolist() and vocab2 == vocab
-    np.save(data / "ptb.train.npy", np.full(3, 99, dtype=np.int32))  # ids out of range
+    save_tensors(cached, {"ids": np.full(3, 99, dtype=np.int32)}, metadata)  # ids out of range
+    assert load_ptb("train", data_dir=data)[0].tolist() == ids.tolist()
+    data_start = len(cached.read_bytes()) - 4  # a flipped byte of the ids: the CRC-32 fails
+    raw = bytearray(cached.read_bytes())
+    raw[data_start] ^= 1
+    cached.write_bytes(bytes(raw))
     assert load_ptb("train", data_dir=data)[0].tolist() == ids.tolist()
 
 
@@ -316,7 +343,8 @@ def test_an_ids_cache_that_declares_more_than_it_holds_is_rebuilt(tmp_path):
     data = tmp_path / "data"
     _write_fake(data)
     ids, _ = load_ptb("train", data_dir=data)
-    with open(data / "ptb.train.npy", "wb") as f:  # a header alone, declaring 40 GB
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": "<i4", "fortran_order": False, "shape": (10**10,)})
+    header = json.dumps({"ids": {"dtype": "I32", "shape": [10**10],
+                                 "data_offsets": [0, 4 * 10**10]}}).encode()
+    # a header alone, declaring 40 GB
+    (data / "ptb.train.ids.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
     assert load_ptb("train", data_dir=data)[0].tolist() == ids.tolist()

@@ -9,14 +9,18 @@ retries, the SHA-256 checked before the file is moved into place) into
 checked against :data:`PTB_SHA256` too: a changed ``ptb.train.txt`` would shift
 every word id, so it is refused.
 
-Token ids are cached next to the text as ``ptb.<split>.npy`` and the vocabulary
-as ``ptb.vocab.json``; caches are reused while they are newer than the text and
-skipped silently where the directory is read-only.
+Token ids are cached next to the text as ``ptb.<split>.ids.safetensors`` and the
+vocabulary as ``ptb.vocab.json``; each cache carries the SHA-256 of the text it was
+built from (and the ids, of the vocabulary they number), and is rebuilt when that
+is not the verified text's (a cache that is not of this form, or whose tensors'
+CRC-32 fails, is never loaded). Caching is skipped silently where the directory
+is read-only.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from timelayers.datasets.textfile import read_utf8
-from timelayers.serialization import atomic_write, sha256_file
-from timelayers.errors import DataError, DownloadError
+from timelayers.serialization import (atomic_write, load_tensors, read_input, sha256_file,
+                                     tensors_bytes)
+from timelayers.errors import CheckpointError, DataError, DownloadError
 from timelayers.vocab import UnknownWordError, Vocabulary
 
 __all__ = ["load_ptb", "fetch_ptb", "cache_dir", "PTB_URL", "PTB_FILES", "PTB_SHA256"]
@@ -115,14 +120,18 @@ def load_ptb(
 
     train_tokens = None
     vocab_path = train_path.parent / VOCAB_FILE
-    vocab = _read_vocab_cache(vocab_path, train_path)
+    vocab_source = {"source_sha256": PTB_SHA256[train_path.name]}  # verified just above
+    vocab = _read_vocab_cache(vocab_path, vocab_source)
     if vocab is None:
         train_tokens = _tokenize(train_path)
         vocab = Vocabulary(train_tokens)
-        _try_cache(vocab_path, lambda: vocab.to_json().encode("utf-8"))
+        _try_cache(vocab_path, lambda: json.dumps(
+            {**vocab_source, "vocabulary": vocab.to_dict()}, ensure_ascii=False).encode("utf-8"))
 
-    ids_path = text_path.with_suffix(".npy")
-    ids = _read_ids_cache(ids_path, (text_path, train_path), len(vocab))
+    ids_path = text_path.with_name(f"{text_path.stem}.ids.safetensors")
+    ids_source = {"source_sha256": PTB_SHA256[text_path.name],
+                  "vocabulary_sha256": hashlib.sha256(vocab.to_json().encode()).hexdigest()}
+    ids = _read_ids_cache(ids_path, ids_source, len(vocab))
     if ids is None:
         tokens = train_tokens if key == "train" and train_tokens else _tokenize(text_path)
         try:
@@ -131,7 +140,7 @@ def load_ptb(
             raise DataError(
                 f"{text_path}: word {e.word!r} is not in the training vocabulary of {train_path}"
             ) from None
-        _try_cache(ids_path, lambda: _npy_bytes(ids))
+        _try_cache(ids_path, lambda: tensors_bytes({"ids": ids}, ids_source))
     return ids, vocab
 
 
@@ -251,30 +260,32 @@ def _tokenize(path: Path) -> list[str]:
     return read_utf8(path, "Penn Treebank file").replace("\n", f" {EOS} ").split()
 
 
-def _is_fresh(cache: Path, sources) -> bool:
+_CACHE_LIMIT = 1 << 26  # bytes of a vocabulary cache (PTB's: 100 KB)
+
+
+def _read_vocab_cache(path: Path, source: dict) -> Vocabulary | None:
+    """The vocabulary cached at ``path`` when it was built from ``source`` (the
+    train text's SHA-256), else None (missing, corrupt or stale: rebuild it)."""
     try:
-        t = cache.stat().st_mtime_ns
-        return all(t >= s.stat().st_mtime_ns for s in sources)
-    except OSError:
-        return False
-
-
-def _read_vocab_cache(path: Path, train_path: Path) -> Vocabulary | None:
-    if not _is_fresh(path, (train_path,)):
+        cached = json.loads(read_input(path, "vocabulary cache", _CACHE_LIMIT).decode("utf-8"))
+        if not isinstance(cached, dict) or cached.keys() != {*source, "vocabulary"} \
+                or any(cached[k] != v for k, v in source.items()):
+            return None
+        return Vocabulary.from_dict(cached["vocabulary"])
+    except (OSError, ValueError, RecursionError):  # DataError is a ValueError
         return None
-    try:
-        return Vocabulary.load(path)
-    except (OSError, DataError):
-        return None  # unreadable or corrupt cache: rebuild it
 
 
-def _read_ids_cache(path: Path, sources, vocab_size: int) -> np.ndarray | None:
-    if not _is_fresh(path, sources):
+def _read_ids_cache(path: Path, source: dict, vocab_size: int) -> np.ndarray | None:
+    """The ids cached at ``path`` when they were built from ``source`` (the text's
+    and the vocabulary's SHA-256) and fit the vocabulary, else None."""
+    try:  # sizes checked against the file before anything is allocated; the CRC-32 after
+        tensors, metadata = load_tensors(path)
+    except (OSError, CheckpointError):
         return None
-    try:  # mapped first: a header that declares more than the file holds is refused unread
-        ids = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
-    except (OSError, ValueError):
+    if metadata != source or tensors.keys() != {"ids"}:
         return None
+    ids = tensors["ids"]
     if ids.dtype != np.int32 or ids.ndim != 1:
         return None
     if ids.size and not (0 <= ids.min() and ids.max() < vocab_size):
@@ -302,9 +313,3 @@ def _try_cache(path: Path, make_bytes) -> None:
         atomic_write(path, make_bytes())
     except OSError:
         pass  # read-only or full file system: caching is an optimisation only
-
-
-def _npy_bytes(ids: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, ids, allow_pickle=False)
-    return buf.getvalue()
