@@ -375,3 +375,40 @@ def test_write_json_writes_null_with_a_note_for_non_finite_numbers(tmp_path):
                       "e": np.float64(2.5)})
     assert strict_json(path) == {"a": None, "b": [1.0, None], "c": {"d": None}, "e": 2.5,
                                  "not_finite": {"a": "inf", "b[1]": "nan", "c.d": "-inf"}}
+
+
+# -- costs named, and a first epoch restarted ---------------------------------------------
+def test_generate_refuses_a_length_or_beam_beyond_reason_naming_the_limit(lm_run, tmp_path,
+                                                                         capsys):
+    code, out, err = run(capsys, "generate", lm_run, "--start", "the", "--length", 1_000_000_000)
+    assert code == 2 and "'length' expected at most 100,000" in err and out == ""
+    seq = tmp_path / "addition.txt"
+    from timelayers.datasets import make_addition, write_sequence
+
+    write_sequence(seq, make_addition(300, np.random.default_rng(0)))
+    code, _, err = run(capsys, "train", "seq2seq", "--data", seq, "--epochs", 1, "--hidden", 8,
+                       "--batch-size", 32, "--out", tmp_path / "s2s")
+    assert code == 0, err
+    code, out, err = run(capsys, "generate", tmp_path / "s2s", "1+2", "--beam", 1_000_000)
+    assert code == 2 and "'beam' expected at most 1,000" in err and out == ""
+
+
+def test_a_run_stopped_in_its_first_epoch_restarts_without_force(tmp_path, corpus_file, capsys):
+    from timelayers.runs import recipes
+
+    def stop(trainer, event, info):
+        if event == "iteration_end":
+            raise KeyboardInterrupt
+
+    out_dir = tmp_path / "lm"
+    with pytest.raises(KeyboardInterrupt):
+        recipes.train("rnnlm", out_dir, data=corpus_file, progress=False, callbacks=[stop],
+                      overrides=dict(epochs=1, hidden_size=8, wordvec_size=8, batch_size=2,
+                                     time_size=5))
+    assert sorted(p.name for p in out_dir.iterdir()) == ["run.json"]
+    code, _, err = run(capsys, "train", "rnnlm", "--resume", "--out", out_dir)
+    assert code == 2 and "train it again without --resume" in err
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
+    assert code == 2 and "already holds a run" in err  # one with a checkpoint needs --force

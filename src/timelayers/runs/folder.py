@@ -23,7 +23,7 @@ from .._checks import KINDS, check_options
 from ..serialization import read_input, sha256_file, write_json
 
 __all__ = ["RUN_FILES", "LOCK_FILE", "RunFolderLock", "run_files_in", "start_new_run",
-           "new_run_id", "check_same_run", "sha256_of", "write_json", "read_run_json"]
+           "new_run_id", "check_same_run", "saved_nothing", "sha256_of", "write_json", "read_run_json"]
 
 RUN_FILES = ("run.json", "model.safetensors", "checkpoint.safetensors", "history.json",
              "metrics.json", "learning_curve.png", "attention.png")
@@ -41,10 +41,12 @@ def start_new_run(folder, force=False) -> None:
     """Make ``folder`` ready for a new run: create it, or raise
     :class:`FileExistsError` when it holds a run, unless ``force``, which removes the
     old run's files (and their leftover temp files; other files are kept; a link
-    is removed, never what it points to)."""
+    is removed, never what it points to). A run that saved nothing yet (its
+    ``run.json`` alone, a regular file: stopped in its first epoch, before any
+    checkpoint) holds nothing to lose, and is replaced without ``force``."""
     folder = Path(folder)
     existing = run_files_in(folder)
-    if existing and not force:
+    if existing and not force and not saved_nothing(folder):
         raise FileExistsError(f"run folder {str(folder)!r} already holds a run "
                               f"({', '.join(existing)}): continue it with --resume, replace it "
                               f"with --force, or train into another --out")
@@ -59,6 +61,14 @@ def start_new_run(folder, force=False) -> None:
         for temp in folder.glob(f".{name}.*.tmp"):
             temp.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def saved_nothing(folder) -> bool:
+    """True when the run in ``folder`` is its ``run.json`` alone (a regular file):
+    it stopped before its first checkpoint, and there is nothing to resume."""
+    folder = Path(folder)
+    return run_files_in(folder) == ["run.json"] and (folder / "run.json").is_file() \
+        and not (folder / "run.json").is_symlink()
 
 
 LOCK_FILE = ".timelayers.lock"

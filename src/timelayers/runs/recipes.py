@@ -35,7 +35,7 @@ from ..backend import CUPY_INSTALL_HINT, cupy_available, get_array_module, impor
 from ..errors import DataError, OptionError, excerpt
 from .._checks import check_options, check_value
 from .folder import (RUN_JSON_LIMIT, RunFolderLock, check_same_run, new_run_id, read_run_json,
-                     sha256_of, start_new_run, write_json)
+                     saved_nothing, sha256_of, start_new_run, write_json)
 from ..serialization import read_input
 from ..schedules import ReduceOnPlateau, WarmupCosine, step_each_iteration
 from ..training.trainer import iterations_cap
@@ -472,7 +472,9 @@ def _resume(recipe, out, overrides, seed, progress, callbacks, rank=0, processes
                           f"change when resuming: start a new run for the others")
     ckpt = out / "checkpoint.safetensors"
     if not ckpt.exists():
-        raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from")
+        raise FileNotFoundError(f"run {str(out)!r} has no checkpoint.safetensors to resume from"
+                                + (": it stopped before its first checkpoint; train it again "
+                                   "without --resume" if saved_nothing(out) else ""))
     _check_data_unchanged(info["data"], info.get("data_sha256"), out)
     trainer = recipe.task.trainer_class().resume(ckpt, progress=progress, callbacks=callbacks)
     check_same_run(info, trainer.model, out, ckpt)
@@ -637,12 +639,26 @@ def evaluate(run: Run, data=None, task_data=None) -> dict:
     return run.recipe.task.test_metrics(run.model, run.options, _on_device(task_data, run.device))
 
 
+GENERATE_LIMITS = {"length": 100_000, "beam": 1_000}
+"""The longest text :func:`generate_text` samples (words) and the widest beam
+:func:`answer` searches: past them, the time or the memory are beyond reason."""
+
+
+def _check_limit(name, value) -> None:
+    limit = GENERATE_LIMITS[name]
+    if value > limit:
+        raise OptionError(f"argument {name!r} expected at most {limit:,} (the limit of "
+                          f"timelayers.runs.recipes.GENERATE_LIMITS), got {value:,}")
+
+
 def generate_text(run: Run, start: str = "you", length: int = 100, *, temperature=1.0, top_k=None,
                   seed=None, skip=("N", "<unk>", "$")) -> str:
-    """Sample text from a language-model run, starting after the word ``start``."""
+    """Sample text from a language-model run, starting after the word ``start``
+    (``length`` at most :data:`GENERATE_LIMITS` words)."""
     if not isinstance(run.recipe.task, LanguageModelTask):
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not a "
                          f"language model")
+    _check_limit("length", length)
     vocab = run.model.vocab
     _check_words(run, start)
     start_id = vocab.word_to_id[start]
@@ -655,9 +671,10 @@ def generate_text(run: Run, start: str = "you", length: int = 100, *, temperatur
 
 def answer(run: Run, questions, beam=1) -> list:
     """Answers of a seq2seq run to question strings (greedy, or beam search when
-    ``beam > 1``)."""
+    ``beam > 1``, at most :data:`GENERATE_LIMITS` wide)."""
     if not isinstance(run.recipe.task, Seq2seqTask):
         raise OptionError(f"run {str(run.run_dir)!r} is a {run.recipe.task.name} run, not seq2seq")
+    _check_limit("beam", beam)
     model, vocab = run.model, run.model.vocab
     shape = run.shape
     if shape is None:
