@@ -4,6 +4,7 @@
     timelayers train MODEL [--data FILE]    rnnlm, better-rnnlm, cbow, skipgram, seq2seq, peeky,
                                             attention; beyond the book: transformer-lm,
                                             transformer-seq2seq
+    timelayers data addition|dates OUT      the book's addition.txt / date.txt, generated
     timelayers eval RUN_DIR [--data FILE]
     timelayers generate RUN_DIR [QUESTION ...]
     timelayers similar RUN_DIR WORD
@@ -34,15 +35,15 @@ from ._version import __version__
 from .errors import TimelayersError
 from .book import weights as book_weights
 from .book.weights import BOOK_MODELS
-from .datasets import load_ptb
+from .datasets import load_ptb, make_addition, make_dates, write_sequence
 from .datasets.ptb import data_dir_from_environment
 from .threads import num_threads_from_environment
 from .training.trainer import iterations_cap
-from .distributed import abort_on_error, mpi_world
+from .distributed import ReportedByRank0, abort_on_error, mpi_world
 from .runs import recipes
 from .runs.demo import replay_seed_check
 from .runs.recipes import RECIPES
-from .runs.tasks import LanguageModelTask, Seq2seqTask
+from .runs.tasks import GENERATED_DATA_SEED, LanguageModelTask, Seq2seqTask
 from .text import ANALOGY_METHODS
 
 
@@ -159,6 +160,8 @@ def _cmd_train(args) -> int:
 def _report_on_rank(args, exc, comm) -> int:
     """Print what made a process of a data-parallel run fail; returns the exit status."""
     where = f"process {comm.Get_rank()} of {comm.Get_size()}"
+    if isinstance(exc, ReportedByRank0):  # rank 0 prints the one line
+        return 2
     if isinstance(exc, KeyboardInterrupt):
         print(f"timelayers {args.command} ({where}): interrupted", file=sys.stderr)
         return 130
@@ -258,6 +261,21 @@ def _cmd_analogy(args) -> int:
 def _print_ranked(pairs) -> int:
     for word, score in pairs:
         print(f"{word}\t{score:.4f}")
+    return 0
+
+
+_DATA_SETS = {"addition": (make_addition, "addition problems, as the book's addition.txt"),
+              "dates": (make_dates, "dates, as the book's date.txt")}
+
+
+def _cmd_data(args) -> int:
+    _check_path(args.out, "OUT: data file", folder=False, must_exist=False)
+    if Path(args.out).exists() and not args.force:
+        raise CliError(f"OUT: {args.out!r} exists; give --force to replace it")
+    make, what = _DATA_SETS[args.name]
+    lines = make(args.examples, np.random.default_rng(args.seed))
+    write_sequence(args.out, lines)
+    print(f"wrote {args.out}: {len(lines)} {what} (seed {args.seed})")
     return 0
 
 
@@ -519,6 +537,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description=_TRAIN_DESCRIPTION, add_help=False)
     _add_train_arguments(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("data", help="write the book's addition or date data set",
+                       description="Write a generated data set in the book's sequence format "
+                                   "(one question, '_', the answer a line, fixed widths), the "
+                                   "lines the seq2seq recipes generate by default, to a file "
+                                   "that train --data, eval --data and import-book-weights "
+                                   "--data read.")
+    p.add_argument("name", choices=list(_DATA_SETS), metavar="NAME",
+                   help="addition (the book's addition.txt) or dates (its date.txt)")
+    p.add_argument("out", metavar="OUT", help="the file to write")
+    p.add_argument("--examples", type=_option_type("examples"), default=50000,
+                   help="lines (default: 50000, as the book's files)")
+    p.add_argument("--seed", type=_typed("non-negative int"), default=GENERATED_DATA_SEED,
+                   help=f"default: {GENERATED_DATA_SEED}, the recipes' own")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("eval", help="test metric of a run",
                        description="Print the perplexity (language models), accuracy (seq2seq) "

@@ -248,3 +248,29 @@ def test_processes_on_one_machine_sum_in_shared_memory():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"collectives": "SharedMemoryCollectives", "equal": True,
                       "same_bits_everywhere": True, "plain": [3.0] * 5}
+
+
+@needs_mpi
+@pytest.mark.parametrize("differ,message", [
+    (["--lr", 1, "--lr", 2], "different option lr: 1.0 on rank 0; 2.0 on rank 1"),
+    (["--hidden", 8, "--hidden", 16], "different option hidden_size: 8 on rank 0; 16 on rank 1"),
+    (["--data", "tiny.txt", "--data", "other.txt"], "different data file SHA-256: '"),
+])
+def test_ranks_started_with_different_options_or_data_stop_with_one_line(workdir, differ,
+                                                                         message):
+    (workdir / "other.txt").write_text(TEXT.replace("cat", "cow"))
+    common = ["-m", "timelayers", "train", "rnnlm", "--wordvec", 8, "--batch-size", 4,
+              "--time-size", 5, "--epochs", 1, "--out", "run"]
+    defaults = {"--lr": ["--lr", 1], "--hidden": ["--hidden", 8], "--data": ["--data", "tiny.txt"]}
+    rest = [a for flag, pair in defaults.items() if flag != differ[0] for a in pair]
+    command = [_mpiexec(), "-n", 1, sys.executable, *common, *rest, *differ[:2], ":",
+               "-n", 1, sys.executable, *common, *rest, *differ[2:]]
+    start = time.perf_counter()
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True,
+                            timeout=TIMEOUT, env=_ONE_THREAD, cwd=workdir)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "timelayers train" in line]
+    assert len(lines) == 1, result.stderr
+    assert "(process 0 of 2): error: the 2 processes were started with " + message in lines[0]
+    assert time.perf_counter() - start < 30
+    assert not (workdir / "run").exists()

@@ -18,12 +18,13 @@ from .collectives import (HostCollectives, NcclCollectives, SharedMemoryCollecti
                           StagedCollectives, collectives_for)
 from .data_parallel import DataParallel, parallelize, shard_bounds
 from .seeding import ReseedEachEpoch, model_generators, reseed_generators
-from .world import (DistributedError, abort_on_error, local_rank_and_size, mpi_world,
-                    processes_in_environment, use_local_gpu)
+from .world import (DistributedError, ReportedByRank0, abort_on_error, check_same_on_every_rank,
+                    local_rank_and_size, mpi_world, processes_in_environment, use_local_gpu)
 
 __all__ = ["DataParallel", "parallelize", "shard_bounds", "mpi_world",
            "processes_in_environment", "use_local_gpu", "local_rank_and_size",
-           "abort_on_error", "DistributedError", "HostCollectives", "SharedMemoryCollectives",
+           "abort_on_error", "DistributedError", "ReportedByRank0", "check_same_on_every_rank",
+           "HostCollectives", "SharedMemoryCollectives",
            "NcclCollectives",
            "StagedCollectives", "collectives_for", "ReseedEachEpoch", "model_generators",
            "reseed_generators"]

@@ -19,8 +19,8 @@ from ..errors import TimelayersError
 
 from ..backend import import_cupy
 
-__all__ = ["DistributedError", "processes_in_environment", "mpi_world", "use_local_gpu",
-           "local_rank_and_size", "abort_on_error"]
+__all__ = ["DistributedError", "ReportedByRank0", "processes_in_environment", "mpi_world",
+           "use_local_gpu", "local_rank_and_size", "abort_on_error", "check_same_on_every_rank"]
 
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 """Where the MPI launchers put the number of processes (MPICH and Intel MPI, Open
@@ -32,6 +32,30 @@ INSTALL_HINT = "pip install 'timelayers[mpi]' (mpi4py and MPICH)"
 class DistributedError(TimelayersError):
     """Data-parallel training cannot start or continue (MPI missing or mismatched,
     ranks that disagree)."""
+
+
+class ReportedByRank0(DistributedError):
+    """What stops the other ranks when rank 0 reports an error they all found (the
+    command prints nothing for it: one line, rank 0's, says what happened)."""
+
+
+def check_same_on_every_rank(comm, values: dict) -> None:
+    """Compare ``values`` (name -> a picklable value, e.g. the options and the data
+    file's SHA-256) across the ranks of ``comm`` (a collective call). The first
+    name whose values differ raises, on rank 0, :class:`DistributedError` naming
+    it and the ranks of each value, and on the others :class:`ReportedByRank0`."""
+    everyone = comm.allgather(values)
+    names = list(dict.fromkeys(name for each in everyone for name in each))
+    for name in names:
+        ranks_of = {}
+        for rank, each in enumerate(everyone):
+            ranks_of.setdefault(repr(each.get(name)), []).append(rank)
+        if len(ranks_of) > 1:
+            where = "; ".join(f"{value} on rank{'s' if len(ranks) > 1 else ''} "
+                              f"{', '.join(map(str, ranks))}" for value, ranks in ranks_of.items())
+            message = (f"the {len(everyone)} processes were started with different {name}: "
+                       f"{where}; start every process with the same command and data")
+            raise (DistributedError if comm.Get_rank() == 0 else ReportedByRank0)(message)
 
 
 def processes_in_environment() -> int:

@@ -44,7 +44,7 @@ from .tasks import (GENERATED_DATA_SEED, TASKS, LanguageModelTask, Seq2seqTask, 
 from ..vocab import UnknownWordError
 from .. import models, optim
 from ..decoding import beam_search, generate_ids, greedy_decode
-from ..distributed import parallelize, use_local_gpu
+from ..distributed import check_same_on_every_rank, parallelize, use_local_gpu
 from ..models import Model
 from ..models.base import config_dict
 from ..plot import plot_attention, plot_history
@@ -151,8 +151,27 @@ def load_data(recipe: Recipe, data=None, options=None, seed=0, vocab=None) -> Ta
     corpus for LM and word2vec, split 90/10 by position; a sequence file for seq2seq,
     split 90/10 after a shuffle seeded with the run's ``seed``). ``vocab``, a trained
     run's, encodes a file, and must equal the vocabulary the default data builds
-    (else :class:`DataError`)."""
-    return recipe.task.load(recipe, data, options or {}, seed, vocab)
+    (else :class:`DataError`). With ``options["max_iters"]`` (a quick try), the
+    validation and test splits are cut to about that many evaluation batches."""
+    data = recipe.task.load(recipe, data, options or {}, seed, vocab)
+    cap = (options or {}).get("max_iters")
+    return data if cap is None else _small_evaluation(data, options, cap)
+
+
+def _small_evaluation(data: TaskData, options, cap) -> TaskData:
+    """``data`` with its validation and test splits cut to about ``cap`` evaluation
+    batches (a run with ``max_iters`` is a quick try: its measures read that much):
+    a corpus to ``cap * 10 * time_size + 1`` ids (``cap * 1000`` for word vectors),
+    question-answer pairs to ``cap * 128`` rows."""
+    def cut(split):
+        if split is None:
+            return None
+        if isinstance(split, tuple):
+            return tuple(a[:cap * 128] for a in split)
+        return split[:cap * 10 * options["time_size"] + 1 if "time_size" in options
+                     else cap * 1000]
+
+    return TaskData(data.train, cut(data.valid), cut(data.test), data.vocab)
 
 
 def _model_kwargs(recipe, options):
@@ -367,6 +386,12 @@ def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, 
         cap = iterations_cap(None, f"recipe {recipe_name!r}")
         if cap is not None:
             overrides["max_iters"] = cap
+    if processes > 1:  # every process runs the same command on the same data, or none runs
+        check_same_on_every_rank(comm, {
+            "recipe": recipe_name, "run folder": str(out), "resume": bool(resume),
+            "force": bool(force), "seed": seed, "device": device,
+            **{f"option {key}": value for key, value in sorted(overrides.items())},
+            "data file SHA-256": sha256_of(data) if data is not None else None})
     callbacks = [step_each_iteration, *callbacks]
     if target_accuracy is not None:
         callbacks.append(_StopAtAccuracy(target_accuracy))
