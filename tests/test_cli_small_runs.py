@@ -128,3 +128,19 @@ def test_device_cuda_from_the_environment(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TIMELAYERS_DEVICE", "cuda")
     code, _, err = run(capsys, "similar", tmp_path / "none", "cat")
     assert "TIMELAYERS_DEVICE" not in err  # accepted; the missing folder is the error
+
+
+def test_data_writes_the_books_files(tmp_path, capsys):
+    from timelayers.datasets import load_sequence, make_addition, make_dates
+
+    for name, make, width in (("addition", make_addition, 12), ("dates", make_dates, 40)):
+        out = tmp_path / f"{name}.txt"
+        code, printed, err = run(capsys, "data", name, out, "--examples", 50)
+        assert code == 0, err
+        lines = out.read_text(encoding="utf-8").splitlines()
+        assert lines == make(50, np.random.default_rng(1984)) and {len(x) for x in lines} == {width}
+        (x, t), _, vocab = load_sequence(out)
+        assert t[0, 0] == vocab.word_to_id["_"] and f"wrote {out}: 50 " in printed
+    code, _, err = run(capsys, "data", "dates", tmp_path / "dates.txt")
+    assert code == 2 and "exists; give --force" in err
+    assert run(capsys, "data", "dates", tmp_path / "dates.txt", "--examples", 5, "--force")[0] == 0

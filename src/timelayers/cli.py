@@ -485,8 +485,10 @@ def _add_train_arguments(p, recipe=None) -> None:
         p.add_argument("--no-reverse", dest="reverse", action="store_false")
     if applies("eval_valid"):
         p.add_argument("--no-eval", action="store_true",
-                       help="skip the validation perplexity after each epoch (language models "
-                            "but better-rnnlm, whose learning rate follows it)")
+                       help="skip the validation after each epoch (language models but "
+                            "better-rnnlm, seq2seq recipes but peeky: their learning rates "
+                            "follow it); a seq2seq run then also trains on the 5%% of its "
+                            "training lines it would hold out, as the book does")
     p.add_argument("--max-iters", type=_option_type("max_iters"), metavar="N",
                    help="end every epoch after N iterations, to try a recipe quickly (recorded "
                         "in the run; default: $TIMELAYERS_MAX_ITERS, else whole epochs)")

@@ -130,10 +130,12 @@ def unknown_options(recipe: Recipe, options) -> list:
 def recipe_options(recipe: Recipe) -> set:
     """The options :func:`train` may be given for ``recipe``: its model's and trainer's,
     ``max_iters``, and ``eval_valid`` where turning the validation off means something: a language
-    model whose learning rate does not follow it (word vectors have no validation; a
-    seq2seq run, and a plateau schedule, always use it)."""
+    model or a seq2seq run whose learning rate does not follow it (a seq2seq run without
+    it trains on the lines it would hold out, as the book does; word vectors have no
+    validation; a plateau schedule always uses it)."""
     names = set(recipe.model_args) | set(recipe.train_args) | {"max_iters"}
-    if isinstance(recipe.task, LanguageModelTask) and "plateau_factor" not in names:
+    if (isinstance(recipe.task, (LanguageModelTask, Seq2seqTask))
+            and "plateau_factor" not in names):
         names.add("eval_valid")
     return names
 
@@ -394,6 +396,9 @@ def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, 
             "data file SHA-256": sha256_of(data) if data is not None else None})
     callbacks = [step_each_iteration, *callbacks]
     if target_accuracy is not None:
+        if overrides.get("eval_valid") is False:
+            raise OptionError("target_accuracy stops on the validation accuracy, which "
+                              "eval_valid=False turns off")
         callbacks.append(_StopAtAccuracy(target_accuracy))
     if resume:
         if data is not None or force:
