@@ -22,3 +22,14 @@ def test_to_cpu_passthrough():
     a = np.arange(3)
     np.testing.assert_array_equal(tl.to_cpu(a), a)
     np.testing.assert_array_equal(tl.to_cpu([1, 2]), [1, 2])
+
+
+def test_to_gpu_without_cupy_is_one_line(monkeypatch):
+    import pytest
+
+    from timelayers.errors import OptionError
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy fails
+    with pytest.raises(OptionError) as info:
+        tl.to_gpu(np.zeros(2))
+    assert "CuPy is not installed" in str(info.value) and "\n" not in str(info.value)

@@ -20,8 +20,8 @@ from timelayers.cli import main
 from timelayers.datasets import load_sequence, make_addition, reverse_questions, write_sequence
 from timelayers.decoding import greedy_decode
 from timelayers.text import analogy, most_similar
-from helpers import (book_params, book_seq2seq_scores, book_word_vectors, round_to_float16,
-                     scale_params)
+from helpers import (book_params, book_seq2seq_scores, book_word_vectors, find_ptb,
+                     round_to_float16, scale_params)
 
 
 def _book_rnnlm_arrays(rng, V=12, D=4, H=5):
@@ -44,9 +44,10 @@ def _write(path, obj, protocol=4):
     return path
 
 
-_SHARED_PTB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ptb"
-needs_ptb = pytest.mark.skipif(not (_SHARED_PTB / "ptb.train.txt").is_file(),
-                               reason="Penn Treebank files not found in ../shared/datasets/ptb")
+_SHARED_PTB = find_ptb()  # $TIMELAYERS_DATA, else ../shared/datasets/ptb
+needs_ptb = pytest.mark.skipif(_SHARED_PTB is None,
+                               reason="Penn Treebank files not found in $TIMELAYERS_DATA nor "
+                                      "../shared/datasets/ptb")
 
 
 def run(capsys, *argv):
@@ -80,6 +81,20 @@ def test_import_better_rnnlm_weights_checks_tie(tmp_path, capsys):
     with pytest.raises(tl.CheckpointError, match="not tied"):
         import_book_weights("better-rnnlm", pkl, tmp_path / "c.safetensors")
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_the_wrong_kind_says_which_model_the_file_looks_like(tmp_path):
+    rnnlm = _write(tmp_path / "Rnnlm.pkl", _book_rnnlm_arrays(np.random.default_rng(0)))
+    with pytest.raises(tl.CheckpointError, match="; the file looks like the book.s "
+                                                 "rnnlm: import it as rnnlm"):
+        import_book_weights("better-rnnlm", rnnlm, tmp_path / "x.safetensors")
+    better = _write(tmp_path / "BetterRnnlm.pkl", _book_better_arrays(np.random.default_rng(1)))
+    with pytest.raises(tl.CheckpointError, match="looks like the book's better-rnnlm"):
+        import_book_weights("rnnlm", better, tmp_path / "y.safetensors")
+    for kind in ("seq2seq", "peeky", "attention"):
+        with pytest.raises(tl.CheckpointError) as info:
+            import_book_weights(kind, rnnlm, tmp_path / "z.safetensors")
+        assert "looks like the book's rnnlm" in str(info.value)
 
 
 @needs_ptb

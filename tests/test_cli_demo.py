@@ -10,6 +10,7 @@ def test_demo_seed_check_via_entry_function(capsys):
     assert main(["demo", "--seed-check-only"]) == 0
     out = capsys.readouterr().out
     assert "out= [[[ 4.18239806e-01" in out
+    assert "out: the layer's output" in out and "dx: backward of the seed's dout" in out
     assert "grads kept their identity through backward: True" in out
     assert "seed check: OK" in out
 

@@ -90,8 +90,12 @@ def _given_or_default(args, defaults: dict, applies: bool, why: str) -> None:
 def _seed_check() -> None:
     check = replay_seed_check()
     print("TimeAffine seed check (np.random.seed(1234), D=1, H=5, N=4, T=5)")
+    print("out: the layer's output for the seed's x (N, T, D) = (4, 5, 1), W (1, 5), b = 0; "
+          "shape (N, T, H) = (4, 5, 5)")
     print("out=", check.out)
     print()
+    print("dx: backward of the seed's dout (4, 5, 5), the gradient of x; shape (N, T, D) = "
+          "(4, 5, 1)")
     print("dx=", check.dx)
     print()
     for name, err in check.grad_errors.items():

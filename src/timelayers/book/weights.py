@@ -176,6 +176,38 @@ def model_from_book_params(kind: str, params, source: str = "the weights"):
 
 def _params_model(kind, layout, arrays, source):
     try:
+        return _built(kind, layout, arrays, source)
+    except CheckpointError as exc:
+        fits = _kinds_that_fit(arrays, but=kind)
+        if not fits:
+            raise
+        raise CheckpointError(f"{exc}; the file looks like the book's {' or '.join(fits)}: "
+                              f"import it as {fits[0]}") from None
+
+
+def _kinds_that_fit(arrays, but) -> list:
+    """The kinds of :data:`BOOK_MODELS` other than ``but`` whose arrays' count and
+    shapes (and, for better-rnnlm, the tied output weight) ``arrays`` have."""
+    fits = []
+    for name, layout in BOOK_MODELS.items():
+        if name == but or layout.vocabulary == "pickle":
+            continue
+        try:
+            config, shapes = layout.sizes(arrays)
+        except (IndexError, ValueError):
+            continue
+        if (len(shapes) != len(arrays) or min(config.values()) < 1
+                or any(tuple(a.shape) != shape for a, shape in zip(arrays, shapes))):
+            continue
+        if name == "better-rnnlm" and not np.array_equal(arrays[-2], arrays[0].T):
+            continue
+        fits.append(name)
+    return fits
+
+
+def _built(kind, layout, arrays, source):
+    """The model ``kind`` from ``arrays`` (see :func:`model_from_book_params`)."""
+    try:
         config, shapes = layout.sizes(arrays)
     except (IndexError, ValueError) as exc:
         raise CheckpointError(f"{source}: the arrays do not look like the book's {kind}: "
