@@ -79,7 +79,10 @@ def test_eval_seq2seq(rng, capsys):
         eval_seq2seq(model, np.zeros((2, 5), int), correct, vocab)
 
 
-def test_eval_perplexity(rng, capsys):
+def test_eval_perplexity(rng, capsys, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("timelayers"), "level", logging.NOTSET)
     model = Rnnlm(15, 4, 5, rng=0)
     corpus = rng.integers(0, 15, 400)
     assert eval_perplexity(model, corpus) == perplexity(model, corpus)

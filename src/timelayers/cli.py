@@ -669,6 +669,7 @@ def main(argv=None) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("timelayers")
     logger.addHandler(handler)
+    level = logger.level
     logger.setLevel(logging.INFO)
     try:
         return args.func(args)
@@ -682,6 +683,7 @@ def main(argv=None) -> int:
         return 2
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":
