@@ -14,7 +14,7 @@ from timelayers import models, optim
 from timelayers.errors import CheckpointError, OptionError
 from timelayers.serialization import load_tensors, save_tensors
 from timelayers.training import RnnlmTrainer, Trainer
-from helpers import TinyLM
+from support.tiny_models import TinyLM
 
 
 def refused(call, match):

@@ -20,8 +20,89 @@ from timelayers.cli import main
 from timelayers.datasets import load_sequence, make_addition, reverse_questions, write_sequence
 from timelayers.decoding import greedy_decode
 from timelayers.text import analogy, most_similar
-from helpers import (book_params, book_seq2seq_scores, book_word_vectors, find_ptb,
-                     round_to_float16, scale_params)
+from timelayers.backend import to_cpu
+from support.data import find_ptb
+from support.tiny_models import scale_params
+
+
+# -- the book's formats: what its code writes (BaseModel.save_params: float16 arrays in the
+# model's order; ch04's word vectors as a dict), made from our models, and its seq2seq
+# forward written from its conventions, to check an import against
+
+def round_to_float16(model):
+    """Round every param of ``model`` to float16 in place (what the book's files keep),
+    so that the model and its import hold the same numbers. Returns the model."""
+    for p in model.params:
+        p[...] = p.astype(np.float16)
+    return model
+
+
+def book_params(model) -> list:
+    """``model``'s params as the book saves them: float16 arrays in the book's order,
+    a tied weight saved as its own array, and a PeekyDecoder's LSTM Wx and affine W
+    with the encoder state's rows first (the book concatenates ``[h, embedding]`` and
+    ``[h, LSTM output]``; we put ``h`` last)."""
+    arrays = {name: to_cpu(p).astype(np.float16) for name, p, _ in model.named_param_slots()}
+    if isinstance(model, models.PeekySeq2seq):
+        D, H = model.config.wordvec_size, model.config.hidden_size
+        Wx, W = arrays["decoder.lstm.Wx"], arrays["decoder.affine.W"]
+        arrays["decoder.lstm.Wx"] = np.concatenate([Wx[D:], Wx[:D]])  # (H + D, 4H)
+        arrays["decoder.affine.W"] = np.concatenate([W[H:], W[:H]])  # (H + H, V)
+    return list(arrays.values())
+
+
+def book_word_vectors(model) -> dict:
+    """A CBOW's or SkipGram's word vectors as the book's ch04 pickles them."""
+    words = model.vocab.words
+    return {"word_vecs": to_cpu(model.word_vecs).astype(np.float16),
+            "word_to_id": {w: i for i, w in enumerate(words)},
+            "id_to_word": dict(enumerate(words))}
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _book_lstm(xs, Wx, Wh, b, h):
+    """The book's TimeLSTM over ``xs (N, T, D)`` from ``h (N, H)`` and ``c = 0``, with
+    its gate columns f, g, i, o; returns ``hs (N, T, H)``."""
+    H = Wh.shape[0]
+    c = np.zeros_like(h)
+    hs = []
+    for t in range(xs.shape[1]):
+        A = xs[:, t] @ Wx + h @ Wh + b
+        f, g, i, o = (_sigmoid(A[:, :H]), np.tanh(A[:, H:2 * H]), _sigmoid(A[:, 2 * H:3 * H]),
+                      _sigmoid(A[:, 3 * H:]))
+        c = f * c + g * i
+        h = o * np.tanh(c)
+        hs.append(h)
+    return np.stack(hs, axis=1)
+
+
+def book_seq2seq_scores(kind, arrays, xs, ts_in):
+    """Decoder scores ``(N, Ta, V)`` of the book's Seq2seq, PeekySeq2seq or
+    AttentionSeq2seq (``kind``: "seq2seq", "peeky", "attention") from its saved
+    ``arrays`` in float64, for questions ``xs (N, Tq)`` and decoder inputs ``ts_in
+    (N, Ta)``: the book's layer order, its peeky ``[h, x]`` concatenations and its
+    attention's ``[context, h]``."""
+    a = [np.asarray(x, dtype=np.float64) for x in arrays]
+    enc_hs = _book_lstm(a[0][xs], a[1], a[2], a[3], np.zeros((len(xs), a[2].shape[0])))
+    h = enc_hs[:, -1]
+    dec_in = a[4][ts_in]  # (N, Ta, D)
+    N, T, _ = dec_in.shape
+    peek = np.broadcast_to(h[:, None, :], (N, T, h.shape[1]))
+    if kind == "peeky":
+        dec_in = np.concatenate([peek, dec_in], axis=2)
+    dec_hs = _book_lstm(dec_in, a[5], a[6], a[7], h)
+    if kind == "peeky":
+        dec_hs = np.concatenate([peek, dec_hs], axis=2)
+    elif kind == "attention":
+        scores = np.einsum("nqh,nth->ntq", enc_hs, dec_hs)
+        weights = np.exp(scores - scores.max(axis=2, keepdims=True))
+        weights /= weights.sum(axis=2, keepdims=True)
+        dec_hs = np.concatenate([np.einsum("ntq,nqh->nth", weights, enc_hs), dec_hs], axis=2)
+    return dec_hs @ a[8] + a[9]
+
 
 
 def _book_rnnlm_arrays(rng, V=12, D=4, H=5):

@@ -20,7 +20,7 @@ from timelayers.optim import Adam
 from timelayers.serialization import load_tensors, save_tensors
 from timelayers.training import Trainer
 from timelayers.vocab import Vocabulary
-from helpers import TinyLM
+from support.tiny_models import TinyLM
 
 
 def refused_within(call, error, match, limit_bytes):

@@ -1,11 +1,11 @@
 """The counter-based random draws of the GPU (``timelayers.cuda.random``): the
-CUDA kernels, compiled as C++ and run on this CPU (``helpers.CpuKernels``),
+CUDA kernels, compiled as C++ and run on this CPU (``support.devices.CpuKernels``),
 against their NumPy twins, and the twins' own laws."""
 
 import numpy as np
 import pytest
 
-from helpers import CpuKernels, cxx_compiler
+from support.devices import CpuKernels, cxx_compiler
 from timelayers.cuda import random as device_random
 
 

@@ -11,7 +11,7 @@ from timelayers.optim import (OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov
                               clip_grads, global_norm, optimizer_from_state)
 from timelayers.schedules import ReduceOnPlateau, StepDecay, schedule_from_state
 from timelayers.backend import to_cpu
-from helpers import DeviceArrayDouble, no_device_sync
+from support.devices import DeviceArrayDouble, no_device_sync
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 

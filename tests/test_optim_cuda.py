@@ -33,7 +33,7 @@ def arrays(rng, dtype):
 def kernel_path(monkeypatch):
     """A function that makes ``optim_cuda`` take NumPy arrays, its kernels built
     for the CPU, and returns the list of the kernels it then launches."""
-    from helpers import CpuKernels, cxx_compiler
+    from support.devices import CpuKernels, cxx_compiler
     from timelayers.cuda import optim as optim_cuda
 
     if cxx_compiler() is None:
@@ -105,7 +105,7 @@ def test_an_update_on_the_device_equals_the_host(xp, rng, name):
 def test_the_clip_factor_kernel_is_the_numpy_expression_to_the_bit(squares):
     """The one-thread kernel: the sum of the squares in order, its root and
     ``min(max_norm / (norm + 1e-6), 1)`` (1 for a non-finite norm)."""
-    from helpers import CpuKernels, cxx_compiler
+    from support.devices import CpuKernels, cxx_compiler
     from timelayers.cuda import optim as optim_cuda
 
     if cxx_compiler() is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import find_ptb
+from support.data import find_ptb
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB_RECIPES = {"rnnlm", "better-rnnlm", "cbow", "skipgram", "transformer-lm"}

@@ -12,7 +12,7 @@ import pytest
 from timelayers.errors import CheckpointError
 from timelayers.layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from timelayers.models.base import Model
-from helpers import fail_writes_after
+from support.faults import fail_writes_after
 from timelayers.serialization import atomic_write, load_tensors, save_tensors
 
 st_numpy = pytest.importorskip("safetensors.numpy")

@@ -1,5 +1,5 @@
 """The softmax's CuPy path (``timelayers.cuda.softmax``) run on this CPU: its CUDA
-kernels compiled as C++ (``helpers.CpuKernels``), its row reduction done by
+kernels compiled as C++ (``support.devices.CpuKernels``), its row reduction done by
 NumPy, against the NumPy paths (``functions.softmax``, the loss layers)."""
 
 import numpy as np
@@ -13,7 +13,7 @@ from timelayers.functions import softmax, softmax_backward
 def softmax_kernels_on_cpu(monkeypatch):
     """``softmax_cuda`` with its CUDA kernels built for the CPU and its row
     reduction done by NumPy: the GPU path's own steps, here."""
-    from helpers import CpuKernels, cxx_compiler
+    from support.devices import CpuKernels, cxx_compiler
     from timelayers.cuda import softmax as softmax_cuda
 
     if cxx_compiler() is None:

@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import assert_close, assert_gradcheck, randn
+from support.assertions import assert_close, assert_gradcheck, randn
 from timelayers import threads as functions
 from timelayers.threads import get_num_threads, parallel_rows, set_num_threads
 from timelayers.layers import TimeAffine, TimeSoftmaxWithLoss
@@ -282,7 +282,7 @@ def test_models_gradcheck_on_row_blocks(threads, name):
     """Whole models with their recurrent layers split into row blocks: the
     decoders' initial states and the gradients handed back to the encoders
     cross the blocks correctly."""
-    from helpers import MODEL_FACTORIES, freeze_randomness, scale_params
+    from support.tiny_models import MODEL_FACTORIES, freeze_randomness, scale_params
     from timelayers.gradcheck import check_layer
 
     pytest.importorskip("threadpoolctl")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from timelayers.distributed import DistributedError, mpi_world, shard_bounds
-from helpers import needs_cupy
+from support.devices import needs_cupy
 
 SCRIPT = Path(__file__).parent / "mpi" / "train_replicas.py"
 TIMEOUT = 120

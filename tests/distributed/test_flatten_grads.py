@@ -6,7 +6,9 @@ without it (the data-parallel reduction uses it to reduce without copies)."""
 import numpy as np
 import pytest
 
-from helpers import needs_cupy, MODEL_FACTORIES
+from support.devices import needs_cupy
+
+from support.tiny_models import MODEL_FACTORIES
 from timelayers import models
 from timelayers.distributed.flat_buffers import flatten_grads
 from timelayers.optim import Adam

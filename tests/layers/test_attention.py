@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import assert_close, assert_gradcheck, randn
+from support.assertions import assert_close, assert_gradcheck, randn
 from timelayers.layers.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 
 SCORES = ["dot", "general"]
@@ -142,6 +142,35 @@ def test_float32_stays_float32(xp, rng, score):
     c = layer.forward(hs_enc, hs_dec)
     dhs_enc, dhs_dec = layer.backward(xp.ones_like(c))
     assert c.dtype == dhs_enc.dtype == dhs_dec.dtype == layer.attention_weights.dtype == np.float32
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_time_attention_on_threads_equals_one_thread(rng, score):
+    """A large batch (32 rows of 128 x 256 encoder states per thread) is split
+    between threads; every row's products are its own, so the numbers are the
+    same to the bit, and the backward after it too."""
+    from timelayers.threads import get_num_threads, set_num_threads
+
+    N, Te, Td, H = 64, 128, 2, 256
+    W = randn(np, rng, H, H, dtype=np.float32) * 0.1 if score == "general" else None
+    hs_enc = randn(np, rng, N, Te, H, dtype=np.float32)
+    hs_dec = randn(np, rng, N, Td, H, dtype=np.float32)
+    dout = randn(np, rng, N, Td, H, dtype=np.float32)
+    before = get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            set_num_threads(n)
+            layer = TimeAttention(score, W)
+            results.append([layer.forward(hs_enc, hs_dec), layer.attention_weights,
+                            *layer.backward(dout)])
+    finally:
+        set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    want_c, want_a = _reference(hs_enc.astype(np.float64), hs_dec.astype(np.float64),
+                                None if W is None else W.astype(np.float64))
+    assert_close(results[1][0], want_c, rtol=1e-4, atol=1e-4)
 
 
 def test_shape_errors_name_the_argument(rng):

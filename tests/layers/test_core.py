@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import assert_close, assert_gradcheck, randn
+from support.assertions import assert_close, assert_gradcheck, randn
 
 SHAPES_NT = [(1, 1), (1, 4), (3, 1), (2, 5)]
 

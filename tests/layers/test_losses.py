@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import assert_gradcheck, randn
+from support.assertions import assert_gradcheck, randn
 
 
 def ref_softmax_ce(x, t, ignore=None):

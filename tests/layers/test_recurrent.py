@@ -5,7 +5,7 @@ truncated BPTT, initial-state gradients, dtypes and input checks."""
 import numpy as np
 import pytest
 
-from helpers import assert_close, assert_gradcheck, randn
+from support.assertions import assert_close, assert_gradcheck, randn
 from timelayers import ShapeError, get_array_module, numerical_gradient, relative_error, to_cpu
 from timelayers.layers.recurrent import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
 

@@ -4,11 +4,14 @@ central differences, and the choices choose_plan makes.
 
 - every plan gives the reference's outputs, last states, input and initial-state
   gradients and param gradients, for every cell, on shapes that reach each of
-  the fast LSTM's layouts (fused, input product, unscaled, padded rows);
+  the fast LSTM's layouts (fused, input product, unscaled, padded rows), in
+  float64 and float32; the fast LSTM also with the forward that keeps no steps
+  (evaluation), whose backward runs the forward again;
 - the reference plan and the chosen plans pass float64 gradient checks;
 - a time layer with a plan runs the same stateful sequence as the reference;
 - choose_plan: the documented choices for the models' shapes, row blocks only
-  where they pay, the whole batch on one thread;
+  where they pay, the whole batch on one thread; a layer in evaluation mode
+  gets the LSTM that keeps no steps, and a backward after it is still right;
 - row blocks prepare the LSTM's weights once per call and keep their buffers;
 - the fast LSTM gives no overflow warnings for large pre-activations;
 - the transposed copies pad rows that would alias in the cache.
@@ -17,7 +20,7 @@ central differences, and the choices choose_plan makes.
 import numpy as np
 import pytest
 
-from helpers import assert_close, assert_gradcheck, randn
+from support.assertions import assert_close, assert_gradcheck, randn
 from timelayers.layers import TimeGRU, TimeLSTM, TimeRNN
 from timelayers.layers.cells import CELLS
 from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedGRU, FusedLSTM,
@@ -33,8 +36,9 @@ LSTM, GRU, RNN = CELLS["lstm"], CELLS["gru"], CELLS["rnn"]
 
 def every_lstm_variant():
     """Every valid combination of the fast LSTM's flags (fused only when prescaled)."""
-    flags = [(p, f, t, tb, s) for p in (False, True) for f in (False, True)
-             for t in (False, True) for tb in (False, True) for s in (False, True)]
+    flags = [(p, f, t, tb, s, k) for p in (False, True) for f in (False, True)
+             for t in (False, True) for tb in (False, True) for s in (False, True)
+             for k in (True, False)]
     return [FastLSTM(*fl) for fl in flags if fl[0] or not fl[1]]
 
 
@@ -89,27 +93,31 @@ def run_plan(plan, params, xs, states, dhs):
     return [hs, *last, dxs, *dstates, *grads]
 
 
+TOLERANCES = {np.float64: dict(rtol=1e-11, atol=1e-12), np.float32: dict(rtol=2e-4, atol=1e-4)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_every_plan_equals_the_reference(xp, rng, kind, shape):
+def test_every_plan_equals_the_reference(xp, rng, kind, shape, dtype):
     N, T, D, H = SHAPES[shape]
-    params, xs, states = make_case(xp, rng, kind, N, T, D, H)
-    dhs = randn(xp, rng, N, T, H)
+    params, xs, states = make_case(xp, rng, kind, N, T, D, H, dtype=dtype)
+    dhs = randn(xp, rng, N, T, H).astype(dtype)
     cell = KINDS[kind]
     expected = run_plan(ReferencePlan(cell), params, xs, states, dhs)
     for plan in every_plan(cell, N, xp)[1:]:
         got = run_plan(plan, params, xs, states, dhs)
         assert len(got) == len(expected)
         for name, a, b in zip(("hs", "last", "dxs", "dstates", "grads"), got, expected):
-            assert a.shape == b.shape, (plan, name)
-            assert_close(a, b, rtol=1e-11, atol=1e-12)
+            assert a.shape == b.shape and a.dtype == dtype, (plan, name)
+            assert_close(a, b, **TOLERANCES[dtype])
 
 
 def test_every_plan_counts():
-    """24 fast-LSTM variants (fused only with prescaled weights), each also on row
-    blocks, and the reference."""
-    assert len(every_plan(LSTM, 5)) == 1 + 24 + 24
-    assert len(every_plan(LSTM, 1)) == 1 + 24
+    """48 fast-LSTM variants (fused only with prescaled weights; each keeping its
+    steps for backward or not), each also on row blocks, and the reference."""
+    assert len(every_plan(LSTM, 5)) == 1 + 48 + 48
+    assert len(every_plan(LSTM, 1)) == 1 + 48
     assert [type(p) for p in every_plan(GRU, 4)] == [ReferencePlan, BatchedGRU, RowBlocks]
     assert [type(p) for p in every_plan(RNN, 4)] == [ReferencePlan, BatchedRNN, RowBlocks]
     with pytest.raises(ValueError, match="fused"):
@@ -192,9 +200,11 @@ def test_choices_for_the_models_shapes(threads):
     better_large = choose_plan(LSTM, params_for(4, 650, 650), (64, 35, 650))
     assert better_large == FastLSTM(prescaled=True, fused=False, transposed=False,
                                     transposed_backward=False, stepwise_backward=True)
-    generate = choose_plan(LSTM, params_for(4, 650, 650), (1, 1, 650))
+    generate = choose_plan(LSTM, params_for(4, 650, 650), (1, 1, 650), training=False)
     assert generate == FastLSTM(prescaled=False, fused=False, transposed=False,
-                                transposed_backward=True, stepwise_backward=False)
+                                transposed_backward=True, stepwise_backward=False,
+                                keep_steps=False)
+    assert choose_plan(LSTM, params_for(4, 650, 650), (1, 1, 650)).keep_steps
     seq2seq = choose_plan(LSTM, params_for(4, 16, 256), (128, 29, 16))
     assert seq2seq.fused and seq2seq.prescaled and not seq2seq.transposed
     assert choose_plan(GRU, params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU()
@@ -202,6 +212,33 @@ def test_choices_for_the_models_shapes(threads):
     assert FusedGRU() not in every_plan(GRU, 4) and FusedRNN() not in every_plan(RNN, 4)
     assert choose_plan(RNN, params_for(1, 5, 7), (4, 3, 5)) == BatchedRNN()
     assert choose_plan(KINDS["gru_ra"], params_for(3, 5, 7), (4, 3, 5)) == BatchedGRU(True)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_layer_in_evaluation_mode(xp, rng, kind):
+    """Out of training the LSTM's chosen plan keeps no steps; the outputs, states
+    and a backward after it (it runs the forward again) equal training mode's."""
+    N, T, D, H = 4, 3, 2, 5
+    params, xs, states = make_case(xp, rng, kind, N, T, D, H)
+    dhs = randn(xp, rng, N, T, H)
+
+    def run(training):
+        layer = LAYERS[kind](*params, stateful=True)
+        layer.train_flg = training
+        layer.set_state(*states)
+        out = [layer.forward(xs), layer.forward(xs[:, ::-1]), layer.h, layer.backward(dhs),
+               layer.dh] + [g.copy() for g in layer.grads]
+        plan = layer._plan.inner if isinstance(layer._plan, RowBlocks) else layer._plan
+        return out, plan
+
+    expected, train_plan = run(True)
+    got, eval_plan = run(False)
+    for a, b in zip(got, expected):
+        assert_close(a, b, rtol=1e-12, atol=1e-12)
+    if kind == "lstm" and xp is np:
+        assert train_plan.keep_steps and not eval_plan.keep_steps
+    else:
+        assert eval_plan == train_plan
 
 
 def test_row_blocks_only_where_they_pay(threads):
@@ -312,7 +349,7 @@ def test_cuda_kernels_compile():
 @pytest.fixture
 def fused_kernels_on_cpu(monkeypatch):
     """The fused plans' kernels compiled for the CPU and launched on NumPy arrays."""
-    from helpers import CpuKernels, cxx_compiler
+    from support.devices import CpuKernels, cxx_compiler
     from timelayers.layers.plans import fused as cuda
 
     if cxx_compiler() is None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import assert_close, assert_gradcheck, randn
+from support.assertions import assert_close, assert_gradcheck, randn
 from timelayers.layers.sampling import NegativeSamplingLoss, UnigramSampler
 
 METHODS = ["rejection", "exponential", "counter"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import assert_close, assert_gradcheck, assert_gradcheck_attention, randn
+from support.assertions import assert_close, assert_gradcheck, assert_gradcheck_attention, randn
 from timelayers.layers import (GELU, LayerNorm, LearnedPositionalEmbedding, MultiHeadAttention,
                                PositionalEncoding, TransformerBlock)
 

@@ -13,7 +13,9 @@ matches the CPU.
 import numpy as np
 import pytest
 
-from helpers import needs_cupy, MODEL_FACTORIES, no_device_sync
+from support.devices import needs_cupy, no_device_sync
+
+from support.tiny_models import MODEL_FACTORIES
 from timelayers import models
 from timelayers.layers import Dropout
 from timelayers.layers.sampling import NegativeSamplingLoss

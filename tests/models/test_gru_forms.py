@@ -9,7 +9,7 @@ import pytest
 from timelayers import models
 from timelayers.layers import TimeGRU
 
-from helpers import V, lm_data, scale_params
+from support.tiny_models import V, lm_data, scale_params
 
 LEGACY_GRU = Path(__file__).parents[1] / "data" / "legacy_gru_rnnlm.safetensors"
 

@@ -10,8 +10,7 @@ from timelayers import models
 from timelayers.gradcheck import check_layer
 from timelayers.optim import SGD, Adam
 
-from helpers import (MODEL_FACTORIES, TINY_CORPUS, V, freeze_randomness, lm_data, onehot_data,
-                     s2s_data, scale_params, w2v_data)
+from support.tiny_models import MODEL_FACTORIES, TINY_CORPUS, V, freeze_randomness, lm_data, onehot_data, s2s_data, scale_params, w2v_data
 
 @pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_model_gradcheck(name):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import timelayers as tl
-from helpers import needs_cupy, assert_close, assert_gradcheck_attention
+from support.assertions import assert_close, assert_gradcheck_attention
+from support.devices import needs_cupy
 from timelayers import models
 from timelayers.decoding import beam_search, generate_ids, greedy_decode, sequence_log_prob
 from timelayers.metrics import perplexity, sequence_accuracy
@@ -324,7 +325,7 @@ def test_gpu_training_step_never_waits_for_the_device(rng, make):
     make no host read after a first step."""
     import cupy
 
-    from helpers import no_device_sync
+    from support.devices import no_device_sync
     from timelayers.optim import clip_grads
 
     model = make(dropout=0.1, dtype="float32").to_gpu()

@@ -14,8 +14,8 @@ from timelayers.optim import SGD, Adam, Momentum
 from timelayers.schedules import ReduceOnPlateau
 from timelayers.serialization import load_tensors, save_tensors
 from timelayers.training import RnnlmTrainer, Trainer
-from helpers import fail_writes_after
-from helpers import TinyLM
+from support.faults import fail_writes_after
+from support.tiny_models import TinyLM
 
 
 class CkptLM(TinyLM):

@@ -15,7 +15,7 @@ from timelayers.schedules import ReduceOnPlateau
 from timelayers.serialization import load_tensors
 from timelayers.training import RnnlmTrainer, Trainer
 from timelayers.training.checkpoint import load_checkpoint
-from helpers import TinyLM
+from support.tiny_models import TinyLM
 
 
 class Stop(Exception):

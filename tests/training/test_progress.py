@@ -16,7 +16,8 @@ from timelayers.optim import SGD
 from timelayers.training import RnnlmTrainer, Trainer
 from timelayers.training import progress as progress_module
 from timelayers.training.progress import LogLines, ProgressBar, progress_callback
-from helpers import TinyLM, find_ptb
+from support.data import find_ptb
+from support.tiny_models import TinyLM
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,11 +16,11 @@ from timelayers.optim import SGD, Adam, global_norm
 from timelayers.schedules import ReduceOnPlateau, StepDecay
 from timelayers.training import RnnlmTrainer, SaveBest, Trainer, load_history
 from timelayers.training.meters import FiniteCheck, RunningLoss, default_check_interval
-from helpers import DeviceArrayDouble, no_device_sync
-from helpers import TinyLM
+from support.devices import DeviceArrayDouble, no_device_sync
+from support.tiny_models import TinyLM
 
 
-# -- tiny models (TinyLM: tests/helpers.py) ----------------------------------------------
+# -- tiny models (TinyLM: tests/support/tiny_models.py) ----------------------------------------------
 class Recorder:
     """A duck-typed model that records the batches it is given."""
 

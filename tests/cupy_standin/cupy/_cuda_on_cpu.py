@@ -1,5 +1,5 @@
 """The library's CUDA kernels built for the CPU: shared by the CuPy stand-in's
-``RawKernel`` and by ``tests/helpers.CpuKernels`` (which loads this file by its
+``RawKernel`` and by ``tests/support/devices.CpuKernels`` (which loads this file by its
 path, without the stand-in).
 
 A CUDA kernel is a function of one thread, whose index it computes from

@@ -4,42 +4,19 @@ resuming it (the schedule's state comes back with the checkpoint)."""
 
 import json
 
-import numpy as np
 import pytest
 
 from timelayers.runs import recipes
 from timelayers.cli import main
-from timelayers.datasets import make_addition, write_sequence
 from timelayers.optim import SGD
 from timelayers.schedules import WarmupCosine
 from timelayers.training import Trainer
+from support.cli import run
 
-TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
-                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
 TINY_LM = ["--d-model", 16, "--heads", 2, "--layers", 1, "--ff-size", 32, "--batch-size", 4,
            "--time-size", 5, "--warmup", 3]
 TINY_S2S = ["--d-model", 16, "--heads", 2, "--encoder-layers", 1, "--decoder-layers", 1,
             "--ff-size", 32, "--batch-size", 32, "--warmup", 5]
-
-
-@pytest.fixture
-def corpus_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return path
-
-
-@pytest.fixture
-def addition_file(tmp_path):
-    path = tmp_path / "addition.txt"
-    write_sequence(path, make_addition(600, np.random.default_rng(0)))
-    return path
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def history(run_dir):

@@ -9,31 +9,8 @@ import numpy as np
 import pytest
 
 from timelayers.cli import main
-from timelayers.datasets import make_addition, write_sequence
-from helpers import needs_cupy
-
-TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
-                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
-
-
-@pytest.fixture
-def corpus_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return path
-
-
-@pytest.fixture
-def addition_file(tmp_path):
-    path = tmp_path / "addition.txt"
-    write_sequence(path, make_addition(600, np.random.default_rng(0)))
-    return path
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from support.devices import needs_cupy
+from support.cli import run
 
 
 def test_train_eval_generate_resume_rnnlm(tmp_path, corpus_file, capsys):
@@ -430,16 +407,49 @@ def test_paths_of_the_wrong_kind_are_named(lm_run, corpus_file, capsys, argv, me
     assert out == "" and sorted(p.name for p in corpus_file.parent.iterdir()) == before
 
 
-@pytest.mark.parametrize("model,data", [("seq2seq", "addition_file"), ("cbow", "corpus_file"),
+@pytest.mark.parametrize("model,data", [("peeky", "addition_file"), ("cbow", "corpus_file"),
                                         ("better-rnnlm", "corpus_file")])
 def test_no_eval_where_validation_is_not_optional_is_refused(tmp_path, request, capsys, model,
                                                              data):
-    # seq2seq always validates, word vectors never do, and better-rnnlm's learning rate
-    # follows the validation perplexity (it failed with a KeyError after the first epoch)
+    # word vectors never validate, and the learning rates of peeky and better-rnnlm follow
+    # the validation measure (better-rnnlm failed with a KeyError after the first epoch)
     code, _, err = run(capsys, "train", model, "--data", request.getfixturevalue(data),
                        "--no-eval", "--epochs", 1, "--out", tmp_path / "run")
     assert code == 2 and f"--no-eval does not apply to {model}" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_seq2seq_without_validation_trains_on_every_training_line(tmp_path, addition_file,
+                                                                 capsys):
+    # as the book's ch07/ch08 scripts do: the 5% a seq2seq run holds out for validation
+    # is trained on instead, and there is no val_accuracy
+    from timelayers.runs import recipes
+
+    recipe = recipes.RECIPES["seq2seq"]
+    options = {**recipe.model_args, **recipe.train_args}
+    held = recipes.load_data(recipe, addition_file, options, seed=0)
+    every = recipes.load_data(recipe, addition_file, dict(options, eval_valid=False), seed=0)
+    assert len(held.train[0]) == 513 and len(held.valid[0]) == 27  # 540 training lines
+    assert len(every.train[0]) == 540 and len(every.valid[0]) == 0
+    assert np.array_equal(every.train[0][:513], held.train[0])
+    assert np.array_equal(every.train[0][513:], held.valid[0])
+    assert np.array_equal(every.test[0], held.test[0])
+
+    out_dir = tmp_path / "s2s"
+    code, out, err = run(capsys, "train", "seq2seq", "--data", addition_file, "--epochs", 1,
+                         "--hidden", 8, "--batch-size", 32, "--no-eval", "--out", out_dir)
+    assert code == 0, err
+    history = json.loads((out_dir / "history.json").read_text())
+    assert history["iteration"] == [540 // 32] and "val_accuracy" not in history
+    assert json.loads((out_dir / "run.json").read_text())["options"]["eval_valid"] is False
+    code, out, err = run(capsys, "eval", out_dir)
+    assert code == 0 and out.startswith("accuracy"), err
+    from timelayers.errors import OptionError
+
+    with pytest.raises(OptionError, match="eval_valid"):  # it stops on the validation accuracy
+        recipes.train("seq2seq", tmp_path / "t", data=addition_file, target_accuracy=0.5,
+                      overrides=dict(eval_valid=False, epochs=1))
+    assert not (tmp_path / "t").exists()
 
 
 def test_python_api_refuses_eval_valid_where_it_means_nothing(tmp_path, corpus_file):

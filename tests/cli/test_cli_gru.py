@@ -8,23 +8,9 @@ import pytest
 
 from timelayers.cli import main
 from timelayers.models import Model
+from support.cli import run
 
-TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
-                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
 TINY = ["--hidden", 6, "--wordvec", 6, "--batch-size", 2, "--time-size", 5]
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def corpus_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return path
 
 
 @pytest.mark.parametrize("model", ["rnnlm", "better-rnnlm"])

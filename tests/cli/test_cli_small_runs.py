@@ -12,23 +12,9 @@ from timelayers.cli import build_parser, main
 from timelayers.models import Model
 from timelayers.serialization import load_tensors
 from timelayers.training import Trainer
+from support.cli import run
 
-TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
-                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
 ARGS = ["--hidden", "8", "--wordvec", "8", "--batch-size", "2", "--time-size", "5"]
-
-
-@pytest.fixture
-def corpus_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return str(path)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def history(folder):
