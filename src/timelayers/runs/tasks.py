@@ -182,13 +182,16 @@ class WordVectorTask(_CorpusTask):
 
 VALIDATION_SHARE_INVERSE = 20
 """A seq2seq run validates on the last 1/20 of its training lines (the learning-rate
-schedule and the per-epoch ``val_accuracy`` never see the test split)."""
+schedule and the per-epoch ``val_accuracy`` never see the test split); with
+``eval_valid`` False it keeps them for training."""
 
 
 class Seq2seqTask(Task):
     """Question -> answer sequences (generated addition or dates, or a file in the
     book's format split 90/10 after a seeded shuffle); measured by exact-match
-    accuracy. The last 5% of the training lines are held out for validation."""
+    accuracy. The last 5% of the training lines are held out for validation, unless
+    ``eval_valid`` is False: then every training line is trained on, as in the book,
+    and there is no per-epoch ``val_accuracy``."""
 
     name = "seq2seq"
     monitor = ("val_accuracy", "max")
@@ -203,6 +206,8 @@ class Seq2seqTask(Task):
             (x_tr, t_tr), (x_te, t_te), vocab = load_sequence(source, seed=seed, vocab=vocab)
         if options.get("reverse"):
             x_tr, x_te = reverse_questions(x_tr), reverse_questions(x_te)
+        if not options.get("eval_valid", True):  # no validation: no hold-out either
+            return TaskData((x_tr, t_tr), (x_tr[:0], t_tr[:0]), (x_te, t_te), vocab)
         held_out = len(x_tr) // VALIDATION_SHARE_INVERSE
         if held_out == 0:  # fewer than 20 training lines: validate on the test split
             return TaskData((x_tr, t_tr), (x_te, t_te), (x_te, t_te), vocab)
@@ -226,6 +231,8 @@ class Seq2seqTask(Task):
         super().check_sizes(options, data, where, training)
 
     def validation(self, options, data):
+        if not options.get("eval_valid", True):
+            return None
         x, t = data.valid
         return lambda model: {"val_accuracy": sequence_accuracy(model, x, t)}
 
