@@ -33,6 +33,7 @@ from ._checks import KINDS, NAME_KINDS
 from .layers.cells import CELLS
 from ._version import __version__
 from .errors import TimelayersError
+from .export import export_run
 from .book import weights as book_weights
 from .book.weights import BOOK_MODELS
 from .datasets import load_ptb, make_addition, make_dates, write_sequence
@@ -284,8 +285,6 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_run
-
     _check_path(args.run, "RUN_DIR: run folder", folder=True)
     for path in export_run(args.run, args.out, args.format, force=args.force):
         print(f"wrote {path}")

@@ -21,19 +21,25 @@ from .serialization import atomic_write
 __all__ = ["plot_history", "plot_attention"]
 
 
-def _figure(figsize, shown=False):
+def _matplotlib():
+    """matplotlib's figure, Agg canvas and pyplot modules (imported on first use:
+    plotting is an optional extra)."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib.backends.backend_agg as agg
+        import matplotlib.figure as figure
+        import matplotlib.pyplot as pyplot
     except ImportError as exc:
         raise ImportError("plotting needs matplotlib, which is not installed: "
                           "pip install 'timelayers[plot]'") from exc
-    if shown:  # a figure pyplot manages, so that show() draws it
-        import matplotlib.pyplot as plt
+    return figure, agg, pyplot
 
-        return plt.figure(figsize=figsize)
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
+
+def _figure(figsize, shown=False):
+    figure, agg, pyplot = _matplotlib()
+    if shown:  # a figure pyplot manages, so that show() draws it
+        return pyplot.figure(figsize=figsize)
+    fig = figure.Figure(figsize=figsize)
+    agg.FigureCanvasAgg(fig)
     return fig
 
 
@@ -115,9 +121,7 @@ def plot_history(history, path=None, title=None, ylim=None):
     if title:
         fig.suptitle(title)
     if path is None:
-        import matplotlib.pyplot as plt
-
-        plt.show()
+        _matplotlib()[2].show()
         return fig
     return _save(fig, path)
 

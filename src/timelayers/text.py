@@ -254,12 +254,17 @@ def _fix_signs(U, V=None):
     return U
 
 
-def _have_scipy() -> bool:
+def _scipy_svds():
+    """SciPy's truncated SVD, or None without SciPy (an optional extra)."""
     try:
-        import scipy.sparse.linalg  # noqa: F401
+        from scipy.sparse.linalg import svds
     except ImportError:
-        return False
-    return True
+        return None
+    return svds
+
+
+def _have_scipy() -> bool:
+    return _scipy_svds() is not None
 
 
 def truncated_svd(M, k: int, rng=None, *, method: str = "auto", n_iter: int = 5,
@@ -317,7 +322,7 @@ def truncated_svd(M, k: int, rng=None, *, method: str = "auto", n_iter: int = 5,
         U, s, _ = np.linalg.svd(A, full_matrices=False)
         U, s = U[:, :k], s[:k]
     elif method == "scipy":
-        from scipy.sparse.linalg import svds
+        svds = _scipy_svds()
 
         if k >= small:
             raise ValueError(f"truncated_svd: method 'scipy' needs k < min(M.shape) = {small}, "

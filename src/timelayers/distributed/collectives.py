@@ -121,8 +121,7 @@ class NcclCollectives(HostCollectives):
 
     def __init__(self, comm):
         super().__init__(comm)
-        from cupy.cuda import nccl
-
+        nccl = _nccl()
         self._nccl = nccl
         uid = comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
         self._comm = nccl.NcclCommunicator(self.size, uid, self.rank)
@@ -161,8 +160,7 @@ def collectives_for(comm, on_gpu: bool):
         return SharedMemoryCollectives(comm) if one_machine else HostCollectives(comm)
     cupy = import_cupy()
     try:
-        from cupy.cuda import nccl
-        usable = getattr(nccl, "available", True)
+        usable = getattr(_nccl(), "available", True)
     except ImportError:
         usable = False
     _, processes_here = local_rank_and_size(comm)
@@ -170,3 +168,9 @@ def collectives_for(comm, on_gpu: bool):
     if all(comm.allgather(usable)):  # NCCL's set-up is collective: all ranks or none
         return NcclCollectives(comm)
     return StagedCollectives(comm)
+
+
+def _nccl():
+    """CuPy's NCCL bindings (ImportError where CuPy was built without them)."""
+    from cupy.cuda import nccl
+    return nccl

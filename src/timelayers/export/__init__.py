@@ -102,9 +102,7 @@ def to_torch(model):
     """A PyTorch ``nn.Module`` computing what ``model`` computes, with its weights
     (copied; see :mod:`.torch_modules`)."""
     _need("torch", "to_torch")
-    from .torch_modules import to_torch as convert
-
-    return convert(model)
+    return _torch_modules().to_torch(model)
 
 
 def from_torch(module, model=None):
@@ -112,9 +110,7 @@ def from_torch(module, model=None):
     PyTorch) read back into a timelayers model: into ``model`` when given (which
     must match), else into a new model built from ``module.config``."""
     _need("torch", "from_torch")
-    from .torch_modules import from_torch as convert
-
-    return convert(module, model)
+    return _torch_modules().from_torch(module, model)
 
 
 def export_run(run_dir, out, fmt="onnx", force=False) -> list:
@@ -132,11 +128,15 @@ def export_run(run_dir, out, fmt="onnx", force=False) -> list:
     if fmt == "onnx":
         return to_onnx(run.model, out, recipe=recipe, force=force)
     _need("torch", "export --format torch")
-    from .torch_modules import save_torch
-
     _check_out(out, force, "export")
-    return [save_torch(run.model, out, recipe)]
+    return [_torch_modules().save_torch(run.model, out, recipe)]
 
 
 def _load_run(run_dir):
     return load_run(run_dir)
+
+
+def _torch_modules():
+    """:mod:`.torch_modules`, which imports torch (an optional extra): loaded on first use."""
+    from . import torch_modules
+    return torch_modules

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from tqdm import tqdm
+
 __all__ = ["ProgressBar", "LogLines", "progress_callback", "record_text", "show_line"]
 
 logger = logging.getLogger("timelayers")
@@ -104,11 +106,10 @@ class ProgressBar:
             self.max_epoch = info["max_epoch"]
         elif event == "epoch_start":
             if self.notebook:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm as bar   # loads the notebook's widgets
             else:
-                from tqdm import tqdm
-
-            self.bar = tqdm(total=info["max_iters"], desc=f"epoch {info['epoch']}/{self.max_epoch}",
+                bar = tqdm
+            self.bar = bar(total=info["max_iters"], desc=f"epoch {info['epoch']}/{self.max_epoch}",
                             file=sys.stderr, unit="it", dynamic_ncols=True, leave=True)
         elif event == "iteration_end":
             self.bar.update(1)
