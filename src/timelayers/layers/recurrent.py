@@ -288,7 +288,10 @@ class _TimeRecurrent(Layer):
     given to ``set_state`` until ``reset_state``. ``plan``: None picks the plan
     for the shapes at every call (:func:`~timelayers.layers.plans.choose_plan`);
     "reference" runs the book's equations step by step; or a
-    :class:`~timelayers.layers.plans.Plan`.
+    :class:`~timelayers.layers.plans.Plan`. The chosen plan also follows
+    ``train_flg``: in evaluation mode the LSTM's forward keeps only its inputs
+    for a backward, which then runs the forward again (the inputs must not
+    change in between).
 
     After forward, ``h`` (and the LSTM's ``c``) hold the last states ``(N, H)``;
     after backward, ``dh`` (and ``dc``) the gradients of the initial states (what
@@ -381,7 +384,7 @@ class _TimeRecurrent(Layer):
 
     def forward(self, xs):
         xs, states = self._begin(xs)
-        plan = self.plan or choose_plan(self.cell, self.params, xs.shape)
+        plan = self.plan or choose_plan(self.cell, self.params, xs.shape, self.train_flg)
         if plan != self._plan:  # an equal plan is kept: RowBlocks holds its gradient buffers
             self._plan = plan
         hs, last, self._cache = self._plan.forward(self.params, xs, tuple(states))

@@ -34,6 +34,12 @@ class TimeAffine(Layer):
     memory order of ``W``: a tied ``W`` that is the transpose of an embedding
     (Fortran order) is then copied with contiguous reads and writes, not
     transposed element by element at every call.
+
+    ``Wb`` is a copy of ``(D+1) * H`` elements made at every forward (``W`` and
+    ``b`` may change in place between calls); it pays for itself when there
+    are more rows than ``D + 1``, the bias pass over ``(N*T, H)`` it saves
+    being larger. With fewer rows (generation, one token at a time) forward is
+    ``x @ W + b`` on the params themselves, and backward is the same.
     """
 
     param_names = ("W", "b")
@@ -58,13 +64,17 @@ class TimeAffine(Layer):
             # order, so that its transpose has W's layout.
             self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if fortran
                          else xp.empty_like(self._Wb))
-        self._Wb[:D] = W  # W and b may have been updated in place since the last call
-        self._Wb[D] = b
         x1 = xp.empty((N * T, D + 1), dtype=W.dtype)  # (N*T, D+1)
         x1[:, :D] = x.reshape(N * T, D)
         x1[:, D] = 1
         self.x1 = x1
         self.shape = x.shape
+        if N * T <= D + 1:  # few rows: no copy of the weights
+            out = xp.matmul(x1[:, :D], W)
+            out += b
+            return out.reshape(N, T, -1)  # (N, T, H)
+        self._Wb[:D] = W  # W and b may have been updated in place since the last call
+        self._Wb[D] = b
         return (x1 @ self._Wb).reshape(N, T, -1)  # (N, T, H)
 
     def backward(self, dout):

@@ -9,7 +9,8 @@ plan                what it runs
 ``BatchedGRU``      buffers, no per-step allocations (:mod:`.batched`)
 ``FastLSTM``        the LSTM's CPU speed work: one ``exp`` for four gates,
                     weights prepared once per call, fused or transposed
-                    per-step products (:mod:`.lstm_fast`)
+                    per-step products; out of training, one step's buffers
+                    and no cache (:mod:`.lstm_fast`)
 ``RowBlocks``       another plan on slices of the batch's rows, in parallel
                     threads (:mod:`.row_blocks`)
 ``FusedRNN``,       on a GPU: the gate arithmetic of a step in one or two
@@ -36,14 +37,16 @@ __all__ = ["Plan", "ReferencePlan", "BatchedRNN", "BatchedGRU", "FastLSTM", "Fus
            "FusedGRU", "RowBlocks", "choose_plan"]
 
 
-def choose_plan(cell, params, xs_shape):
+def choose_plan(cell, params, xs_shape, training=True):
     """The plan for ``cell`` (a :class:`~timelayers.layers.cells.Cell`) with
     ``params`` (``Wx (D, G*H)`` first, ``Wh (H, G*H)`` second) on inputs of
-    shape ``(N, T, D)``.
+    shape ``(N, T, D)``; ``training`` is the layer's ``train_flg`` (False: a
+    backward is not expected, though still allowed).
 
     NumPy: the batched plans (the LSTM's flags from the shapes of one row
-    block), on row blocks when the batch is large enough. CuPy: the fused
-    plans, on the whole batch.
+    block; out of training, the LSTM's forward keeps no steps for backward),
+    on row blocks when the batch is large enough. CuPy: the fused plans, on
+    the whole batch.
     """
     N, T, D = xs_shape
     H = params[1].shape[0]
@@ -51,7 +54,8 @@ def choose_plan(cell, params, xs_shape):
     blocks = row_blocks(N, H) if on_numpy else [slice(0, N)]
     rows = max(s.stop - s.start for s in blocks)
     if cell.step == "lstm":
-        inner = FastLSTM.for_shape(rows, T, D, H) if on_numpy else FusedLSTM()
+        inner = FastLSTM.for_shape(rows, T, D, H, keep_steps=training) if on_numpy \
+            else FusedLSTM()
     elif cell.step == "gru":
         inner = (BatchedGRU if on_numpy else FusedGRU)(reset_after=cell.reset_after)
     else:

@@ -20,7 +20,7 @@ from functools import partial
 from typing import NamedTuple
 
 from ...backend import get_array_module
-from .base import Plan, batch_major, ignore_overflow, with_initial
+from .base import Plan, batch_major, ignore_overflow, time_major, with_initial
 
 __all__ = ["FastLSTM"]
 
@@ -63,9 +63,16 @@ class FastLSTM(Plan):
     transposed_backward : the backward's ``dA_t @ Wh^T`` computed as
         ``(Wh @ dA_t^T)^T`` (few rows), else with a copy of ``Wh^T``.
     stepwise_backward : see ``STEPWISE_BACKWARD_MIN``.
+    keep_steps : forward keeps every step's inputs, gates and states for
+        backward. False (evaluation: generation, answering): forward writes
+        over the buffers of one step, which stay in the CPU's caches, and
+        returns the inputs themselves as its cache (not copied: they must not
+        change before a backward); a backward then runs the forward again,
+        keeping the steps.
     """
 
-    def __init__(self, prescaled, fused, transposed, transposed_backward, stepwise_backward):
+    def __init__(self, prescaled, fused, transposed, transposed_backward, stepwise_backward,
+                 keep_steps=True):
         if fused and not prescaled:
             raise ValueError("FastLSTM: fused products need prescaled weights")
         self.prescaled = bool(prescaled)
@@ -73,17 +80,20 @@ class FastLSTM(Plan):
         self.transposed = bool(transposed)
         self.transposed_backward = bool(transposed_backward)
         self.stepwise_backward = bool(stepwise_backward)
+        self.keep_steps = bool(keep_steps)
 
     @classmethod
-    def for_shape(cls, N, T, D, H):
-        """The choices for blocks of ``N`` rows, ``T`` steps, ``D`` inputs, ``H`` units."""
+    def for_shape(cls, N, T, D, H, keep_steps=True):
+        """The choices for blocks of ``N`` rows, ``T`` steps, ``D`` inputs, ``H`` units;
+        ``keep_steps=False`` for a forward that no backward is expected to follow."""
         prescaled = D + 1 + H < T * N
         few_rows = N <= TRANSPOSED_STEP_MAX_ROWS
         return cls(prescaled=prescaled,
                    fused=prescaled and 4 * (D + 1) <= H,
                    transposed=few_rows and (prescaled or T >= 4),
                    transposed_backward=few_rows,
-                   stepwise_backward=N * H >= STEPWISE_BACKWARD_MIN)
+                   stepwise_backward=N * H >= STEPWISE_BACKWARD_MIN,
+                   keep_steps=keep_steps)
 
     # -- forward ---------------------------------------------------------------------
     def prepare_forward(self, params):
@@ -111,6 +121,10 @@ class FastLSTM(Plan):
         return StepWeights(scale, W, step)
 
     def forward(self, params, xs, states, prepared=None):
+        if prepared is None:
+            prepared = self.prepare_forward(params)
+        if not self.keep_steps:
+            return self._forward_one_step_buffers(params, xs, states, prepared)
         Wx, Wh, b = params
         h0, c0 = states
         xp = get_array_module(Wx)
@@ -119,7 +133,7 @@ class FastLSTM(Plan):
         dt = Wx.dtype
         K = D + 1 + H
         prescaled, fused, transposed = self.prescaled, self.fused, self.transposed
-        scale, W, step = prepared if prepared is not None else self.prepare_forward(params)
+        scale, W, step = prepared
         XH = xp.empty((T, N, K), dtype=dt)                # [x_t, 1, h_{t-1}]
         XH[:, :, :D] = xs.transpose(1, 0, 2)
         XH[:, :, D] = 1
@@ -140,36 +154,70 @@ class FastLSTM(Plan):
         with ignore_overflow(xp):                         # exp(-a) = inf for a << 0: gate 0
             for t in range(T):
                 a = A[t]                                  # (N, 4H)
-                if transposed:
-                    xp.matmul(step, XH[t].T if fused else XH[t, :, D + 1:].T, out=work_T)
-                    if fused:
-                        a[...] = work_T.T
-                    else:
-                        a += work_T.T
-                elif fused:
-                    xp.matmul(XH[t], step, out=a)
-                else:
-                    xp.matmul(XH[t, :, D + 1:], step, out=work)
-                    a += work
-                if not prescaled:
-                    a *= scale
-                xp.exp(a, out=a)
-                a += 1
-                xp.reciprocal(a, out=a)                   # f, (g + 1) / 2, i, o
-                f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-                g *= 2
-                g -= 1                                    # g = tanh(.)
-                c = Cs[t + 1]
-                xp.multiply(f, Cs[t], out=c)
-                xp.multiply(g, i, out=gi)
-                c += gi                                   # c_t = f * c_{t-1} + g * i
-                xp.tanh(c, out=TC[t])
+                self._step_products(XH[t], a, scale, step, work_T if transposed else work)
                 h = XH[t + 1, :, D + 1:] if t + 1 < T else h_last
-                xp.multiply(o, TC[t], out=h)              # h_t = o * tanh(c_t)
+                _gates_and_states(a, Cs[t], Cs[t + 1], TC[t], h, gi)
         hs = xp.empty((N, T, H), dtype=dt)
         hs[:, :T - 1] = XH[1:, :, D + 1:].transpose(1, 0, 2)
         hs[:, T - 1] = h_last
         return hs, (h_last, Cs[T].copy()), LSTMCache(XH, A, Cs, TC)
+
+    def _forward_one_step_buffers(self, params, xs, states, prepared):
+        """The forward of ``keep_steps=False``: the same steps on buffers of one
+        step (``xh (N, D+1+H)``, ``a (N, 4H)``, ``c``, ``tanh(c)``), written over
+        at every step; returns ``hs``, the last states and the inputs as the cache."""
+        Wx, Wh, b = params
+        h0, c0 = states
+        xp = get_array_module(Wx)
+        N, T, D = xs.shape
+        H = Wh.shape[0]
+        dt = Wx.dtype
+        scale, W, step = prepared
+        xh = xp.empty((N, D + 1 + H), dtype=dt)           # [x_t, 1, h_{t-1}]
+        xh[:, D] = 1
+        xh[:, D + 1:] = h0
+        if self.fused:
+            A = xp.empty((1, N, 4 * H), dtype=dt)         # one step's pre-activations
+        else:                                             # the input part of all steps
+            A = xp.matmul(time_major(xs), W[:D] if self.prescaled else Wx).reshape(T, N, 4 * H)
+            A += W[D] if self.prescaled else b
+        work = xp.empty((4 * H, N) if self.transposed else (N, 4 * H), dtype=dt)
+        c = c0.copy()
+        tc = xp.empty((N, H), dtype=dt)
+        gi = xp.empty((N, H), dtype=dt)
+        hs = xp.empty((N, T, H), dtype=dt)
+        h_last = xp.empty((N, H), dtype=dt)
+        with ignore_overflow(xp):
+            for t in range(T):
+                a = A[0] if self.fused else A[t]
+                if self.fused:
+                    xh[:, :D] = xs[:, t]
+                self._step_products(xh, a, scale, step, work)
+                h = xh[:, D + 1:] if t + 1 < T else h_last
+                _gates_and_states(a, c, c, tc, h, gi)
+                hs[:, t] = h
+        return hs, (h_last, c), (xs, states)
+
+    def _step_products(self, xh, a, scale, step, work):
+        """A step's pre-activations in ``a (N, 4H)``, scaled: from ``xh (N, D+1+H)``
+        ``[x_t, 1, h_{t-1}]`` and, when not fused, ``a`` holding the input part;
+        ``work`` is ``(4H, N)`` for transposed products, else ``(N, 4H)``."""
+        xp = get_array_module(a)
+        H = a.shape[1] // 4
+        h = xh if self.fused else xh[:, xh.shape[1] - H:]   # [x_t, 1, h_{t-1}] or h_{t-1}
+        if self.transposed:
+            xp.matmul(step, h.T, out=work)
+            if self.fused:
+                a[...] = work.T
+            else:
+                a += work.T
+        elif self.fused:
+            xp.matmul(h, step, out=a)
+        else:
+            xp.matmul(h, step, out=work)
+            a += work
+        if not self.prescaled:
+            a *= scale
 
     # -- backward --------------------------------------------------------------------
     def prepare_backward(self, params):
@@ -178,6 +226,11 @@ class FastLSTM(Plan):
         return Wh if self.transposed_backward else transposed_copy(Wh)
 
     def backward(self, params, grads, dhs, cache, prepared=None):
+        if not self.keep_steps:                           # the cache is the forward's inputs
+            steps = FastLSTM(self.prescaled, self.fused, self.transposed,
+                             self.transposed_backward, self.stepwise_backward)
+            _, _, cache = steps.forward(params, *cache)
+            return steps.backward(params, grads, dhs, cache, prepared)
         Wx, Wh = params[:2]
         xp = get_array_module(Wx)
         XH, A, Cs, TC = cache
@@ -225,6 +278,26 @@ def _gate_scales(H, dt, xp):
     scale = xp.full(4 * H, -1.0, dtype=dt)
     scale[H:2 * H] = -2.0
     return scale
+
+
+def _gates_and_states(a, c_prev, c, tc, h, gi):
+    """One step's cell from its scaled pre-activations ``a (N, 4H)``: the gates
+    f, g, i, o in place in ``a``, then ``c = f * c_prev + g * i``, ``tc =
+    tanh(c)`` and ``h = o * tc`` (each ``(N, H)``; ``c`` may be ``c_prev``);
+    ``gi (N, H)`` is work space."""
+    xp = get_array_module(a)
+    H = c.shape[1]
+    xp.exp(a, out=a)
+    a += 1
+    xp.reciprocal(a, out=a)                               # f, (g + 1) / 2, i, o
+    f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    g *= 2
+    g -= 1                                                # g = tanh(.)
+    xp.multiply(g, i, out=gi)
+    xp.multiply(f, c_prev, out=c)
+    c += gi                                               # c_t = f * c_{t-1} + g * i
+    xp.tanh(c, out=tc)
+    xp.multiply(o, tc, out=h)                             # h_t = o * tanh(c_t)
 
 
 def _times_transposed(Wh, work_T, d, out):
