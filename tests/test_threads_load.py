@@ -127,3 +127,13 @@ def test_train_step_adapts_the_threads(monkeypatch):
     trainer.train_step(xs, xs)
     trainer.train_step(xs, xs)
     assert len(calls) == 2
+
+
+def test_the_first_reading_is_taken_at_import():
+    """So that a training's first step already compares with it."""
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat here")
+    code = "import timelayers.threads as t; print(t._load_sample is not None)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"

@@ -346,6 +346,13 @@ def threads_for_load(limit: int, others: float) -> int:
     return max(1, min(limit, int(limit - others + 0.5)))
 
 
+def _sample_load(now: float):
+    """(``now``, busy seconds of the allowed CPUs, this process's CPU seconds), or
+    None where ``/proc/stat`` cannot be read."""
+    busy = _busy_seconds(_allowed_cpus())
+    return None if busy is None else (now, busy, _own_cpu_seconds())
+
+
 def adapt_to_load(now: float | None = None) -> int:
     """Fit the pool's and the BLAS's threads to the CPUs other processes leave
     free, at most once every :data:`ADAPT_INTERVAL` seconds; returns the thread
@@ -357,11 +364,9 @@ def adapt_to_load(now: float | None = None) -> int:
     now = time.monotonic() if now is None else now
     if _load_sample is not None and now - _load_sample[0] < ADAPT_INTERVAL:
         return get_num_threads()
-    cpus = _allowed_cpus()
-    busy = _busy_seconds(cpus)
-    if busy is None:
+    sample, previous = _sample_load(now), _load_sample
+    if sample is None:
         return get_num_threads()
-    sample, previous = (now, busy, _own_cpu_seconds()), _load_sample
     _load_sample = sample
     if previous is None:
         return get_num_threads()
@@ -379,3 +384,9 @@ def adapt_to_load(now: float | None = None) -> int:
             for lib in libs:
                 lib.set_num_threads(min(n, _blas_ceiling))
     return n
+
+
+# The first reading is taken at import: a training's first step (after its data and
+# model are ready) already compares with it, instead of running its first second
+# with a thread count made for an idle machine.
+_load_sample = _sample_load(time.monotonic())
