@@ -179,31 +179,25 @@ def _report_on_rank(args, exc, comm) -> int:
 
 
 def _train(args, comm) -> int:
-    recipe = recipes.get_recipe(args.model)
-    known = recipes.recipe_options(recipe)
     given = [(f"--{flag.replace('_', '-')}", key, getattr(args, flag))
              for flag, key in _OVERRIDES.items()]
     given += [("--reverse/--no-reverse", "reverse", args.reverse), ("--cell", "cell", args.cell),
               ("--no-eval", "eval_valid", False if args.no_eval else None),
               ("--max-iters", "max_iters", args.max_iters)]
-    overrides = {}
-    for flag, key, value in given:
-        if value is None:
-            continue
-        if key not in known:
-            raise CliError(f"{flag} does not apply to {args.model}")
-        overrides[key] = value
-    if args.resume and args.data is not None:
-        raise CliError("--resume continues with the run's own data; drop --data")
-    if args.resume and args.force:
-        raise CliError("--resume continues the run in --out, --force replaces it: give one")
+    overrides = {key: value for _, key, value in given if value is not None}
+    names = {key: flag for flag, key, _ in given}
+    names.update(data="--data", resume="--resume", force="--force")
+    # the recipe's rules before the files' (train checks them too, for its other callers)
+    recipes.check_train_request(recipes.get_recipe(args.model), overrides, data=args.data,
+                                resume=args.resume, force=args.force, names=names)
     if args.data is not None:
         _check_path(args.data, "--data: data file", folder=False)
     out = args.out if args.out is not None else f"runs/{args.model}"
     _check_path(out, "--out: run folder", folder=True, must_exist=args.resume)
     result = recipes.train(args.model, out, data=args.data, overrides=overrides, seed=args.seed,
                            resume=args.resume, force=args.force, progress=True,
-                           device=args.device, comm=comm, checkpoint_every=args.checkpoint_every)
+                           device=args.device, comm=comm, checkpoint_every=args.checkpoint_every,
+                           names=names)
     if comm is not None and comm.Get_rank() != 0:
         return 0
     for key, value in result.metrics.items():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from timelayers import OptionError
 from timelayers.runs import recipes
 
 
@@ -82,3 +83,17 @@ def test_peeky_halves_its_rate_when_the_validation_accuracy_stalls(tmp_path):
     assert run.history["val_accuracy"][1] <= run.history["val_accuracy"][0]
     assert run.history["lr"] == [1e-9, 1e-9, 5e-10]
     assert "val_accuracy" in run.history
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(overrides={"hidden_size": 8}), "option 'hidden_size' does not apply to transformer-lm"),
+    (dict(resume=True, data="x.txt"), "argument 'resume' continues with the run's own data; "
+                                      "drop argument 'data'"),
+    (dict(resume=True, force=True), "argument 'force' replaces it: give one"),
+])
+def test_a_training_request_is_checked_once_for_every_caller(tmp_path, kwargs, message):
+    """The rules the command line's flags obey, in the Python API's words (the command
+    line passes its flags as names: tests/cli)."""
+    with pytest.raises(OptionError, match=message):
+        recipes.train("transformer-lm", tmp_path / "run", **kwargs)
+    assert not (tmp_path / "run").exists()

@@ -310,7 +310,7 @@ any other would not continue the same run."""
 
 def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, resume=False,
           force=False, progress=True, target_accuracy=None, callbacks=(),
-          device="cpu", comm=None, checkpoint_every=None) -> RunResult:
+          device="cpu", comm=None, checkpoint_every=None, names=None) -> RunResult:
     """Train ``recipe_name`` into the run folder ``out_dir``.
 
     Parameters
@@ -362,13 +362,37 @@ def train(recipe_name: str, out_dir, *, data=None, overrides=None, seed=None, re
         return _train(lock, recipe_name, out_dir, data=data, overrides=overrides, seed=seed,
                       resume=resume, force=force, progress=progress,
                       target_accuracy=target_accuracy, callbacks=callbacks, device=device,
-                      comm=comm, checkpoint_every=checkpoint_every)
+                      comm=comm, checkpoint_every=checkpoint_every, names=names)
     finally:
         lock.release()
 
 
+def check_train_request(recipe, overrides, *, data=None, resume=False, force=False,
+                        names=None) -> None:
+    """The rules of a request to train ``recipe``, in one place for every caller:
+    each option must be one of the recipe's, and a resumed run keeps its own data
+    and folder. ``names`` maps an option (and ``"data"``, ``"resume"``,
+    ``"force"``) to the caller's word for it, for the message (the command line
+    passes its flags); by default "option 'key'" and "argument 'data'"."""
+    def name(key):
+        default = f"argument {key!r}" if key in ("data", "resume", "force") else f"option {key!r}"
+        return (names or {}).get(key, default)
+
+    known = recipe_options(recipe)
+    for key in overrides:
+        if key not in known:
+            raise OptionError(f"{name(key)} does not apply to {recipe.name}")
+    if resume and data is not None:
+        raise OptionError(f"{name('resume')} continues with the run's own data; "
+                          f"drop {name('data')}")
+    if resume and force:
+        raise OptionError(f"{name('resume')} continues the run in its folder, {name('force')} "
+                          f"replaces it: give one")
+
+
 def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, progress,
-           target_accuracy, callbacks, device, comm, checkpoint_every=None) -> RunResult:
+           target_accuracy, callbacks, device, comm, checkpoint_every=None,
+           names=None) -> RunResult:
     """:func:`train`'s work, with the folder's ``lock`` to acquire before it changes."""
     check_device(device)
     rank, processes = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
@@ -377,9 +401,7 @@ def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, 
     recipe = get_recipe(recipe_name)
     overrides = dict(overrides or {})
     check_options(overrides, f"recipe {recipe_name!r}")
-    unknown = sorted(set(overrides) - recipe_options(recipe))
-    if unknown:
-        raise OptionError(f"recipe {recipe_name!r} has no option(s) {unknown}")
+    check_train_request(recipe, overrides, data=data, resume=resume, force=force, names=names)
     if seed is not None:
         check_value("non-negative int", seed, "argument 'seed'")
     if checkpoint_every is not None:
@@ -401,8 +423,6 @@ def _train(lock, recipe_name, out_dir, *, data, overrides, seed, resume, force, 
                               "eval_valid=False turns off")
         callbacks.append(_StopAtAccuracy(target_accuracy))
     if resume:
-        if data is not None or force:
-            raise OptionError("a resumed run keeps its own data and folder: drop data/force")
         trainer, options, data, seed, task_data = _resume(recipe, out, overrides, seed,
                                                           progress, callbacks, rank, processes,
                                                           lock)
