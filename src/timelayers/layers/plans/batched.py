@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 from ...backend import get_array_module
 from ...functions import sigmoid
-from .base import (Plan, batch_major, gradients_over_steps, input_preactivations,
-                   states_over_input_products, time_major, with_initial)
+from .base import Plan
+from .buffers import (batch_major, gradients_over_steps, input_preactivations,
+                      states_over_input_products, time_major, with_initial)
 
 __all__ = ["BatchedRNN", "BatchedGRU"]
 

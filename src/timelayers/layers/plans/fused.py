@@ -25,8 +25,9 @@ import numpy as np
 
 from ...backend import get_array_module
 from ...cuda.launch import launch_kernel, with_float_type
-from .base import (Plan, batch_major, gradients_over_steps, input_preactivations,
-                   states_over_input_products, time_major, with_initial)
+from .base import Plan
+from .buffers import (batch_major, gradients_over_steps, input_preactivations,
+                      states_over_input_products, time_major, with_initial)
 from .batched import GRUCache, RNNCache
 
 __all__ = ["FusedRNN", "FusedLSTM", "FusedGRU", "KERNEL_SOURCE"]

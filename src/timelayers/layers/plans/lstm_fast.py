@@ -20,8 +20,8 @@ from functools import partial
 from typing import NamedTuple
 
 from ...backend import get_array_module
-from .base import Plan, batch_major, ignore_overflow, time_major, with_initial
-
+from .base import Plan
+from .buffers import batch_major, ignore_overflow, time_major, with_initial
 __all__ = ["FastLSTM"]
 
 # Up to this many rows the per-step products are computed transposed,
