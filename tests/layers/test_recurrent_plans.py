@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from support.assertions import assert_close, assert_gradcheck, randn
+from support.devices import needs_cupy
 from timelayers.layers import TimeGRU, TimeLSTM, TimeRNN
 from timelayers.layers.cells import CELLS
 from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedGRU, FusedLSTM,
@@ -378,3 +379,17 @@ def test_fused_plans_run_on_cpu_equal_the_reference(rng, fused_kernels_on_cpu, k
     for a, b in zip(run_plan(plan, *as32), expected):
         assert a.dtype == np.float32
         assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b).max())))
+
+
+@needs_cupy
+def test_row_blocks_remake_their_buffers_for_another_array_module():
+    """A plan is not moved with its model (Model.to_gpu leaves plans alone): the
+    buffers RowBlocks keeps are made again for gradients of another module."""
+    import cupy
+
+    plan = RowBlocks(BatchedRNN(), 2)
+    grads = [np.zeros((3, 4)), np.zeros(4)]
+    on_host = plan._gradient_buffers(grads, 1)
+    assert plan._gradient_buffers(grads, 1) is on_host
+    on_device = plan._gradient_buffers([cupy.asarray(g) for g in grads], 1)
+    assert all(isinstance(b, cupy.ndarray) for b in on_device[0])

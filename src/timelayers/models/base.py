@@ -36,7 +36,6 @@ import numpy as np
 from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
 from ..errors import CheckpointError, DataError
 from ..layers.base import Layer
-from ..layers.plans.base import Plan
 from ..serialization import load_tensors, save_tensors
 from ._layout import param_layout
 from .file_checks import (check_config_sizes, check_finite, check_param_shapes, check_vocab_fits,
@@ -476,9 +475,9 @@ def _is_array(value) -> bool:
 
 def _move_held_arrays(obj, move, seen):
     """``move`` every array in the attributes of the model or layer ``obj``,
-    recursing into layers, models, recurrent plans, lists and tuples (named ones
-    too; not into other objects: a model's config, vocabulary and generators
-    stay as they are)."""
+    recursing into layers, models, lists and tuples (named ones too; not into
+    other objects: a model's config, vocabulary and generators stay as they are,
+    and a recurrent plan re-makes the buffers it keeps for the arrays it is given)."""
     if id(obj) in seen:
         return
     seen.add(id(obj))
@@ -491,7 +490,7 @@ def _move_held_arrays(obj, move, seen):
 def _moved(value, move, seen):
     if _is_array(value):
         return move(value)
-    if isinstance(value, (Layer, Model, Plan)):
+    if isinstance(value, (Layer, Model)):
         _move_held_arrays(value, move, seen)
     elif isinstance(value, list):
         value[:] = [_moved(v, move, seen) for v in value]  # the list object is kept

@@ -107,8 +107,9 @@ class RowBlocks(Plan):
     def _gradient_buffers(self, grads, n):
         """``n`` sets of buffers shaped like ``grads``, kept from call to call (a
         layer keeps its plan while it stays equal)."""
-        like = [(g.shape, g.dtype) for g in grads]
-        if [[(b.shape, b.dtype) for b in block] for block in self._block_grads] != [like] * n:
+        like = [(type(g), g.shape, g.dtype) for g in grads]  # type: a model moved to a device
+        if [[(type(b), b.shape, b.dtype) for b in block]
+                for block in self._block_grads] != [like] * n:
             self._block_grads = [[get_array_module(g).empty_like(g) for g in grads]
                                  for _ in range(n)]
         return self._block_grads
