@@ -1,5 +1,6 @@
-"""Training steps on a GPU: timelayers (CuPy) against its PyTorch twins (cuDNN)
-and, when its path is given, the book's own code (CuPy), interleaved in one run.
+"""Training steps on a GPU: timelayers (CuPy) against the same models in PyTorch
+(cuDNN; ``timelayers.export.to_torch``) and, when its path is given, the book's
+own code (CuPy), interleaved in one run.
 
 Usage::
 
@@ -9,12 +10,12 @@ Usage::
     python benchmarks/bench_gpu.py --device cpu --quick --cases rnnlm-20   # the harness on a CPU
 
 A step is the one of ``benchmarks/bench_models.py`` (forward, backward, clip,
-update; the same random batches, the twins started from our weights), followed
-by a device synchronisation, so that each timed step is the GPU's work and not
-only its launch. The steps of the libraries run in turn (ours, torch, book,
-ours, ...), each timed one right after ``--lead-in`` untimed ones of its own;
-the table gives the medians over ``--repeats`` rounds after ``--warmup``, in
-ms per step, and the ratios.
+update; the same random batches, the torch modules made by ``to_torch`` from our
+weights), followed by a device synchronisation, so that each timed step is the
+GPU's work and not only its launch. The steps of the libraries run in turn
+(ours, torch, book, ours, ...), each timed one right after ``--lead-in`` untimed
+ones of its own; the table gives the medians over ``--repeats`` rounds after
+``--warmup``, in ms per step, and the ratios.
 
 ==============  =====================================================================
 rnnlm-20        Rnnlm (V 10000, D = H = 100), batch 20, T 35, SGD(20), clip 0.25
@@ -63,7 +64,7 @@ CASES = {
 
 
 class Device:
-    """Moving arrays and twins to the benchmark's device, and waiting for it."""
+    """Moving arrays and torch modules to the benchmark's device, and waiting for it."""
 
     def __init__(self, name, torch):
         self.name, self.torch = name, torch

@@ -13,11 +13,17 @@ A training step is, for ours::
     loss = model.forward(xs, ts); model.backward()
     clip_grads(model.grads, max_grad); optimizer.update(model.params, model.grads)
 
-and for the PyTorch twin (``benchmarks/torch_models.py``, started from our
-initial weights)::
+and for the same model in PyTorch, started from our initial weights: the module
+the library's converter makes, ``timelayers.export.to_torch(model)`` (Rnnlm,
+BetterRnnlm, AttentionSeq2seq), or, for the TransformerLM, which ``to_torch``
+refuses, the hand-written twin of ``benchmarks/torch_models.py``::
 
-    opt.zero_grad(); loss = twin.loss(xs, ts); loss.backward()
-    clip_grad_norm_(twin.parameters(), max_grad); opt.step()
+    opt.zero_grad(); loss = loss_of(xs, ts); loss.backward()
+    clip_grad_norm_(module.parameters(), max_grad); opt.step()
+
+where ``loss_of`` is ``module.loss(xs, ts)``, except for the language models,
+which carry their state as ours do (truncated BPTT): ``loss, state =
+module.loss(xs, ts, state)``, the state then detached.
 
 Both run the same batches (random ids, drawn once), float32, dropout on, with
 the same thread count; the steps are interleaved (ours, torch, ours, torch, ...)
@@ -112,6 +118,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import cpu_model  # noqa: E402
 from _timing import interleaved_times  # noqa: E402
+from timelayers.export import to_torch  # noqa: E402  (imports torch only when called)
 from timelayers.models import (CBOW, AttentionSeq2seq, BetterRnnlm, Rnnlm,  # noqa: E402
                                TransformerLM)
 from timelayers.optim import SGD, Adam, AdamW, clip_grads  # noqa: E402
@@ -224,7 +231,8 @@ def transformer_block_flops(N, T, D, F):
 # ----------------------------------------------------------------------------- cases
 
 class Case:
-    """Our model, its torch twin, their optimizers, the batches, the FLOP count."""
+    """Our model, the same model in torch (``self.twin``: ``to_torch(model)`` or a
+    hand-written twin), their optimizers, the batches, the FLOP count."""
 
     name = ""
     max_grad = None
@@ -237,7 +245,7 @@ class Case:
         self.optimizer = self.make_optimizer()
         self.batches = [self.make_batch() for _ in range(self.n_batches)]
         self.i_ours = self.i_torch = 0
-        self.twin = self.topt = None
+        self.twin = self.topt = self.tstate = None
         if torch is not None:
             self.twin = self.make_twin()
             self.sanity = self.check_same_loss()
@@ -263,12 +271,16 @@ class Case:
         xs, ts = self.tbatches[self.i_torch % self.n_batches]
         self.i_torch += 1
         self.topt.zero_grad(set_to_none=True)
-        loss = self.twin.loss(xs, ts)
+        loss = self.torch_loss(xs, ts)
         loss.backward()
         if self.max_grad is not None:
             self.torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.max_grad)
         self.topt.step()
         return loss
+
+    def torch_loss(self, xs, ts):
+        """The torch model's mean cross entropy of one batch (id tensors)."""
+        return self.twin.loss(xs, ts)
 
     def check_same_loss(self):
         """Relative difference of one forward loss, dropout off, from the same
@@ -276,15 +288,14 @@ class Case:
         self.model.eval()
         self.model.reset_state()
         self.twin.eval()
-        if hasattr(self.twin, "reset_state"):
-            self.twin.reset_state()
+        self.tstate = None
         xs, ts = self.batches[0]
         ours = self.model.forward(xs, ts)
         with self.torch.no_grad():
-            theirs = float(self.twin.loss(xs, ts))
+            theirs = float(self.torch_loss(*(self.torch.from_numpy(a.astype(np.int64))
+                                             for a in (xs, ts))))
         self.model.reset_state()
-        if hasattr(self.twin, "reset_state"):
-            self.twin.reset_state()
+        self.tstate = None
         return abs(ours - theirs) / abs(theirs)
 
 
@@ -304,9 +315,14 @@ class RnnlmCase(Case):
                 self.rng.integers(0, self.V, (self.N, self.T)).astype(np.int32))
 
     def make_twin(self):
-        from torch_models import TorchRnnlm
+        return to_torch(self.model)
 
-        return TorchRnnlm.from_ours(self.model)
+    def torch_loss(self, xs, ts):
+        """Stateful, as ours: each batch starts from the state the last one left,
+        detached (truncated BPTT)."""
+        loss, state = self.twin.loss(xs, ts, self.tstate)
+        self.tstate = tuple(s.detach() for s in state)
+        return loss
 
     def make_torch_optimizer(self):
         return self.torch.optim.SGD(self.twin.parameters(), lr=20.0)
@@ -322,11 +338,6 @@ class BetterRnnlmCase(RnnlmCase):
 
     def make_model(self):
         return BetterRnnlm(self.V, self.D, self.H, dropout_ratio=0.5, num_layers=2, rng=0)
-
-    def make_twin(self):
-        from torch_models import TorchBetterRnnlm
-
-        return TorchBetterRnnlm.from_ours(self.model)
 
     def flops(self):
         M = self.N * self.T
@@ -361,9 +372,7 @@ class AttentionCase(Case):
         return np.ascontiguousarray(x[s, ::-1]), t[s]  # reversed questions, as the recipe
 
     def make_twin(self):
-        from torch_models import TorchAttentionSeq2seq
-
-        return TorchAttentionSeq2seq.from_ours(self.model)
+        return to_torch(self.model)
 
     def make_torch_optimizer(self):
         return self.torch.optim.Adam(self.twin.parameters(), lr=1e-3, eps=1e-7)
@@ -389,7 +398,7 @@ class TransformerCase(Case):
     make_batch = RnnlmCase.make_batch  # random ids (N, T), inputs and targets
 
     def make_twin(self):
-        from torch_models import TorchTransformerLM
+        from torch_models import TorchTransformerLM  # to_torch refuses the Transformers
 
         return TorchTransformerLM.from_ours(self.model)
 
@@ -404,7 +413,7 @@ class TransformerCase(Case):
 
 CASE_CLASSES = {"rnnlm": RnnlmCase, "better": BetterRnnlmCase, "attention": AttentionCase,
                 "transformer": TransformerCase}
-"""The cases that time one training step against a torch twin (cbow has its own)."""
+"""The cases that time one training step against the same model in torch (cbow has its own)."""
 
 
 class RowByRowSampler:
@@ -593,7 +602,7 @@ def main(argv=None):
         results[name] = r
         if torch is not None and case.sanity > 1e-5:
             print(f"WARNING: {case.name}: ours and torch's forward losses differ by "
-                  f"{case.sanity:.1e} (relative): the twin is not the same model")
+                  f"{case.sanity:.1e} (relative): the torch model is not the same model")
         del case
 
     if rows:

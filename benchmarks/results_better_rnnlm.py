@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import argument_parser, save_result, use_shared_ptb  # noqa: E402
 
 import timelayers as tl  # noqa: E402
+from timelayers.export import to_torch  # noqa: E402  (imports torch only when called)
 
 
 def batches(corpus, batch_size, time_size, iters):
@@ -48,31 +49,37 @@ def batches(corpus, batch_size, time_size, iters):
         yield xs[pos], ts[pos]
 
 
+def _ids(torch, a):
+    return torch.from_numpy(np.asarray(a, dtype=np.int64))
+
+
 def torch_perplexity(torch, tmodel, corpus, batch_size=10, time_size=35):
+    """Perplexity of ``tmodel`` (``to_torch``'s module) over ``corpus``, the state
+    carried from window to window as ``tl.perplexity`` does."""
     tmodel.eval()
-    tmodel.reset_state()
-    losses = []
+    losses, state = [], None
     with torch.no_grad():
         for x, t in batches(corpus, batch_size, time_size, (len(corpus) - 1) // (batch_size * time_size)):
-            losses.append(float(tmodel.loss(x, t)))
-    tmodel.reset_state()
+            loss, state = tmodel.loss(_ids(torch, x), _ids(torch, t), state)
+            losses.append(float(loss))
     tmodel.train()
     return math.exp(np.mean(losses))
 
 
 class torch_twin:
-    """PyTorch's BetterRnnlm from ``model``'s weights, trained as ours is."""
+    """PyTorch's BetterRnnlm from ``model``'s weights (``timelayers.export.to_torch``),
+    trained as ours is: stateful, each batch starting from the last one's state,
+    detached."""
 
     def __init__(self, torch, model):
-        from torch_models import TorchBetterRnnlm
-
-        self.torch, self.model = torch, TorchBetterRnnlm.from_ours(model)
+        self.torch, self.model = torch, to_torch(model)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=20.0)
-        self.model.reset_state()
+        self.state = None
 
     def step(self, x, t) -> float:
         self.opt.zero_grad()
-        loss = self.model.loss(x, t)
+        loss, state = self.model.loss(_ids(self.torch, x), _ids(self.torch, t), self.state)
+        self.state = tuple(s.detach() for s in state)
         loss.backward()
         self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 0.25)
         self.opt.step()

@@ -1,5 +1,6 @@
 """to_torch / from_torch: nn.Embedding, nn.LSTM/nn.GRU/nn.RNN and nn.Linear holding our
-weights, the same loss, an exact round trip, and training that goes on in PyTorch."""
+weights, the same loss, an exact round trip, and training that goes on in PyTorch
+(step for step as ours, ``test_trains_as_ours``)."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from timelayers.export import from_torch, to_torch  # noqa: E402
 from timelayers.export.torch_modules import BookGRU, load_torch, save_torch  # noqa: E402
 from timelayers.models import (CBOW, AttentionSeq2seq, BetterRnnlm, PeekySeq2seq, Rnnlm,  # noqa: E402
                                Seq2seq, SimpleRnnlm, SkipGram, TransformerLM)
+from timelayers.optim import SGD, clip_grads  # noqa: E402
 from timelayers.vocab import Vocabulary  # noqa: E402
 
 V = 30
@@ -82,6 +84,10 @@ def test_built_from_torch_layers():
     assert module.linear.weight is module.embed.weight                 # tied, as ours
     assert isinstance(to_torch(Rnnlm(V, 8, 6, "gru-reset-after")).rnn, torch.nn.GRU)
     assert isinstance(to_torch(Rnnlm(V, 8, 6, "gru")).rnn, BookGRU)    # nn.GRU is reset-after
+    # one bias in ours: torch's second one is a frozen zero; the reset-after GRU has two
+    assert not any(getattr(module.rnn, f"bias_hh_l{k}").requires_grad for k in range(2))
+    assert module.rnn.bias_ih_l0.requires_grad
+    assert to_torch(Rnnlm(V, 8, 6, "gru-reset-after")).rnn.bias_hh_l0.requires_grad
 
 
 def test_word_vectors_equal_ours():
@@ -119,6 +125,44 @@ def test_training_goes_on_in_torch_and_comes_back(name):
     ours, theirs = loss_pair(back.eval(), module, seed=10)
     assert theirs.item() < before                                      # it trained
     assert abs(theirs.item() - ours) <= 2e-6 * abs(ours)               # and came back
+
+
+TRAINED = {
+    "rnnlm": lambda: Rnnlm(V, 8, 6, dtype="float64", rng=0),
+    "rnnlm-gru": lambda: Rnnlm(V, 8, 6, "gru", dtype="float64", rng=0),
+    "better-rnnlm": lambda: BetterRnnlm(V, 10, 10, 0.5, dtype="float64", rng=0),
+    "attention": lambda: AttentionSeq2seq(V, 8, 12, dtype="float64", rng=0),
+}
+
+
+@pytest.mark.parametrize("name", list(TRAINED))
+def test_trains_as_ours(name):
+    """Equal gradients are not enough for a training oracle: ten SGD steps with
+    clipping at the book's lr 20, float64, dropout off, give our losses (the
+    language models carrying their state, detached, from batch to batch). A
+    trainable ``bias_hh`` beside ``bias_ih`` would move the bias twice as fast as
+    ours and count twice in the clipping norm."""
+    model = TRAINED[name]().eval()
+    module = to_torch(model).eval()
+    opt, topt = SGD(lr=20.0), torch.optim.SGD(module.parameters(), lr=20.0)
+    lm = not hasattr(module, "encoder_rnn")
+    state = None
+    for step in range(10):
+        xs, ts = ids((3, 5) if lm else (3, 7), step), ids((3, 5), 100 + step)
+        topt.zero_grad()
+        if lm:
+            loss, state = module.loss(torch.from_numpy(xs), torch.from_numpy(ts), state)
+            state = state.detach() if torch.is_tensor(state) else tuple(s.detach() for s in state)
+        else:
+            loss = module.loss(torch.from_numpy(xs), torch.from_numpy(ts))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 0.25)
+        topt.step()
+        ours = model.forward(xs, ts)
+        model.backward()
+        clip_grads(model.grads, 0.25)
+        opt.update(model.params, model.grads)
+        assert ours == pytest.approx(loss.item(), rel=1e-9), f"{name} step {step}"
 
 
 def test_generate_equals_ours():

@@ -5,8 +5,8 @@
 its dtype; :func:`from_torch` reads them back. The conversions only move gate
 blocks, transpose and change signs (:mod:`._layouts`), so a round trip gives the
 very same arrays; the one sum is the LSTM's and the book GRU's bias, ``b = b_ih +
-b_hh``, which is exact as exported (``b_hh = 0``) and rounds once after training
-in PyTorch.
+b_hh``, which is exact as exported (``b_hh = 0``, frozen, so that the module trains
+as ours does: see :func:`_rnn`) and rounds once if ``b_hh`` is unfrozen and trained.
 
 =====================  ==========================================================
 model                  module
@@ -106,7 +106,12 @@ _MODULES = {"lstm": nn.LSTM, "gru-reset-after": nn.GRU, "rnn": nn.RNN, "gru": Bo
 
 def _rnn(cell, layers, dropout=0.0):
     """A PyTorch recurrent module (``batch_first``) holding ``layers``, the
-    library's time layers of one cell, stacked."""
+    library's time layers of one cell, stacked.
+
+    Where the cell has one bias (all but ``gru-reset-after``), ``bias_hh`` is a
+    frozen zero (``requires_grad=False``): a trainable second bias would take the
+    same gradient as ``bias_ih``, so in PyTorch the bias would move twice as fast
+    as ours and count twice in a clipping norm."""
     Wx0 = layers[0].params[0]
     H = layers[0].hidden_size
     dtype = _tensor(Wx0).dtype
@@ -127,6 +132,8 @@ def _rnn(cell, layers, dropout=0.0):
                                 (f"bias_ih_l{k}", reorder(b, H, order)),
                                 (f"bias_hh_l{k}", reorder(bh, H, order))):
                 getattr(module, name).copy_(_tensor(value))
+            if cell != "gru-reset-after":
+                getattr(module, f"bias_hh_l{k}").requires_grad_(False)
     return module
 
 
