@@ -3,15 +3,21 @@
 5 negatives, Adam, 10 epochs) and PPMI + truncated SVD (window 2, 100 dimensions,
 the book's ``count_method_big.py``).
 
-For each: the top 5 neighbours of the book's queries (you, year, car, toyota), its
-four analogies with the rank of the book's answer among all words (woman, went,
-children, worse), and the accuracy on benchmarks/data/ptb_analogies.txt per
-section and overall (a question is right when its answer ranks first, the three
-query words left out). Each model is written to docs/results/word2vec_ptb_NAME.json
-(with the learning curve for the trained ones), so the three can be run apart.
+For each: the top 5 neighbours of the book's queries (you, year, car, toyota), and,
+under each analogy scoring method (``--methods``, default all three of
+``timelayers.text.ANALOGY_METHODS``: 3cosadd, 3cosmul, book), its four analogies
+with the rank of the book's answer among all words (woman, went, children, worse),
+and the accuracy on benchmarks/data/ptb_analogies.txt per section and overall (a
+question is right when its answer ranks first, the three query words left out).
+Each model is written to docs/results/word2vec_ptb_NAME.json (NAME_TAG.json with
+``--tag TAG``; with the learning curve for the trained ones), so the three can be
+run apart. ``--models pretrained --book-vectors ch04/cbow_params.pkl`` evaluates the
+book's own pretrained word vectors the same way (read with the restricted
+unpickler, with the file's vocabulary).
 
-    python benchmarks/results_word2vec_ptb.py [--models cbow skipgram ppmi]
-        [--epochs 10] [--skipgram-epochs 10] [--quick]
+    python benchmarks/results_word2vec_ptb.py [--models cbow skipgram ppmi pretrained]
+        [--epochs 10] [--skipgram-epochs 10] [--methods 3cosadd 3cosmul book]
+        [--book-vectors FILE.pkl] [--tag TAG] [--quick]
 
 Skip-gram scores ten context words per target where CBOW scores one, and took
 1.6 to 2.2 times as long per step here (CBOW about 107 s per epoch on the 2 cores
@@ -27,15 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import ROOT, argument_parser, save_result, use_shared_ptb  # noqa: E402
 
 import timelayers as tl  # noqa: E402
-from timelayers.text import (analogy, analogy_accuracy, analogy_ranks,  # noqa: E402
-                             create_co_matrix, create_contexts_target, most_similar, ppmi,
-                             read_analogy_questions, truncated_svd)
+from timelayers.text import (ANALOGY_METHODS, analogy, analogy_accuracy,  # noqa: E402
+                             analogy_ranks, create_co_matrix, create_contexts_target,
+                             most_similar, ppmi, read_analogy_questions, truncated_svd)
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "ptb_analogies.txt"
 QUERIES = ["you", "year", "car", "toyota"]
 BOOK_ANALOGIES = [("king", "man", "queen", "woman"), ("take", "took", "go", "went"),
                   ("car", "cars", "child", "children"), ("good", "better", "bad", "worse")]
-MODELS = ["cbow", "skipgram", "ppmi"]
+MODELS = ["cbow", "skipgram", "ppmi"]  # the default; "pretrained" needs --book-vectors
 WINDOW, HIDDEN, BATCH, NEGATIVES = 5, 100, 100, 5
 PPMI_WINDOW = 2
 QUICK_WINDOWS = 30000
@@ -68,37 +74,53 @@ def ppmi_svd(corpus, vocab):
                   "train_seconds": time.perf_counter() - start}
 
 
-def evaluate(vecs, vocab, questions):
-    """Neighbours, the book's analogies with ranks, and the question-set accuracy."""
+def book_vectors(path):
+    """The word vectors and vocabulary of the book's pickle (ch04's train.py writes them)."""
+    from timelayers.book import read_book_model
+
+    model = read_book_model("cbow", path)
+    return tl.to_cpu(model.word_vecs), model.vocab, {"file": str(path)}
+
+
+def evaluate(vecs, vocab, questions, methods):
+    """Neighbours and, per method, the book's analogies with ranks and the
+    question-set accuracy; (result, {method: AnalogyAccuracy})."""
     neighbours = {q: [(w, round(s, 3)) for w, s in most_similar(q, vocab, vecs, top=5)]
                   for q in QUERIES}
-    ranks = analogy_ranks(BOOK_ANALOGIES, vocab, vecs)
-    analogies = {f"{a}:{b} = {c}:?": {
-        "top": [(w, round(s, 3)) for w, s in analogy(a, b, c, vocab, vecs, top=4)],
-        "expected": d, "rank": int(rank)} for (a, b, c, d), rank in zip(BOOK_ANALOGIES, ranks)}
-    accuracy = analogy_accuracy(questions, vocab, vecs)
-    return {"neighbours": neighbours, "analogies": analogies,
-            "accuracy": accuracy.as_dict()}, accuracy
+    analogies, accuracies = {}, {}
+    for method in methods:
+        ranks = analogy_ranks(BOOK_ANALOGIES, vocab, vecs, method=method)
+        analogies[method] = {f"{a}:{b} = {c}:?": {
+            "top": [(w, round(s, 3))
+                    for w, s in analogy(a, b, c, vocab, vecs, top=4, method=method)],
+            "expected": d, "rank": int(rank)}
+            for (a, b, c, d), rank in zip(BOOK_ANALOGIES, ranks)}
+        accuracies[method] = analogy_accuracy(questions, vocab, vecs, method=method)
+    return {"neighbours": neighbours, "methods": list(methods), "analogies": analogies,
+            "accuracy": {m: a.as_dict() for m, a in accuracies.items()}}, accuracies
 
 
 def report(name, result):
     print(f"\n== {name}")
     for q, ns in result["neighbours"].items():
         print(f"{q}: " + ", ".join(f"{w} {s:.2f}" for w, s in ns))
-    for q, a in result["analogies"].items():
-        print(f"{q} " + ", ".join(f"{w} {s:.2f}" for w, s in a["top"])
-              + f"   ({a['expected']}: rank {a['rank']})")
+    for method, analogies in result["analogies"].items():
+        print(f"-- analogies, {method}")
+        for q, a in analogies.items():
+            print(f"{q} " + ", ".join(f"{w} {s:.2f}" for w, s in a["top"])
+                  + f"   ({a['expected']}: rank {a['rank']})")
 
 
 def accuracy_table(accuracies):
-    """Accuracy per section (rows) and model (columns), as text."""
+    """Accuracy per section (rows) and column (model or model/method), as text."""
     names = list(accuracies)
+    width = max(10, max(len(n) for n in names) + 2)
     sections = list(next(iter(accuracies.values())).sections)
-    lines = [f"{'section':20s}" + "".join(f"{n:>10s}" for n in names) + "  questions"]
+    lines = [f"{'section':20s}" + "".join(f"{n:>{width}s}" for n in names) + "  questions"]
     for section in sections + ["total"]:
         scores = [a.total if section == "total" else a.sections[section]
                   for a in accuracies.values()]
-        lines.append(f"{section:20s}" + "".join(f"{s.accuracy:10.1%}" for s in scores)
+        lines.append(f"{section:20s}" + "".join(f"{s.accuracy:{width}.1%}" for s in scores)
                      + f"  {scores[0].answered:5d} (+{scores[0].skipped} skipped)")
     return "\n".join(lines)
 
@@ -107,31 +129,48 @@ def main():
     parser = argument_parser(__doc__, 10)
     parser.add_argument("--skipgram-epochs", type=int, default=10,
                         help="epochs of skip-gram (default: the book's 10)")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS,
-                        help="which to run (default: all three)")
+    parser.add_argument("--models", nargs="+", choices=MODELS + ["pretrained"], default=MODELS,
+                        help="which to run (default: cbow skipgram ppmi)")
+    parser.add_argument("--methods", nargs="+", choices=ANALOGY_METHODS,
+                        default=list(ANALOGY_METHODS),
+                        help="analogy scoring methods (default: all three)")
+    parser.add_argument("--tag", default="",
+                        help="write word2vec_ptb_NAME_TAG.json, leaving other runs' files")
+    parser.add_argument("--book-vectors", type=Path, metavar="FILE.pkl",
+                        help="the book's word-vector pickle, for --models pretrained")
     args = parser.parse_args()
+    if "pretrained" in args.models and args.book_vectors is None:
+        parser.error("--models pretrained needs --book-vectors FILE.pkl")
     use_shared_ptb()
     corpus, vocab = tl.datasets.load_ptb("train")
     questions = read_analogy_questions(QUESTIONS)
     accuracies = {}
     for name in args.models:
+        words, history = vocab, None
         if name == "ppmi":
             vecs, record = ppmi_svd(corpus, vocab)
-            history = None
+        elif name == "pretrained":
+            vecs, words, record = book_vectors(args.book_vectors)
         else:
             epochs = 1 if args.quick else (args.epochs if name == "cbow" else
                                            args.skipgram_epochs)
             vecs, record, history = train_word2vec(name, corpus, vocab, epochs, args.quick,
                                                    args.seed)
-        result, accuracies[name] = evaluate(vecs, vocab, questions)
+        result, by_method = evaluate(vecs, words, questions, args.methods)
+        accuracies.update({f"{name}/{m}": a for m, a in by_method.items()})
         result = dict({"model": name, "questions": str(QUESTIONS.relative_to(ROOT))},
                       **record, **result)
-        path = save_result(f"word2vec_ptb_{name}", result, history, quick=args.quick)
+        tag = f"_{args.tag}" if args.tag else ""
+        path = save_result(f"word2vec_ptb_{name}{tag}", result, history, quick=args.quick)
         report(name, result)
         seconds = record.get("seconds_per_epoch")
         timing = (f"{record['epochs']} epoch(s), " + ", ".join(f"{s:.0f}" for s in seconds)
-                  + " s each" if seconds else f"{record['train_seconds']:.1f} s")
-        print(f"{timing}; accuracy {accuracies[name].total.accuracy:.1%}; wrote {path}")
+                  + " s each" if seconds else
+                  f"{record['train_seconds']:.1f} s" if "train_seconds" in record else
+                  record["file"])
+        print(f"{timing}; accuracy " + ", ".join(f"{m} {a.total.accuracy:.1%}"
+                                                 for m, a in by_method.items())
+              + f"; wrote {path}")
     print("\nanalogy accuracy (answer ranked first, query words left out)")
     print(accuracy_table(accuracies))
 
