@@ -137,3 +137,17 @@ def test_the_first_reading_is_taken_at_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "True"
+
+
+def test_decoding_adapts_the_threads(monkeypatch):
+    """Generation and answering follow the machine too, once a step at most a second."""
+    import numpy as np
+    import timelayers as tl
+
+    calls = []
+    monkeypatch.setattr(tl.decoding, "adapt_to_load", lambda: calls.append(1))
+    model = tl.models.Rnnlm(vocab_size=7, wordvec_size=3, hidden_size=4, rng=0)
+    tl.decoding.generate_ids(model, 0, length=3, rng=0)
+    s2s = tl.models.Seq2seq(vocab_size=7, wordvec_size=3, hidden_size=4, rng=0)
+    tl.decoding.greedy_decode(s2s, np.zeros((2, 3), dtype=np.int32), 0, length=2)
+    assert len(calls) == 5

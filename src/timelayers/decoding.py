@@ -20,6 +20,7 @@ import numpy as np
 from .backend import get_array_module, to_cpu
 from .functions import log_softmax
 from .layers.base import evaluation_mode
+from .threads import adapt_to_load
 
 __all__ = ["sample_next", "generate_ids", "book_generate", "greedy_decode", "beam_search",
            "sequence_log_prob"]
@@ -101,6 +102,7 @@ def generate_ids(model, start_id, length=100, *, temperature=1.0, top_k=None, sk
             model.predict(xp.asarray([[x]]))
             x = int(p)
         while len(out) < length:
+            adapt_to_load()
             scores = model.predict(xp.asarray([[x]]))  # (1, 1, V)
             x = sample_next(scores[0, -1], rng, temperature, top_k, skip_ids)
             out.append(x)
@@ -158,6 +160,7 @@ def greedy_decode(model, xs, start_id, length):
         ids = _start_column(xp, start_id, xs.shape[0])
         out = []
         for _ in range(length):
+            adapt_to_load()
             ids = model.decode_step(ids).argmax(axis=1)
             out.append(ids)
     return xp.stack(out, axis=1) if out else xp.zeros((xs.shape[0], 0), dtype=np.int64)
@@ -221,6 +224,7 @@ def beam_search(model, xs, start_id, length, beam_size=3, *, end_id=None, length
         finished = xp.zeros((N, B), dtype=bool)
         n_words = xp.zeros((N, B))
         for _ in range(length):
+            adapt_to_load()
             logp = log_softmax(model.decode_step(ids).astype(np.float64))  # (N*B, V)
             V = logp.shape[1]
             logp = logp.reshape(N, B, V)
