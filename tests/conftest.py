@@ -1,4 +1,5 @@
-"""Shared fixtures.
+"""Shared fixtures (the array modules, a generator, and the small data files of the
+command-line and task tests).
 
 ``xp`` runs a test on NumPy, and on CuPy too when ``TIMELAYERS_TEST_CUPY=1`` is
 set (CuPy and a GPU must then be present; the run fails loudly otherwise).
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from timelayers.datasets import make_addition, write_sequence
+from support.cli import TEXT
 
 STANDIN = os.environ.get("TIMELAYERS_TEST_CUPY") == "standin"
 if STANDIN:
@@ -64,11 +68,17 @@ def rng():
     return np.random.default_rng(0)
 
 
-def ptb_dir():
-    """The shared Penn Treebank folder (beside the repository), or None."""
-    candidates = [os.environ.get("TIMELAYERS_DATA"),
-                  Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ptb"]
-    for c in candidates:
-        if c and (Path(c) / "ptb.train.txt").exists():
-            return Path(c)
-    return None
+@pytest.fixture
+def corpus_file(tmp_path):
+    """The tiny corpus as a text file."""
+    path = tmp_path / "tiny.txt"
+    path.write_text(TEXT)
+    return path
+
+
+@pytest.fixture
+def addition_file(tmp_path):
+    """600 addition questions in the book's sequence format."""
+    path = tmp_path / "addition.txt"
+    write_sequence(path, make_addition(600, np.random.default_rng(0)))
+    return path
