@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 
 from timelayers.cli import main
+from support.cli import TEXT, run
 
-TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
-                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
 TINY_LM = ["--epochs", 1, "--hidden", 8, "--wordvec", 8, "--batch-size", 2, "--time-size", 5,
            "--no-eval"]
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def strict_json(path):
@@ -31,13 +24,6 @@ def strict_json(path):
         raise ValueError(f"{path}: {name} is not JSON")
 
     return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
-
-
-@pytest.fixture
-def corpus_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return path
 
 
 @pytest.fixture
