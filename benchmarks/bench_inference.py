@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import timelayers  # noqa: F401  (before NumPy: it shortens OpenBLAS's idle spin, see README)
+import numpy as np  # noqa: E402
 
 
 def set_threads(n):

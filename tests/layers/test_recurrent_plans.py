@@ -303,20 +303,24 @@ def test_layer_keeps_an_equal_chosen_plan(rng, threads):
 
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s != "padded rows"])
 def test_fast_lstm_large_preactivations_no_warnings(rng, shape):
-    """|a| up to hundreds: exp overflows to inf inside the gates, which is right
-    (the gate is 0) and must not warn."""
+    """|a| up to hundreds: saturated gates must not warn, and the result is as
+    close to float64 as the reference's own float32 result is (weights this large
+    amplify each step's rounding; the float32 reference differs by up to 1.2e-5)."""
     N, T, D, H = SHAPES[shape]
     params, xs, states = make_case(np, rng, "lstm", N, T, D, H, scale=60.0, dtype=np.float32)
     expected = ReferencePlan(LSTM).forward([p.astype(np.float64) for p in params],
                                              xs.astype(np.float64),
                                              tuple(s.astype(np.float64) for s in states))[0]
+    with np.errstate(over="ignore"):                  # the reference's exp(-a) = inf
+        reference_error = np.abs(ReferencePlan(LSTM).forward(params, xs, states)[0]
+                                 - expected).max()
     for plan in every_lstm_variant():
         with np.errstate(over="raise", invalid="raise", divide="raise"):
             hs, last, cache = plan.forward(params, xs, states)
             grads = [np.empty_like(p) for p in params]
             dxs, _ = plan.backward(params, grads, np.ones_like(hs), cache)
         assert np.isfinite(hs).all() and np.isfinite(dxs).all()
-        np.testing.assert_allclose(hs, expected, atol=1e-5)
+        np.testing.assert_allclose(hs, expected, atol=max(1e-5, 2 * reference_error))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -5,12 +5,10 @@ the weight gradients)."""
 
 from __future__ import annotations
 
-import contextlib
-
 from ...backend import get_array_module
 
 __all__ = ["time_major", "batch_major", "with_initial", "input_preactivations",
-           "states_over_input_products", "gradients_over_steps", "ignore_overflow"]
+           "states_over_input_products", "gradients_over_steps"]
 
 # Time-major, so that every step works on a contiguous (N, ...) block.
 
@@ -70,11 +68,3 @@ def gradients_over_steps(X, H_prev, dA, Wx, grads):
     dA2.sum(axis=0, out=grads[2])
     return batch_major(xp.matmul(dA2, Wx.T), N, T)
 
-
-def ignore_overflow(xp):
-    """``numpy.errstate(over="ignore", under="ignore")`` for NumPy (``exp`` of a
-    large pre-activation is inf or 0, both right in ``1 / (1 + exp(.))``);
-    nothing to silence for CuPy."""
-    if hasattr(xp, "errstate"):
-        return xp.errstate(over="ignore", under="ignore")
-    return contextlib.nullcontext()

@@ -4,10 +4,11 @@ Layout: ``XH (T, N, D+1+H)`` holds ``[x_t, 1, h_{t-1}]`` for every step (each
 step writes its ``h_t`` into the next step's row), so that the bias rides in the
 products and backward gets ``[dWx; db; dWh]`` from one product ``XH^T dA``.
 
-All four gates come from one ``exp`` per element: ``sigmoid(a) = 1 / (1 +
-exp(-a))`` and ``tanh(a) = 2 / (1 + exp(-2a)) - 1`` (NumPy's float32 ``exp`` is
-about twice as fast as its ``tanh``); the factors -1 (f, i, o) and -2 (g) are
-the gate scales.
+All four gates come from one ``tanh`` per element: ``sigmoid(a) = (1 +
+tanh(a / 2)) / 2``, the factor 1/2 of the sigmoid gates f, i, o riding in the
+weights (the gate scales). NumPy's float32 ``tanh`` is faster than its ``exp``
+(0.33 against 0.53 ms for 1000 x 1024 here), and the pass that follows is a
+multiply-add on the three sigmoid gates instead of ``1 / (1 + exp)`` on all four.
 
 :class:`FastLSTM`'s flags are the choices; :meth:`FastLSTM.for_shape` makes
 them from the shapes, for the reasons given beside each flag. Measurements:
@@ -21,7 +22,7 @@ from typing import NamedTuple
 
 from ...backend import get_array_module
 from .base import Plan
-from .buffers import batch_major, ignore_overflow, time_major, with_initial
+from .buffers import batch_major, time_major, with_initial
 __all__ = ["FastLSTM"]
 
 # Up to this many rows the per-step products are computed transposed,
@@ -151,12 +152,11 @@ class FastLSTM(Plan):
         TC = xp.empty((T, N, H), dtype=dt)                # tanh(c_t)
         h_last = xp.empty((N, H), dtype=dt)
         gi = xp.empty((N, H), dtype=dt)
-        with ignore_overflow(xp):                         # exp(-a) = inf for a << 0: gate 0
-            for t in range(T):
-                a = A[t]                                  # (N, 4H)
-                self._step_products(XH[t], a, scale, step, work_T if transposed else work)
-                h = XH[t + 1, :, D + 1:] if t + 1 < T else h_last
-                _gates_and_states(a, Cs[t], Cs[t + 1], TC[t], h, gi)
+        for t in range(T):
+            a = A[t]                                  # (N, 4H)
+            self._step_products(XH[t], a, scale, step, work_T if transposed else work)
+            h = XH[t + 1, :, D + 1:] if t + 1 < T else h_last
+            _gates_and_states(a, Cs[t], Cs[t + 1], TC[t], h, gi)
         hs = xp.empty((N, T, H), dtype=dt)
         hs[:, :T - 1] = XH[1:, :, D + 1:].transpose(1, 0, 2)
         hs[:, T - 1] = h_last
@@ -187,15 +187,14 @@ class FastLSTM(Plan):
         gi = xp.empty((N, H), dtype=dt)
         hs = xp.empty((N, T, H), dtype=dt)
         h_last = xp.empty((N, H), dtype=dt)
-        with ignore_overflow(xp):
-            for t in range(T):
-                a = A[0] if self.fused else A[t]
-                if self.fused:
-                    xh[:, :D] = xs[:, t]
-                self._step_products(xh, a, scale, step, work)
-                h = xh[:, D + 1:] if t + 1 < T else h_last
-                _gates_and_states(a, c, c, tc, h, gi)
-                hs[:, t] = h
+        for t in range(T):
+            a = A[0] if self.fused else A[t]
+            if self.fused:
+                xh[:, :D] = xs[:, t]
+            self._step_products(xh, a, scale, step, work)
+            h = xh[:, D + 1:] if t + 1 < T else h_last
+            _gates_and_states(a, c, c, tc, h, gi)
+            hs[:, t] = h
         return hs, (h_last, c), (xs, states)
 
     def _step_products(self, xh, a, scale, step, work):
@@ -272,11 +271,11 @@ class LSTMCache(NamedTuple):
 
 
 def _gate_scales(H, dt, xp):
-    """``(4H,)`` column factors ``-1`` on the sigmoid slices f, i, o and ``-2`` on
-    the tanh slice g: with ``u = exp(scale * a)``, ``1 / (1 + u)`` is
-    ``sigmoid(a)`` on f, i, o and ``(tanh(a) + 1) / 2`` on g."""
-    scale = xp.full(4 * H, -1.0, dtype=dt)
-    scale[H:2 * H] = -2.0
+    """``(4H,)`` column factors ``1/2`` on the sigmoid slices f, i, o and ``1`` on
+    the tanh slice g: with ``t = tanh(scale * a)``, ``(1 + t) / 2`` is
+    ``sigmoid(a)`` on f, i, o and ``t`` is ``tanh(a)`` on g."""
+    scale = xp.full(4 * H, 0.5, dtype=dt)
+    scale[H:2 * H] = 1.0
     return scale
 
 
@@ -287,12 +286,11 @@ def _gates_and_states(a, c_prev, c, tc, h, gi):
     ``gi (N, H)`` is work space."""
     xp = get_array_module(a)
     H = c.shape[1]
-    xp.exp(a, out=a)
-    a += 1
-    xp.reciprocal(a, out=a)                               # f, (g + 1) / 2, i, o
+    xp.tanh(a, out=a)
     f, g, i, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-    g *= 2
-    g -= 1                                                # g = tanh(.)
+    for sigmoid_gates in (f, a[:, 2 * H:]):              # f; i and o
+        sigmoid_gates *= 0.5
+        sigmoid_gates += 0.5                              # (1 + tanh(a / 2)) / 2
     xp.multiply(g, i, out=gi)
     xp.multiply(f, c_prev, out=c)
     c += gi                                               # c_t = f * c_{t-1} + g * i
