@@ -314,7 +314,7 @@ def test_a_run_json_data_path_is_read_only_with_its_hash(lm_run, tmp_path, capsy
     ("TIMELAYERS_DEVICE", "GPU", "cpu"),
     ("TIMELAYERS_DATA", "/no/such/folder", "a folder"),
 ])
-@pytest.mark.parametrize("command", [["similar", "RUN", "cat"], ["demo", "--seed-check-only"]])
+@pytest.mark.parametrize("command", [["similar", "RUN", "cat"], ["demo", "--check-only"]])
 def test_a_bad_environment_variable_is_one_line_at_start_up(monkeypatch, capsys, tmp_path,
                                                             variable, value, accepts, command):
     monkeypatch.setenv(variable, value)

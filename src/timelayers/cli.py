@@ -42,7 +42,7 @@ from .threads import num_threads_from_environment
 from .training.trainer import iterations_cap
 from .distributed import ReportedByRank0, abort_on_error, mpi_world
 from .runs import recipes
-from .runs.demo import replay_seed_check
+from .runs.demo import check_time_affine
 from .runs.recipes import RECIPES
 from .runs.tasks import GENERATED_DATA_SEED, LanguageModelTask, Seq2seqTask
 from .text import ANALOGY_METHODS
@@ -88,14 +88,14 @@ def _given_or_default(args, defaults: dict, applies: bool, why: str) -> None:
 
 
 # -- demo ------------------------------------------------------------------------------
-def _seed_check() -> None:
-    check = replay_seed_check()
-    print("TimeAffine seed check (np.random.seed(1234), D=1, H=5, N=4, T=5)")
-    print("out: the layer's output for the seed's x (N, T, D) = (4, 5, 1), W (1, 5), b = 0; "
+def _affine_check() -> None:
+    check = check_time_affine()
+    print("TimeAffine check (np.random.seed(1234), D=1, H=5, N=4, T=5)")
+    print("out: the layer's output for x (N, T, D) = (4, 5, 1), W (1, 5), b = 0; "
           "shape (N, T, H) = (4, 5, 5)")
     print("out=", check.out)
     print()
-    print("dx: backward of the seed's dout (4, 5, 5), the gradient of x; shape (N, T, D) = "
+    print("dx: backward of dout (4, 5, 5), the gradient of x; shape (N, T, D) = "
           "(4, 5, 1)")
     print("dx=", check.dx)
     print()
@@ -103,8 +103,8 @@ def _seed_check() -> None:
         print(f"gradcheck {name:>2}: relative error {err:.2e}")
     print(f"grads kept their identity through backward: {check.identity_kept}")
     if not check.ok:
-        raise CliError("the seed check failed")
-    print("seed check: OK")
+        raise CliError("the TimeAffine check failed")
+    print("TimeAffine check: OK")
 
 
 _DEMO_DEFAULTS = dict(out="runs/demo", epochs=3, hidden=128, examples=50000, lr=0.003,
@@ -112,12 +112,12 @@ _DEMO_DEFAULTS = dict(out="runs/demo", epochs=3, hidden=128, examples=50000, lr=
 
 
 def _cmd_demo(args) -> int:
-    _given_or_default(args, _DEMO_DEFAULTS, not args.seed_check_only,
-                      "to --seed-check-only (it trains nothing)")
-    if not args.seed_check_only:
+    _given_or_default(args, _DEMO_DEFAULTS, not args.check_only,
+                      "to --check-only (it trains nothing)")
+    if not args.check_only:
         _check_path(args.out, "--out: run folder", folder=True, must_exist=False)
-    _seed_check()
-    if args.seed_check_only:
+    _affine_check()
+    if args.check_only:
         return 0
 
     print()
@@ -510,13 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("demo", help="replay the seed's TimeAffine check, then train attention "
+    p = sub.add_parser("demo", help="check TimeAffine on a worked example, then train attention "
                                     "seq2seq on generated dates",
-                       description="Replay the seed notebook's TimeAffine check, then train "
+                       description="Check TimeAffine on a worked example (forward, backward, "
+                                   "finite differences), then train "
                                    "AttentionSeq2seq on generated dates (no network) into a run "
                                    "folder with a checkpoint, history, learning curve and "
                                    "attention map.")
-    p.add_argument("--seed-check-only", action="store_true", help="only replay the seed's check")
+    p.add_argument("--check-only", action="store_true", help="only the TimeAffine check")
+    p.add_argument("--seed-check-only", action="store_true", dest="check_only",
+                   help=argparse.SUPPRESS)                # the flag's earlier name
     # the training options' defaults are in _DEMO_DEFAULTS (None here: given or not)
     p.add_argument("--out", help="run folder, replaced if it holds a run (default: runs/demo)")
     p.add_argument("--epochs", type=_option_type("epochs"),

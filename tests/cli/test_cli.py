@@ -128,7 +128,7 @@ def test_demo_trains_to_a_run_folder_small(tmp_path, capsys):
     code, out, err = run(capsys, "demo", "--examples", 2000, "--epochs", 1, "--hidden", 16,
                          "--target", 0.0, "--out", out_dir)
     assert code == 0, err
-    assert "seed check: OK" in out and "test accuracy" in out
+    assert "TimeAffine check: OK" in out and "test accuracy" in out
     for name in ["model.safetensors", "history.json", "learning_curve.png", "attention.png"]:
         assert (out_dir / name).exists()
 
@@ -478,10 +478,10 @@ def test_generate_options_of_the_other_kind_of_run_are_refused(lm_run, tmp_path,
     assert code == 0 and out.startswith("1+2\t"), err
 
 
-def test_demo_training_options_with_seed_check_only_are_refused(capsys):
-    code, out, err = run(capsys, "demo", "--seed-check-only", "--epochs", 5)
-    assert code == 2 and "--epochs does not apply to --seed-check-only" in err
-    assert "seed check" not in out
+def test_demo_training_options_with_check_only_are_refused(capsys):
+    code, out, err = run(capsys, "demo", "--check-only", "--epochs", 5)
+    assert code == 2 and "--epochs does not apply to --check-only" in err
+    assert "TimeAffine check" not in out
 
 
 def test_force_keeps_the_old_run_when_the_model_cannot_be_built(lm_run, corpus_file, capsys):

@@ -1,4 +1,4 @@
-"""`timelayers demo` replays the seed check (and, later, the main job)."""
+"""`timelayers demo`: the TimeAffine check (the main job: tests/cli/test_cli.py)."""
 
 import subprocess
 import sys
@@ -6,13 +6,18 @@ import sys
 from timelayers.cli import main
 
 
-def test_demo_seed_check_via_entry_function(capsys):
-    assert main(["demo", "--seed-check-only"]) == 0
+def test_demo_check_via_entry_function(capsys):
+    assert main(["demo", "--check-only"]) == 0
     out = capsys.readouterr().out
     assert "out= [[[ 4.18239806e-01" in out
-    assert "out: the layer's output" in out and "dx: backward of the seed's dout" in out
+    assert "out: the layer's output" in out and "dx: backward of dout" in out
     assert "grads kept their identity through backward: True" in out
-    assert "seed check: OK" in out
+    assert "TimeAffine check: OK" in out
+
+
+def test_demo_keeps_the_flags_earlier_name(capsys):
+    assert main(["demo", "--seed-check-only"]) == 0
+    assert "TimeAffine check: OK" in capsys.readouterr().out
 
 
 def test_cli_help_and_bad_command():

@@ -1,9 +1,9 @@
-"""The seed notebook's TimeAffine check, replayed as a real check.
+"""The demo's first part: a worked TimeAffine example, checked.
 
-The seed builds ``TimeAffine(W, b)`` from ``np.random.seed(1234)`` with D=1, H=5,
-N=4, T=5, runs forward and backward, and prints ``id(grads[i])`` before and after
-``backward`` to show that the gradients are written in place. This module redoes
-that with the same arrays, and verifies the backward pass by central differences.
+``TimeAffine(W, b)`` built from ``np.random.seed(1234)`` with D=1, H=5, N=4, T=5;
+forward and backward; the gradients' ``id()`` before and after ``backward`` (they
+are written in place, as the layer contract says); and the backward pass
+verified by central differences.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import numpy as np
 from ..gradcheck import check_layer
 from ..layers import TimeAffine
 
-__all__ = ["SeedCheck", "replay_seed_check", "seed_arrays"]
+__all__ = ["AffineCheck", "check_time_affine", "example_arrays"]
 
 
-def seed_arrays():
-    """The seed's arrays, drawn in its order from the legacy global seed 1234.
+def example_arrays():
+    """The example's arrays, drawn in this order after ``np.random.seed(1234)``.
 
-    Uses a private ``RandomState(1234)``, which yields the same numbers as the
-    seed's ``np.random.seed(1234)`` without touching the global state.
+    Uses a private ``RandomState(1234)``, which yields the same numbers as
+    ``np.random.seed(1234)`` without touching the global state.
 
     Returns
     -------
@@ -38,8 +38,8 @@ def seed_arrays():
 
 
 @dataclass
-class SeedCheck:
-    """Result of :func:`replay_seed_check`.
+class AffineCheck:
+    """Result of :func:`check_time_affine`.
 
     Attributes
     ----------
@@ -59,13 +59,13 @@ class SeedCheck:
         return self.identity_kept and max(self.grad_errors.values()) < 1e-6
 
 
-def replay_seed_check() -> SeedCheck:
-    """Run the seed's example through :class:`~timelayers.TimeAffine` and verify it."""
-    W, b, x, dout = seed_arrays()
+def check_time_affine() -> AffineCheck:
+    """Run the example through :class:`~timelayers.TimeAffine` and verify it."""
+    W, b, x, dout = example_arrays()
     layer = TimeAffine(W, b)
     ids_before = [id(g) for g in layer.grads]
     out = layer.forward(x)
     dx = layer.backward(dout)
     identity_kept = ids_before == [id(g) for g in layer.grads]
     errors = check_layer(TimeAffine(W.copy(), b.copy()), x.copy(), dout=dout)
-    return SeedCheck(out=out, dx=dx, grad_errors=errors, identity_kept=identity_kept)
+    return AffineCheck(out=out, dx=dx, grad_errors=errors, identity_kept=identity_kept)

@@ -1,12 +1,12 @@
-"""The seed notebook's TimeAffine example, reproduced through the public API."""
+"""The demo's TimeAffine example (``runs.demo``), reproduced through the public API."""
 
 import numpy as np
 
 import timelayers as tl
-from timelayers.runs.demo import replay_seed_check, seed_arrays
+from timelayers.runs.demo import check_time_affine, example_arrays
 
-# The rows of `out` that the seed printed (to 9 significant digits).
-SEED_OUT_PRINTED = np.array([
+# The first rows of `out` for these arrays, as NumPy prints them (9 significant digits).
+OUT_PRINTED = np.array([
     [[4.18239806e-01, -1.05658950e+00, 1.27104453e+00, -2.77373175e-01, -6.39279619e-01],
      [4.05240205e-01, -1.02374891e+00, 1.23153831e+00, -2.68751947e-01, -6.19409726e-01],
      [-3.00079563e-01, 7.58084023e-01, -9.11951660e-01, 1.99010281e-01, 4.58671666e-01],
@@ -18,31 +18,31 @@ SEED_OUT_PRINTED = np.array([
      [-9.52890597e-01, 2.40726536e+00, -2.89586587e+00, 6.31949152e-01, 1.45649345e+00],
      [-1.57495818e-01, 3.97878023e-01, -4.78634970e-01, 1.04449922e-01, 2.40732386e-01]],
 ])
-SEED_OUT_ROW_2_0 = np.array([9.98671601e-04, -2.52292085e-03, 3.03499584e-03,
+OUT_ROW_2_0 = np.array([9.98671601e-04, -2.52292085e-03, 3.03499584e-03,
                              -6.62310735e-04, -1.52646972e-03])
 
 
-def test_seed_arrays_match_global_seed():
+def test_example_arrays_match_global_seed():
     np.random.seed(1234)
     W = np.random.randn(1, 5)
     x = np.random.randn(4, 5, 1)
     dout = np.random.randn(4, 5, 5)
-    W2, b2, x2, dout2 = seed_arrays()
+    W2, b2, x2, dout2 = example_arrays()
     np.testing.assert_array_equal(W, W2)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(dout, dout2)
     assert not b2.any()
 
 
-def test_seed_out_dx_grads_and_identity(capsys):
-    W, b, x, dout = seed_arrays()
+def test_out_dx_grads_and_identity(capsys):
+    W, b, x, dout = example_arrays()
     layer = tl.TimeAffine(W, b)
     assert layer.params[0] is W and layer.params[1] is b
     ids = [id(g) for g in layer.grads]
     out = layer.forward(x)
-    np.testing.assert_allclose(out[:2], SEED_OUT_PRINTED, rtol=1e-8)
-    np.testing.assert_allclose(out[2, 0], SEED_OUT_ROW_2_0, rtol=1e-8)
-    assert f"{out[2, 1, 0]:.8e}".startswith("1.911449")  # the seed's output is cut here
+    np.testing.assert_allclose(out[:2], OUT_PRINTED, rtol=1e-8)
+    np.testing.assert_allclose(out[2, 0], OUT_ROW_2_0, rtol=1e-8)
+    assert f"{out[2, 1, 0]:.8e}".startswith("1.911449")
     dx = layer.backward(dout)
     rx, rd = x.reshape(20, 1), dout.reshape(20, 5)
     np.testing.assert_allclose(dx, (rd @ W.T).reshape(4, 5, 1), rtol=1e-12)
@@ -52,9 +52,9 @@ def test_seed_out_dx_grads_and_identity(capsys):
     assert capsys.readouterr().out == ""  # the layer prints nothing
 
 
-def test_replay_seed_check_passes():
-    check = replay_seed_check()
+def test_check_time_affine_passes():
+    check = check_time_affine()
     assert check.identity_kept
     assert max(check.grad_errors.values()) < 1e-8
     assert check.ok
-    np.testing.assert_allclose(check.out[:2], SEED_OUT_PRINTED, rtol=1e-8)
+    np.testing.assert_allclose(check.out[:2], OUT_PRINTED, rtol=1e-8)
