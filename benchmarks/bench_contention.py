@@ -39,6 +39,12 @@ every variant under every condition, and the ratios the goals are stated in:
 to the simplest setting), ``two-runs / quiet`` in steps per second for ours (at
 least 1.0: two runs started together train at least as much as one alone).
 
+``--rounds R`` measures every variant R times under each condition, taking turns
+(ours, ours-1, ours, ours-1, ... beside the same kind of job), and reports the
+median of the R medians with, for ``ours / ours-1``, the range of the per-round
+ratios: a machine whose speed drifts over minutes then shows as a wide range
+instead of a wrong ratio. ``--conditions`` limits the conditions run.
+
 The ``cli`` case times ``timelayers train transformer-seq2seq`` on generated
 dates for ``--cli-iters`` iterations (``--max-iters``), as a user would run it,
 whole process included.
@@ -113,7 +119,8 @@ def worker(case: str, library: str, seconds: float) -> None:
         counts.append(tl.threads.get_num_threads())
     elapsed = time.perf_counter() - start
     print(json.dumps({"median": statistics.median(times), "steps_per_s": len(times) / elapsed,
-                      "threads": max(set(counts), key=counts.count)}))
+                      "threads": max(set(counts), key=counts.count),
+                      "steps_at": {n: counts.count(n) for n in sorted(set(counts))}}))
 
 
 def dates_file(folder: str) -> str:
@@ -157,7 +164,15 @@ def measure(case: str, variant: str, condition: str, seconds: float, cli_args=No
             competitor.wait()
     return {"median": statistics.mean(r["median"] for r in results),
             "steps_per_s": sum(r["steps_per_s"] for r in results),
-            "threads": [r["threads"] for r in results]}
+            "threads": [r["threads"] for r in results],
+            "steps_at": [r.get("steps_at") for r in results]}
+
+
+def combine(rounds: list) -> dict:
+    """One cell from the measurements of several rounds: their medians."""
+    return {"median": statistics.median(r["median"] for r in rounds),
+            "steps_per_s": statistics.median(r["steps_per_s"] for r in rounds),
+            "threads": rounds[0]["threads"], "rounds": rounds}
 
 
 def cli_run(data: str, iters: int, index: str) -> None:
@@ -185,7 +200,7 @@ def report(case: str, table: dict) -> list:
              "| variant | " + " | ".join(f"{c} (ms)" for c in CONDITIONS) + " | threads (busy) |",
              "|---|" + "---:|" * len(CONDITIONS) + "---|"]
     for variant in VARIANTS:
-        if (variant, "quiet") not in table:
+        if not any((variant, c) in table for c in CONDITIONS):
             continue
         cells = [f"{table[variant, c]['median'] * 1e3:.1f}" if (variant, c) in table else "-"
                  for c in CONDITIONS]
@@ -193,8 +208,13 @@ def report(case: str, table: dict) -> list:
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {busy} |")
     lines.append("")
     if ("ours", "numpy-job") in table and ("ours-1", "numpy-job") in table:
-        r = table["ours", "numpy-job"]["median"] / table["ours-1", "numpy-job"]["median"]
-        lines.append(f"- beside a NumPy job, ours / ours-1: {r:.2f} (goal <= 1.1)")
+        ours, one = table["ours", "numpy-job"], table["ours-1", "numpy-job"]
+        r = ours["median"] / one["median"]
+        per_round = sorted(a["median"] / b["median"] for a, b in zip(ours.get("rounds", []),
+                                                                       one.get("rounds", [])))
+        spread = (f"; per round {', '.join(f'{x:.2f}' for x in per_round)}"
+                  if len(per_round) > 1 else "")
+        lines.append(f"- beside a NumPy job, ours / ours-1: {r:.2f} (goal <= 1.1){spread}")
     if ("ours-static", "numpy-job") in table and ("ours", "numpy-job") in table:
         r = table["ours-static", "numpy-job"]["median"] / table["ours", "numpy-job"]["median"]
         lines.append(f"- beside a NumPy job, ours-static / ours: {r:.2f} (the adaptation's gain)")
@@ -218,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS[:4]))
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--cli-iters", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each variant this many times, taking turns")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--quick", action="store_true", help="attention and rnnlm, 4 s each")
     ap.add_argument("--compete", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=3, metavar=("CASE", "LIB", "SECONDS"), help=argparse.SUPPRESS)
@@ -247,17 +270,19 @@ def main(argv=None) -> int:
                 print("# cli: skipped (this timelayers has no --max-iters)")
                 cases.remove("cli")
         for case in cases:
-            table = {}
-            for condition in CONDITIONS:
-                for variant in variants:
-                    if case == "cli" and variant == "torch":
-                        continue
-                    table[variant, condition] = measure(case, variant, condition, seconds,
-                                                        cli_args)
-                    print(f"# {case} {variant:11s} {condition:9s} "
-                          f"{table[variant, condition]['median'] * 1e3:8.1f} ms "
-                          f"{table[variant, condition]['steps_per_s']:7.2f} steps/s "
-                          f"threads {table[variant, condition]['threads']}", flush=True)
+            runs = {}
+            for condition in args.conditions.split(","):
+                for _ in range(args.rounds):
+                    for variant in variants:
+                        if case == "cli" and variant == "torch":
+                            continue
+                        m = measure(case, variant, condition, seconds, cli_args)
+                        runs.setdefault((variant, condition), []).append(m)
+                        print(f"# {case} {variant:11s} {condition:9s} "
+                              f"{m['median'] * 1e3:8.1f} ms {m['steps_per_s']:7.2f} steps/s "
+                              f"threads {m['threads']} (steps at each count: "
+                              f"{m['steps_at']})", flush=True)
+            table = {key: combine(rounds) for key, rounds in runs.items()}
             print("\n".join(report(case, table)), flush=True)
     return 0
 

@@ -17,6 +17,7 @@ def adaptive(monkeypatch):
     monkeypatch.delenv("TIMELAYERS_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "_fixed", False)
     monkeypatch.setattr(threads, "_load_sample", None)
+    monkeypatch.setattr(threads, "_adapted", False)
     before = threads.get_num_threads()
     yield
     threads._resize_pool(before)
@@ -74,6 +75,18 @@ def test_adapt_to_load_fits_the_threads_to_the_free_cpus(monkeypatch, adaptive):
     assert threads.adapt_to_load(now=101.0) == 1 == threads.get_num_threads()
     assert threads.adapt_to_load(now=101.5) == 1     # within the interval: not read again
     assert threads.adapt_to_load(now=102.0) == 2 == threads.get_num_threads()
+
+
+def test_the_first_reading_comes_a_quarter_second_after_the_one_at_import(monkeypatch,
+                                                                           adaptive):
+    # the first window may be short (a short training should not run its first
+    # second on a guess); the later ones are a second long
+    _fake_machine(monkeypatch, busy=[10.0, 10.5, 11.5], own=[1.0, 1.0, 1.5])
+    assert threads.adapt_to_load(now=100.0) == threads.get_num_threads()  # at import
+    assert threads.adapt_to_load(now=100.1) == threads.get_num_threads()  # too soon
+    assert threads.adapt_to_load(now=100.25) == 1      # others 2.0 CPUs -> 1 thread
+    assert threads.adapt_to_load(now=100.75) == 1      # within a second: not read again
+    assert threads.adapt_to_load(now=101.25) == 2      # others 0.5 -> 2 threads
 
 
 def test_a_fixed_count_is_left_alone(monkeypatch, adaptive):

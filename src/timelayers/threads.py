@@ -313,7 +313,10 @@ def parallel_rows(fn, n_rows: int, min_rows: int = 1, max_block: int | None = No
 
 # -- sharing the machine --------------------------------------------------------------------
 ADAPT_INTERVAL = 1.0   # seconds between two readings of the machine's load
+FIRST_ADAPT_INTERVAL = 0.25  # the first window, from the reading at import: a short
+                             # training should not run its first second on a guess
 _load_sample = None    # (wall time, busy seconds of the allowed CPUs, this process's CPU seconds)
+_adapted = False       # a reading has been compared with the one before it
 _blas_ceiling = None   # the BLAS's threads when first adapted: never raised above it
 
 
@@ -355,14 +358,16 @@ def _sample_load(now: float):
 
 def adapt_to_load(now: float | None = None) -> int:
     """Fit the pool's and the BLAS's threads to the CPUs other processes leave
-    free, at most once every :data:`ADAPT_INTERVAL` seconds; returns the thread
+    free, at most once every :data:`ADAPT_INTERVAL` seconds (the first time once
+    :data:`FIRST_ADAPT_INTERVAL` has passed since the reading at import); returns the thread
     count. Does nothing when the count was fixed by ``TIMELAYERS_NUM_THREADS``
     or :func:`set_num_threads`, or where the load cannot be read."""
-    global _load_sample, _blas_ceiling
+    global _load_sample, _blas_ceiling, _adapted
     if _fixed or os.environ.get("TIMELAYERS_NUM_THREADS", "").strip():
         return get_num_threads()
     now = time.monotonic() if now is None else now
-    if _load_sample is not None and now - _load_sample[0] < ADAPT_INTERVAL:
+    interval = ADAPT_INTERVAL if _adapted else FIRST_ADAPT_INTERVAL
+    if _load_sample is not None and now - _load_sample[0] < interval:
         return get_num_threads()
     sample, previous = _sample_load(now), _load_sample
     if sample is None:
@@ -370,6 +375,7 @@ def adapt_to_load(now: float | None = None) -> int:
     _load_sample = sample
     if previous is None:
         return get_num_threads()
+    _adapted = True
     wall = sample[0] - previous[0]
     others = max(0.0, (sample[1] - previous[1]) - (sample[2] - previous[2])) / wall
     limit = min(cpu_limit(), _MAX_DEFAULT_THREADS)
