@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .._checks import check_float, check_shape
+from ._init import draw, layer_norm, scaled_normal, under, zeros
 from .activations import GELU
 from .base import Layer
 from .core import ReLU
@@ -30,10 +31,6 @@ from .time import TimeAffine, TimeDropout
 __all__ = ["TransformerBlock", "ACTIVATIONS"]
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
-
-
-def _normal(rng, shape, std, dtype):
-    return (rng.standard_normal(shape) * std).astype(dtype)
 
 
 def _activation(name):
@@ -115,6 +112,30 @@ class TransformerBlock(_Composite):
     The sub-layers cache what they need.
     """
 
+    @staticmethod
+    def param_layout(D, ff_size, cross_attention=False, residual_layers=1):
+        """``(name, shape, init)`` of the block's params, in ``param_names`` order,
+        which the constructor draws them in (see ``rng`` above)."""
+        out_std = (2.0 * residual_layers) ** -0.5  # times 1 / sqrt(fan_in)
+
+        def norm(name):
+            return [(f"{name}.{p}", shape, init) for p, shape, init in layer_norm(D)]
+
+        def attention(name):
+            for part, gain in (("q", 1.0), ("k", 1.0), ("v", 1.0), ("o", out_std)):
+                yield f"{name}.W{part}", (D, D), scaled_normal(D, gain)
+                yield f"{name}.b{part}", (D,), zeros
+
+        yield from norm("self_attn_norm")
+        yield from attention("self_attn")
+        if cross_attention:
+            yield from norm("cross_attn_norm")
+            yield from attention("cross_attn")
+        yield from norm("ff_norm")
+        yield from [("ff1.W", (D, ff_size), scaled_normal(D)), ("ff1.b", (ff_size,), zeros),
+                    ("ff2.W", (ff_size, D), scaled_normal(ff_size, out_std)),
+                    ("ff2.b", (D,), zeros)]
+
     def __init__(self, D, num_heads, ff_size, dropout=0.0, *, causal=False,
                  cross_attention=False, activation="gelu", eps=1e-5, dtype="float32", rng=None,
                  residual_layers=1):
@@ -128,29 +149,15 @@ class TransformerBlock(_Composite):
                              f"{ACTIVATIONS}, got {activation!r}")
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.cross_attention = bool(cross_attention)
-        out_std = (2.0 * residual_layers) ** -0.5  # times 1 / sqrt(fan_in)
-
-        def zeros(n):
-            return np.zeros(n, dtype=dtype)
-
-        def norm():
-            return LayerNorm(np.ones(D, dtype=dtype), zeros(D), eps)
-
-        def attention(is_causal):
-            Wq, Wk, Wv = (_normal(rng, (D, D), D ** -0.5, dtype) for _ in range(3))
-            Wo = _normal(rng, (D, D), D ** -0.5 * out_std, dtype)
-            return MultiHeadAttention(Wq, zeros(D), Wk, zeros(D), Wv, zeros(D), Wo, zeros(D),
-                                      num_heads, causal=is_causal)
-
-        children = [("self_attn_norm", norm()), ("self_attn", attention(causal))]
+        p = draw(self.param_layout(D, ff_size, self.cross_attention, residual_layers), rng, dtype)
+        children = [("self_attn_norm", LayerNorm(*under(p, "self_attn_norm"), eps)),
+                    ("self_attn", MultiHeadAttention(*under(p, "self_attn"), num_heads,
+                                                     causal=causal))]
         if self.cross_attention:
-            children += [("cross_attn_norm", norm()), ("cross_attn", attention(False))]
-        children += [
-            ("ff_norm", norm()),
-            ("ff1", TimeAffine(_normal(rng, (D, ff_size), D ** -0.5, dtype), zeros(ff_size))),
-            ("ff2", TimeAffine(_normal(rng, (ff_size, D), ff_size ** -0.5 * out_std, dtype),
-                               zeros(D))),
-        ]
+            children += [("cross_attn_norm", LayerNorm(*under(p, "cross_attn_norm"), eps)),
+                         ("cross_attn", MultiHeadAttention(*under(p, "cross_attn"), num_heads))]
+        children += [("ff_norm", LayerNorm(*under(p, "ff_norm"), eps)),
+                     ("ff1", TimeAffine(*under(p, "ff1"))), ("ff2", TimeAffine(*under(p, "ff2")))]
         self._set_children(children)
         for name, layer in children:
             setattr(self, name, layer)
