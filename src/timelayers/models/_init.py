@@ -1,8 +1,14 @@
-"""Parameter initialisation helpers shared by the models."""
+"""Parameter initialisation shared by the models: the random generator, and the
+init rules and :func:`draw` of :mod:`timelayers.layers._init`."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..layers._init import draw, layer_norm, normal, ones, scaled_normal, under, xavier, zeros
+
+__all__ = ["make_rng", "draw", "under", "normal", "scaled_normal", "xavier", "zeros", "ones",
+           "layer_norm"]
 
 
 def make_rng(rng):
@@ -10,17 +16,3 @@ def make_rng(rng):
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
-
-
-def randn(rng, shape, scale, dtype):
-    """``scale * standard_normal(shape)`` in ``dtype``."""
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def xavier(rng, fan_in, shape, dtype):
-    """Normal with standard deviation ``1 / sqrt(fan_in)`` (the book's recurrent init)."""
-    return randn(rng, shape, 1.0 / np.sqrt(fan_in), dtype)
-
-
-def zeros(shape, dtype):
-    return np.zeros(shape, dtype=dtype)

@@ -1,15 +1,19 @@
-"""The names and shapes of a model's params from its config alone.
+"""The params of each model, stated once, next to its constructor.
 
-Each model class states its params next to its constructor, as a
-``param_layout(**config)`` static method that yields ``(dotted name, shape)``
-in ``state_dict`` order (tied params left out), lazily; this module holds the
-pieces they share and :func:`param_layout`, which :meth:`Model.param_shapes`
-and :meth:`Model.load` call. Loading compares the pairs with a file's tensors
-before it builds the model, so a config whose sizes do not fit the weights is
-refused without allocating the model it describes, and a config asking for
-``num_layers=10000`` costs nothing either (the loader stops at the first
-param the file lacks). ``tests/models/test_param_shapes.py`` builds every class
-and checks its layout against the built model.
+Each model class has a ``param_layout(**config)`` static method that yields
+``(dotted name, shape, init)`` in ``state_dict`` order (tied params left out),
+lazily. Its constructor draws the arrays from it in that order
+(:func:`draw_params`; the order of the seeded draws is the layout's) and wires
+its layers from them; a model made of parts that draw their own (Seq2seq's
+encoder and decoder, a Transformer's ``TokenInput`` and blocks) lists their
+layouts in the order it builds them. :func:`param_layout` gives the ``(name,
+shape)`` pairs from a config alone, for :meth:`Model.param_shapes` and
+:meth:`Model.load`: loading compares them with a file's tensors before it
+builds the model, so a config whose sizes do not fit the weights is refused
+without allocating the model it describes, and a config asking for
+``num_layers=10000`` costs nothing either (the loader stops at the first param
+the file lacks). ``tests/models/test_param_shapes.py`` builds every class and
+checks its layout against the built model.
 
 A layout covers exactly the class that states it, not its subclasses: a model
 class defined outside the library has none, and :func:`param_layout` raises
@@ -21,10 +25,11 @@ from __future__ import annotations
 import inspect
 import numbers
 
-from ._recurrent import cell_param_layout
+from ._init import draw
+from ._recurrent import cell_param_layout as recurrent  # a recurrent_layer's params
 
-__all__ = ["param_layout", "size", "sizes", "prefixed", "recurrent", "layer_norm",
-           "transformer_blocks", "no_params", "part_of"]
+__all__ = ["param_layout", "draw_params", "size", "sizes", "prefixed", "recurrent", "no_params",
+           "part_of"]
 
 
 def param_layout(model_class, config: dict):
@@ -51,7 +56,16 @@ def param_layout(model_class, config: dict):
                         f"which is saved and loaded whole")
     bound = inspect.signature(model_class).bind(**config)
     bound.apply_defaults()
-    return rule(**{k: v for k, v in bound.arguments.items() if k not in ("dtype", "rng")})
+    layout = rule(**{k: v for k, v in bound.arguments.items() if k not in ("dtype", "rng")})
+    return ((name, shape) for name, shape, _ in layout)
+
+
+def draw_params(model, rng) -> dict:
+    """Dotted name -> array of every param of ``model.param_layout`` for
+    ``model.config``, drawn from ``rng`` in the layout's order: what a constructor
+    wires its layers from."""
+    config = vars(model.config)
+    return draw(type(model).param_layout(**config), rng, config["dtype"])
 
 
 def size(value, name):
@@ -66,39 +80,9 @@ def sizes(**values):
     return [size(value, name) for name, value in values.items()]
 
 
-def prefixed(prefix, pairs):
-    for name, shape in pairs:
-        yield f"{prefix}.{name}", shape
-
-
-def recurrent(cell, D, H):
-    """The params of the recurrent layer that ``models._recurrent.recurrent_layer`` builds."""
-    yield from cell_param_layout(cell, D, H)
-
-
-def layer_norm(D):
-    return [("gamma", (D,)), ("beta", (D,))]
-
-
-def _attention(D):
-    return [(f"{kind}{part}", shape) for part in "qkvo"
-            for kind, shape in (("W", (D, D)), ("b", (D,)))]
-
-
-def _block(D, F, cross_attention):
-    """A ``TransformerBlock``'s params."""
-    yield from prefixed("self_attn_norm", layer_norm(D))
-    yield from prefixed("self_attn", _attention(D))
-    if cross_attention:
-        yield from prefixed("cross_attn_norm", layer_norm(D))
-        yield from prefixed("cross_attn", _attention(D))
-    yield from prefixed("ff_norm", layer_norm(D))
-    yield from [("ff1.W", (D, F)), ("ff1.b", (F,)), ("ff2.W", (F, D)), ("ff2.b", (D,))]
-
-
-def transformer_blocks(num_layers, D, F, cross_attention):
-    for i in range(num_layers):
-        yield from prefixed(f"blocks.{i}", _block(D, F, cross_attention))
+def prefixed(prefix, layout):
+    for name, *rest in layout:
+        yield (f"{prefix}.{name}", *rest)
 
 
 def no_params(**_):

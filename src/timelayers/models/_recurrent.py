@@ -1,8 +1,6 @@
-"""The one builder of the models' recurrent layers, with the book's initialisation."""
+"""The one builder of the models' recurrent layers, and their params with the book's init."""
 
 from __future__ import annotations
-
-import numbers
 
 from ..layers.cells import cell_named
 from ..layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
@@ -14,29 +12,27 @@ _TIME_LAYERS = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}  # by Cell.ste
 
 
 def cell_param_layout(cell, D, H):
-    """``(name, shape)`` of the params of :func:`recurrent_layer`'s layer."""
+    """``(name, shape, init)`` of a recurrent layer from ``D`` inputs to ``H``
+    units, as in the book: ``Wx (D, G*H) ~ N(0, 1/D)``, ``Wh (H, G*H) ~ N(0, 1/H)``,
+    ``b (G*H,) = 0`` with ``G`` gates (1, 4 or 3); the cuDNN/PyTorch GRU's second
+    bias ``bh (3H,)`` starts at zero.
+
+    ``cell`` is a name in :data:`timelayers.layers.cells.CELLS`: "gru" is the
+    book's GRU (the reset gate applied before the hidden product,
+    ``TimeGRU(reset_after=False)``), "gru-reset-after" the cuDNN/PyTorch form
+    (``reset_after=True``); both draw the same ``Wx, Wh`` from the same generator."""
     cell = cell_named(cell)
     G = cell.gates * H
-    yield from [("Wx", (D, G)), ("Wh", (H, G)), ("b", (G,))]
+    yield from [("Wx", (D, G), xavier), ("Wh", (H, G), xavier), ("b", (G,), zeros)]
     if cell.reset_after:
-        yield "bh", (G,)
+        yield "bh", (G,), zeros
 
 
-def recurrent_layer(cell, D, H, rng, dtype, stateful):
-    """A TimeRNN / TimeLSTM / TimeGRU from ``D`` inputs to ``H`` units, initialised
-    as in the book: ``Wx (D, G*H) ~ N(0, 1/D)``, ``Wh (H, G*H) ~ N(0, 1/H)``,
-    ``b (G*H,) = 0`` with ``G`` gates (1, 4 or 3), drawn from ``rng`` in that order.
-
-    ``cell`` is a name in :data:`timelayers.layers.cells.CELLS`: "gru" is the book's GRU (the reset gate
-    applied before the hidden product, ``TimeGRU(reset_after=False)``),
-    "gru-reset-after" the cuDNN/PyTorch form (``reset_after=True``), whose
-    second bias ``bh (3H,)`` starts at zero; both draw the same ``Wx, Wh`` from
-    the same ``rng``."""
+def recurrent_layer(cell, params, name, stateful):
+    """The TimeRNN / TimeLSTM / TimeGRU of ``cell`` made of the arrays
+    ``params[name + ".Wx"]``, ``.Wh``, ``.b`` (and ``.bh``) that
+    :func:`cell_param_layout` describes."""
     cell = cell_named(cell)
-    for name, size in (("input size D", D), ("hidden size H", H)):
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise ValueError(f"{cell.name} layer: {name} expected a positive int, got {size!r}")
-    G = cell.gates * H
-    Wx, Wh, b = xavier(rng, D, (D, G), dtype), xavier(rng, H, (H, G), dtype), zeros(G, dtype)
-    options = {"reset_after": True} if cell.reset_after else {}
+    Wx, Wh, b = (params[f"{name}.{k}"] for k in ("Wx", "Wh", "b"))
+    options = {"reset_after": True, "bh": params[f"{name}.bh"]} if cell.reset_after else {}
     return _TIME_LAYERS[cell.step](Wx, Wh, b, stateful=stateful, **options)

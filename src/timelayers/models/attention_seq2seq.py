@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.attention import TimeAttention
-from ._layout import prefixed, recurrent, sizes
+from ._layout import draw_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
-from ._init import make_rng, randn, xavier, zeros
+from ._init import make_rng, normal, xavier, zeros
 from .base import Model
 from ._recurrent import recurrent_layer
 from .seq2seq import Encoder, Seq2seqBase, _reorder_lstm
@@ -58,26 +58,23 @@ class AttentionDecoder(Model):
 
     @staticmethod
     def param_layout(vocab_size, wordvec_size, hidden_size, score, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
-        yield "embed.W", (V, D)
+        yield "embed.W", (V, D), normal(0.01)
         yield from prefixed("lstm", recurrent("lstm", D, H))
         if score == "general":
-            yield "attention.W", (H, H)
-        yield from [("affine.W", (2 * H, V)), ("affine.b", (V,))]
+            yield "attention.W", (H, H), xavier
+        yield "affine.W", (2 * H, V), xavier
+        yield "affine.b", (V,), zeros
 
     def __init__(self, vocab_size, wordvec_size, hidden_size, score="dot", *, dtype="float32",
                  rng=None):
         self.config = AttentionSeq2seqConfig(vocab_size, wordvec_size, hidden_size, score, dtype)
-        rng = make_rng(rng)
-        V, D, H = vocab_size, wordvec_size, hidden_size
-        self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
-        self.lstm = recurrent_layer("lstm", D, H, rng, dtype, stateful=True)
-        if score == "general":
-            self.attention = TimeAttention(score="general", W=xavier(rng, H, (H, H), dtype))
-        else:
-            self.attention = TimeAttention(score=score)
-        self.affine = TimeAffine(xavier(rng, 2 * H, (2 * H, V), dtype), zeros(V, dtype))
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        self.embed = TimeEmbedding(p["embed.W"])
+        self.lstm = recurrent_layer("lstm", p, "lstm", stateful=True)
+        self.attention = TimeAttention(score=score, W=p.get("attention.W"))
+        self.affine = TimeAffine(p["affine.W"], p["affine.b"])
         self.enc_hs = None
 
     def _attend(self, dec_hs):
@@ -124,7 +121,7 @@ class AttentionSeq2seq(Seq2seqBase):
 
     @staticmethod
     def param_layout(**config):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """The encoder's params, then the decoder's (each draws its own, in that order)."""
         yield from prefixed("encoder", AttentionEncoder.param_layout(**config))
         yield from prefixed("decoder", AttentionDecoder.param_layout(**config))
 

@@ -351,8 +351,9 @@ class Model:
     def param_shapes(cls, config: dict) -> dict:
         """Dotted name -> shape of every param of ``cls(**config)`` (ties left
         out, in ``state_dict`` order), computed from ``config`` alone: nothing is
-        built or allocated. Every model class of the library states its shapes
-        (``param_layout``, next to its constructor; :mod:`timelayers.models._layout`).
+        built or allocated. Every model class of the library states its params
+        (``param_layout``: name, shape and init, next to the constructor that
+        draws them from it; :mod:`timelayers.models._layout`).
 
         Raises
         ------

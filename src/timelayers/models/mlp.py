@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..layers import Affine, Sigmoid, SoftmaxWithLoss
-from ._layout import sizes
+from ._layout import draw_params, sizes
 from ._config import ModelConfig
-from ._init import make_rng, randn, zeros
+from ._init import make_rng, normal, zeros
 from .base import Model
 
 __all__ = ["TwoLayerNet", "TwoLayerNetConfig"]
@@ -30,17 +30,17 @@ class TwoLayerNet(Model):
 
     @staticmethod
     def param_layout(input_size, hidden_size, output_size, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         I, H, O = sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
-        yield from [("affine1.W", (I, H)), ("affine1.b", (H,)), ("affine2.W", (H, O)),
-                    ("affine2.b", (O,))]
+        yield from [("affine1.W", (I, H), normal(0.01)), ("affine1.b", (H,), zeros),
+                    ("affine2.W", (H, O), normal(0.01)), ("affine2.b", (O,), zeros)]
 
     def __init__(self, input_size=2, hidden_size=10, output_size=3, *, dtype="float32", rng=None):
         self.config = TwoLayerNetConfig(input_size, hidden_size, output_size, dtype)
-        rng = make_rng(rng)
-        self.affine1 = Affine(randn(rng, (input_size, hidden_size), 0.01, dtype), zeros(hidden_size, dtype))
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        self.affine1 = Affine(p["affine1.W"], p["affine1.b"])
         self.sigmoid = Sigmoid()
-        self.affine2 = Affine(randn(rng, (hidden_size, output_size), 0.01, dtype), zeros(output_size, dtype))
+        self.affine2 = Affine(p["affine2.W"], p["affine2.b"])
         self.loss_layer = SoftmaxWithLoss()
 
     def predict(self, x):

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from ..decoding import book_generate
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
-from ._layout import no_params, prefixed, recurrent, sizes
+from ._layout import draw_params, no_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
-from ._init import make_rng, randn, xavier, zeros
+from ._init import make_rng, normal, xavier, zeros
 from ._recurrent import recurrent_layer
 from .base import Model
 
@@ -63,20 +63,20 @@ class Rnnlm(_LanguageModel):
 
     @staticmethod
     def param_layout(vocab_size, wordvec_size, hidden_size, cell, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
-        yield "embed.W", (V, D)
-        yield from prefixed("rnn", recurrent(cell, D, H))
-        yield from [("affine.W", (H, V)), ("affine.b", (V,))]
+        yield "embed.W", (V, D), normal(0.01)
+        yield from prefixed("rnn", recurrent(cell, D, H))  # Wx ~ N(0, 1/D), Wh ~ N(0, 1/H), b = 0
+        yield "affine.W", (H, V), xavier  # N(0, 1/H)
+        yield "affine.b", (V,), zeros
 
     def __init__(self, vocab_size=10000, wordvec_size=100, hidden_size=100, cell="lstm", *,
                  dtype="float32", rng=None):
         self.config = RnnlmConfig(vocab_size, wordvec_size, hidden_size, cell, dtype)
-        rng = make_rng(rng)
-        V, D, H = vocab_size, wordvec_size, hidden_size
-        self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
-        self.rnn = recurrent_layer(cell, D, H, rng, dtype, stateful=True)
-        self.affine = TimeAffine(xavier(rng, H, (H, V), dtype), zeros(V, dtype))
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        self.embed = TimeEmbedding(p["embed.W"])
+        self.rnn = recurrent_layer(cell, p, "rnn", stateful=True)
+        self.affine = TimeAffine(p["affine.W"], p["affine.b"])
         self.loss_layer = TimeSoftmaxWithLoss()
 
     def predict(self, xs):
@@ -122,13 +122,13 @@ class BetterRnnlm(_LanguageModel):
 
     @staticmethod
     def param_layout(vocab_size, wordvec_size, hidden_size, num_layers, cell, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, D, H, layers = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size,
                                 hidden_size=hidden_size, num_layers=num_layers)
-        yield "embed.W", (V, D)
+        yield "embed.W", (V, D), normal(0.01)
         for i in range(layers):
             yield from prefixed(f"rnns.{i}", recurrent(cell, D if i == 0 else H, H))
-        yield "affine.b", (V,)  # affine.W is tied to embed.W
+        yield "affine.b", (V,), zeros  # affine.W is tied to embed.W
 
     def __init__(self, vocab_size=10000, wordvec_size=650, hidden_size=650, dropout_ratio=0.5,
                  num_layers=2, cell="lstm", *, dtype="float32", rng=None):
@@ -138,13 +138,12 @@ class BetterRnnlm(_LanguageModel):
         self.config = BetterRnnlmConfig(vocab_size, wordvec_size, hidden_size, dropout_ratio,
                                         num_layers, cell, dtype)
         self.rng = make_rng(rng)
-        V, D, H = vocab_size, wordvec_size, hidden_size
-        embed_W = randn(self.rng, (V, D), 0.01, dtype)
-        self.embed = TimeEmbedding(embed_W)
+        p = draw_params(self, self.rng)  # name -> array, drawn in param_layout's order
+        self.embed = TimeEmbedding(p["embed.W"])
         self.dropouts = [TimeDropout(dropout_ratio, self.rng) for _ in range(num_layers + 1)]
-        self.rnns = [recurrent_layer(cell, D if i == 0 else H, H, self.rng, dtype, stateful=True)
+        self.rnns = [recurrent_layer(cell, p, f"rnns.{i}", stateful=True)
                      for i in range(num_layers)]
-        self.affine = TimeAffine(embed_W.T, zeros(V, dtype))
+        self.affine = TimeAffine(p["embed.W"].T, p["affine.b"])
         self.loss_layer = TimeSoftmaxWithLoss()
         self.tie("affine.W", "embed.W", transpose=True)
 

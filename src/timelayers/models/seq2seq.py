@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from ..backend import get_array_module, to_cpu
 from ..decoding import greedy_decode
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
-from ._layout import no_params, prefixed, recurrent, sizes
+from ._layout import draw_params, no_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
-from ._init import make_rng, randn, xavier, zeros
+from ._init import make_rng, normal, xavier, zeros
 from ._recurrent import recurrent_layer
 from .base import Model
 
@@ -47,16 +47,16 @@ class Encoder(Model):
 
     @staticmethod
     def param_layout(vocab_size, wordvec_size, hidden_size, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
-        yield "embed.W", (V, D)
+        yield "embed.W", (V, D), normal(0.01)
         yield from prefixed("lstm", recurrent("lstm", D, H))
 
     def __init__(self, vocab_size, wordvec_size, hidden_size, *, dtype="float32", rng=None):
         self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
-        rng = make_rng(rng)
-        self.embed = TimeEmbedding(randn(rng, (vocab_size, wordvec_size), 0.01, dtype))
-        self.lstm = recurrent_layer("lstm", wordvec_size, hidden_size, rng, dtype, stateful=False)
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        self.embed = TimeEmbedding(p["embed.W"])
+        self.lstm = recurrent_layer("lstm", p, "lstm", stateful=False)
         self.hs = None
 
     def forward(self, xs):
@@ -79,27 +79,21 @@ class Decoder(Model):
 
     @staticmethod
     def param_layout(vocab_size, wordvec_size, hidden_size, peeky=False, **_):
-        """As the constructor builds them; with ``peeky``, the PeekyDecoder's (the encoder's state ``(N, H)`` joins the LSTM's and the affine layer's inputs)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them;
+        with ``peeky``, the PeekyDecoder's (the encoder's state ``(N, H)`` joins the
+        LSTM's and the affine layer's inputs)."""
         V, D, H = sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
-        yield "embed.W", (V, D)
+        yield "embed.W", (V, D), normal(0.01)
         yield from prefixed("lstm", recurrent("lstm", D + H if peeky else D, H))
-        yield from [("affine.W", (2 * H if peeky else H, V)), ("affine.b", (V,))]
+        yield "affine.W", (2 * H if peeky else H, V), xavier
+        yield "affine.b", (V,), zeros
 
     def __init__(self, vocab_size, wordvec_size, hidden_size, *, dtype="float32", rng=None):
         self.config = Seq2seqConfig(vocab_size, wordvec_size, hidden_size, dtype)
-        rng = make_rng(rng)
-        V, D, H = vocab_size, wordvec_size, hidden_size
-        self.embed = TimeEmbedding(randn(rng, (V, D), 0.01, dtype))
-        self.lstm = recurrent_layer("lstm", self._lstm_input_size(D, H), H, rng, dtype,
-                                    stateful=True)
-        A = self._affine_input_size(H)
-        self.affine = TimeAffine(xavier(rng, A, (A, V), dtype), zeros(V, dtype))
-
-    def _lstm_input_size(self, D, H):
-        return D
-
-    def _affine_input_size(self, H):
-        return H
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        self.embed = TimeEmbedding(p["embed.W"])
+        self.lstm = recurrent_layer("lstm", p, "lstm", stateful=True)
+        self.affine = TimeAffine(p["affine.W"], p["affine.b"])
 
     def forward(self, xs, h):
         self.lstm.set_state(h)
@@ -128,14 +122,8 @@ class PeekyDecoder(Decoder):
 
     @staticmethod
     def param_layout(**config):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         return Decoder.param_layout(**config, peeky=True)
-
-    def _lstm_input_size(self, D, H):
-        return D + H
-
-    def _affine_input_size(self, H):
-        return 2 * H
 
     def _peek_forward(self, xs, h):
         xp = get_array_module(h)
@@ -212,7 +200,7 @@ class Seq2seq(Seq2seqBase):
 
     @staticmethod
     def param_layout(**config):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """The encoder's params, then the decoder's (each draws its own, in that order)."""
         yield from prefixed("encoder", Encoder.param_layout(**config))
         yield from prefixed("decoder", Decoder.param_layout(**config))
 
@@ -229,7 +217,7 @@ class PeekySeq2seq(Seq2seq):
 
     @staticmethod
     def param_layout(**config):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """The encoder's params, then the decoder's (each draws its own, in that order)."""
         yield from prefixed("encoder", Encoder.param_layout(**config))
         yield from prefixed("decoder", PeekyDecoder.param_layout(**config))
 

@@ -28,9 +28,9 @@ from ..decoding import book_generate, greedy_decode
 from ..errors import ShapeError
 from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding, TimeAffine,
                       TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
-from ._layout import layer_norm, part_of, prefixed, size, sizes, transformer_blocks
+from ._layout import part_of, prefixed, size, sizes
 from ._config import ModelConfig
-from ._init import make_rng, randn, zeros
+from ._init import draw, layer_norm, make_rng, normal, scaled_normal, zeros
 from .base import Model
 from .seq2seq import Seq2seqBase
 from ..layers.base import evaluation_mode
@@ -49,11 +49,11 @@ def _check_sizes(where, **sizes):
 
 
 def _token_input_layout(vocab_size, D, max_len, positional):
-    """The params of a :class:`TokenInput`."""
+    """``(name, shape, init)`` of a :class:`TokenInput`'s params, in the order it draws them."""
     V, D, max_len = sizes(vocab_size=vocab_size, D=D, max_len=max_len)
-    yield "embed.W", (V, D)
+    yield "embed.W", (V, D), scaled_normal(D)  # N(0, 1/D)
     if positional == "learned":
-        yield "position.W", (max_len, D)
+        yield "position.W", (max_len, D), normal(0.5)
 
 
 class TokenInput(Model):
@@ -70,9 +70,10 @@ class TokenInput(Model):
         if positional not in POSITIONAL:
             raise ValueError(f"{type(self).__name__}: argument 'positional' expected one of "
                              f"{POSITIONAL}, got {positional!r}")
-        self.embed = TimeEmbedding(randn(rng, (vocab_size, D), D ** -0.5, dtype))
+        p = draw(_token_input_layout(vocab_size, D, max_len, positional), rng, dtype)
+        self.embed = TimeEmbedding(p["embed.W"])
         if positional == "learned":
-            self.position = LearnedPositionalEmbedding(randn(rng, (max_len, D), 0.5, dtype))
+            self.position = LearnedPositionalEmbedding(p["position.W"])
         else:
             self.position = PositionalEncoding(max_len, D)
         self.dropout = TimeDropout(dropout, rng)
@@ -91,6 +92,28 @@ def _blocks(num_layers, D, num_heads, ff_size, dropout, activation, dtype, rng, 
     return [TransformerBlock(D, num_heads, ff_size, dropout, causal=causal,
                              cross_attention=cross_attention, activation=activation, dtype=dtype,
                              rng=rng, residual_layers=num_layers) for _ in range(num_layers)]
+
+
+def _ending_layout(D, vocab_size=None):
+    """The final layer norm's params, then the output layer's bias (with
+    ``vocab_size``; its ``W`` is the input's embedding, tied)."""
+    yield from prefixed("norm", layer_norm(D))
+    if vocab_size is not None:
+        yield "affine.b", (vocab_size,), zeros
+
+
+def _stack_layout(vocab_size, D, num_layers, F, max_len, positional, *, cross_attention,
+                  output, layers_name="num_layers"):
+    """``(name, shape, init)`` of the params of a ``TokenInput``, ``num_layers``
+    blocks and the ending, in the order they draw them: a :class:`TransformerLM`
+    (``output``), :class:`TransformerEncoder` or (``cross_attention``, ``output``)
+    :class:`TransformerDecoder`."""
+    yield from prefixed("input", _token_input_layout(vocab_size, D, max_len, positional))
+    num_layers = size(num_layers, layers_name)
+    for i in range(num_layers):
+        yield from prefixed(f"blocks.{i}", TransformerBlock.param_layout(
+            D, F, cross_attention=cross_attention, residual_layers=num_layers))
+    yield from _ending_layout(D, size(vocab_size, "vocab_size") if output else None)
 
 
 # -- the language model -----------------------------------------------------------------
@@ -151,12 +174,11 @@ class TransformerLM(Model):
 
     @staticmethod
     def param_layout(vocab_size, d_model, num_layers, ff_size, max_len, positional, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor's parts
+        draw them (``affine.W`` is tied to ``input.embed.W``)."""
         D, layers, F = sizes(d_model=d_model, num_layers=num_layers, ff_size=ff_size)
-        yield from prefixed("input", _token_input_layout(vocab_size, D, max_len, positional))
-        yield from transformer_blocks(layers, D, F, cross_attention=False)
-        yield from prefixed("norm", layer_norm(D))
-        yield "affine.b", (size(vocab_size, "vocab_size"),)  # affine.W is tied to input.embed.W
+        yield from _stack_layout(vocab_size, D, layers, F, max_len, positional,
+                                 cross_attention=False, output=True)
 
     def __init__(self, vocab_size=10000, d_model=128, num_heads=4, num_layers=2, ff_size=512,
                  max_len=256, dropout=0.1, positional="sinusoidal", activation="gelu_tanh", *,
@@ -170,8 +192,9 @@ class TransformerLM(Model):
         self.input = TokenInput(vocab_size, D, max_len, dropout, positional, dtype, self.rng)
         self.blocks = _blocks(num_layers, D, num_heads, ff_size, dropout, activation, dtype,
                               self.rng, causal=True, cross_attention=False)
-        self.norm = LayerNorm(np.ones(D, dtype=dtype), zeros(D, dtype))
-        self.affine = TimeAffine(self.input.embed.params[0].T, zeros(vocab_size, dtype))
+        end = draw(_ending_layout(D, vocab_size), self.rng, dtype)
+        self.norm = LayerNorm(end["norm.gamma"], end["norm.beta"])
+        self.affine = TimeAffine(self.input.embed.params[0].T, end["affine.b"])
         self.loss_layer = TimeSoftmaxWithLoss()
         self.tie("affine.W", "input.embed.W", transpose=True)
         self.context = None
@@ -254,7 +277,8 @@ class TransformerEncoder(Model):
         self.input = TokenInput(vocab_size, d_model, max_len, dropout, positional, dtype, rng)
         self.blocks = _blocks(num_layers, d_model, num_heads, ff_size, dropout, activation, dtype,
                               rng, causal=False, cross_attention=False)
-        self.norm = LayerNorm(np.ones(d_model, dtype=dtype), zeros(d_model, dtype))
+        end = draw(_ending_layout(d_model), rng, dtype)
+        self.norm = LayerNorm(end["norm.gamma"], end["norm.beta"])
 
     def forward(self, xs):
         h = self.input.forward(xs)
@@ -291,8 +315,9 @@ class TransformerDecoder(Model):
         self.input = TokenInput(vocab_size, d_model, max_len, dropout, positional, dtype, rng)
         self.blocks = _blocks(num_layers, d_model, num_heads, ff_size, dropout, activation, dtype,
                               rng, causal=True, cross_attention=True)
-        self.norm = LayerNorm(np.ones(d_model, dtype=dtype), zeros(d_model, dtype))
-        self.affine = TimeAffine(self.input.embed.params[0].T, zeros(vocab_size, dtype))
+        end = draw(_ending_layout(d_model, vocab_size), rng, dtype)
+        self.norm = LayerNorm(end["norm.gamma"], end["norm.beta"])
+        self.affine = TimeAffine(self.input.embed.params[0].T, end["affine.b"])
         self.memory = None
         self.prefix = None
 
@@ -354,20 +379,17 @@ class TransformerSeq2seq(Seq2seqBase):
 
     @staticmethod
     def param_layout(vocab_size, d_model, encoder_layers, decoder_layers, ff_size, max_len, positional, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """The encoder's params, then the decoder's, in the order they draw them. Left
+        out as tied: ``decoder.affine.W`` and ``decoder.input.embed.W`` (which the
+        decoder draws before the whole ties it to ``encoder.input.embed.W``)."""
         D, F = sizes(d_model=d_model, ff_size=ff_size)
-        yield from prefixed("encoder.input", _token_input_layout(vocab_size, D, max_len, positional))
-        yield from prefixed("encoder", transformer_blocks(size(encoder_layers, "encoder_layers"), D, F,
-                                                          cross_attention=False))
-        yield from prefixed("encoder.norm", layer_norm(D))
-        # decoder.input.embed.W and decoder.affine.W are tied to encoder.input.embed.W
-        for name, shape in _token_input_layout(vocab_size, D, max_len, positional):
-            if name != "embed.W":
-                yield f"decoder.input.{name}", shape
-        yield from prefixed("decoder", transformer_blocks(size(decoder_layers, "decoder_layers"), D, F,
-                                                          cross_attention=True))
-        yield from prefixed("decoder.norm", layer_norm(D))
-        yield "decoder.affine.b", (size(vocab_size, "vocab_size"),)
+        stack = dict(vocab_size=vocab_size, D=D, F=F, max_len=max_len, positional=positional)
+        yield from prefixed("encoder", _stack_layout(
+            num_layers=encoder_layers, layers_name="encoder_layers", **stack,
+            cross_attention=False, output=False))
+        decoder = _stack_layout(num_layers=decoder_layers, layers_name="decoder_layers", **stack,
+                                cross_attention=True, output=True)
+        yield from prefixed("decoder", (p for p in decoder if p[0] != "input.embed.W"))
 
     def __init__(self, vocab_size, d_model=64, num_heads=4, encoder_layers=2, decoder_layers=2,
                  ff_size=256, max_len=64, dropout=0.1, positional="sinusoidal",

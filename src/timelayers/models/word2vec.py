@@ -15,9 +15,9 @@ import numpy as np
 from ..backend import get_array_module
 from ..layers import Embedding, MatMul, SoftmaxWithLoss
 from ..layers.sampling import NegativeSamplingLoss
-from ._layout import sizes
+from ._layout import draw_params, sizes
 from ._config import ModelConfig
-from ._init import make_rng, randn
+from ._init import make_rng, normal
 from .base import Model
 
 __all__ = ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram", "Word2vecConfig",
@@ -43,20 +43,18 @@ class SimpleCBOW(Model):
 
     @staticmethod
     def param_layout(vocab_size, hidden_size, window_size, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, H, window = sizes(vocab_size=vocab_size, hidden_size=hidden_size, window_size=window_size)
         if window:
-            yield "in_layers.0.W", (V, H)  # the other context positions are tied to it
-        yield "out_layer.W", (H, V)
+            yield "in_layers.0.W", (V, H), normal(0.01)  # the other positions are tied to it
+        yield "out_layer.W", (H, V), normal(0.01)
 
     def __init__(self, vocab_size, hidden_size, window_size=1, *, dtype="float32", rng=None):
         self.config = Word2vecConfig(vocab_size, hidden_size, window_size, dtype)
-        rng = make_rng(rng)
-        V, H = vocab_size, hidden_size
-        W_in = randn(rng, (V, H), 0.01, dtype)
-        W_out = randn(rng, (H, V), 0.01, dtype)
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        W_in = p["in_layers.0.W"]
         self.in_layers = [MatMul(W_in) for _ in range(2 * window_size)]
-        self.out_layer = MatMul(W_out)
+        self.out_layer = MatMul(p["out_layer.W"])
         self.loss_layer = SoftmaxWithLoss()
         for i in range(1, 2 * window_size):
             self.tie(f"in_layers.{i}.W", "in_layers.0.W")
@@ -86,20 +84,17 @@ class SimpleSkipGram(Model):
 
     @staticmethod
     def param_layout(vocab_size, hidden_size, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, H = sizes(vocab_size=vocab_size, hidden_size=hidden_size)
-        yield from [("in_layer.W", (V, H)), ("out_layer.W", (H, V))]
+        yield from [("in_layer.W", (V, H), normal(0.01)), ("out_layer.W", (H, V), normal(0.01))]
 
     def __init__(self, vocab_size, hidden_size, window_size=1, *, dtype="float32", rng=None):
         self.config = Word2vecConfig(vocab_size, hidden_size, window_size, dtype)
-        rng = make_rng(rng)
-        V, H = vocab_size, hidden_size
-        W_in = randn(rng, (V, H), 0.01, dtype)
-        W_out = randn(rng, (H, V), 0.01, dtype)
-        self.in_layer = MatMul(W_in)
-        self.out_layer = MatMul(W_out)
+        p = draw_params(self, make_rng(rng))  # name -> array, drawn in param_layout's order
+        self.in_layer = MatMul(p["in_layer.W"])
+        self.out_layer = MatMul(p["out_layer.W"])
         self.loss_layers = [SoftmaxWithLoss() for _ in range(2 * window_size)]
-        self.word_vecs = W_in
+        self.word_vecs = p["in_layer.W"]
 
     def predict(self, target):
         """Scores ``(N, V)`` for every context position given one-hot ``target (N, V)``."""
@@ -140,9 +135,9 @@ def _word_counts(vocab_size, corpus, counts):
 class _NegativeSamplingModel(Model):
     @staticmethod
     def param_layout(vocab_size, hidden_size, **_):
-        """``(name, shape)`` of each param, as the constructor builds them (see Model.param_shapes)."""
+        """``(name, shape, init)`` of each param, in the order the constructor draws them."""
         V, H = sizes(vocab_size=vocab_size, hidden_size=hidden_size)
-        yield from [("in_layer.W", (V, H)), ("ns_loss.W", (V, H))]
+        yield from [("in_layer.W", (V, H), normal(0.01)), ("ns_loss.W", (V, H), normal(0.01))]
 
     def __init__(self, vocab_size, hidden_size, window_size=5, corpus=None, *, counts=None,
                  sample_size=5, power=0.75, dtype="float32", rng=None):
@@ -150,10 +145,10 @@ class _NegativeSamplingModel(Model):
         self.config = NegativeSamplingConfig(vocab_size, hidden_size, window_size,
                                              [int(c) for c in counts], sample_size, power, dtype)
         self.rng = make_rng(rng)
-        V, H = vocab_size, hidden_size
-        self.in_layer = Embedding(randn(self.rng, (V, H), 0.01, dtype))
-        self.ns_loss = NegativeSamplingLoss(randn(self.rng, (V, H), 0.01, dtype), counts,
-                                            power=power, sample_size=sample_size, rng=self.rng)
+        p = draw_params(self, self.rng)  # name -> array, drawn in param_layout's order
+        self.in_layer = Embedding(p["in_layer.W"])
+        self.ns_loss = NegativeSamplingLoss(p["ns_loss.W"], counts, power=power,
+                                            sample_size=sample_size, rng=self.rng)
 
     @property
     def word_vecs(self):
