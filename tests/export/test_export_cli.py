@@ -66,6 +66,55 @@ def test_export_torch_of_a_run(lm_run, tmp_path, capsys):
         np.testing.assert_array_equal(back.state_dict()[key], value)
 
 
+TINY_TRANSFORMER = {
+    "transformer-lm": ["--epochs", "1", "--batch-size", "4", "--time-size", "5", "--d-model",
+                       "16", "--heads", "2", "--layers", "1", "--ff-size", "32", "--warmup", "3",
+                       "--no-eval"],
+    "transformer-seq2seq": ["--epochs", "1", "--batch-size", "32", "--d-model", "16", "--heads",
+                            "2", "--encoder-layers", "1", "--decoder-layers", "1", "--ff-size",
+                            "32", "--warmup", "3"],
+}
+
+
+@pytest.mark.parametrize("recipe", list(TINY_TRANSFORMER))
+def test_export_torch_of_a_transformer_run(recipe, tmp_path, capsys):
+    """The Transformers export with --format torch too: load_torch rebuilds the
+    module (the sinusoidal table a buffer outside the state_dict), from_torch gives
+    the run's weights back, and the module scores as the run's model."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from timelayers.export import _load_run, from_torch
+    from timelayers.export.torch_modules import load_torch
+
+    if recipe == "transformer-lm":
+        data = tmp_path / "tiny.txt"
+        data.write_text(TEXT)
+    else:
+        data = tmp_path / "dates.txt"
+        write_sequence(data, make_dates(200, np.random.default_rng(0)))
+    code, _, err = run(capsys, "train", recipe, "--data", data, *TINY_TRANSFORMER[recipe],
+                       "--out", tmp_path / "run")
+    assert code == 0, err
+    code, stdout, err = run(capsys, "export", tmp_path / "run", tmp_path / "run.pt", "--format",
+                            "torch")
+    assert code == 0, err
+    assert stdout.strip() == f"wrote {tmp_path / 'run.pt'}"
+    module = load_torch(tmp_path / "run.pt").eval()
+    assert not any("position" in key for key in module.state_dict())
+    model = _load_run(tmp_path / "run").model.eval()
+    back = from_torch(module)
+    assert back.vocab == model.vocab and back.config == model.config
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[key], value, err_msg=key)
+    xs = np.random.default_rng(1).integers(0, model.config.vocab_size, (2, 5))
+    if recipe == "transformer-lm":
+        theirs = module(torch.from_numpy(xs))[0]
+        ours = model.predict(xs)
+    else:
+        theirs = module(torch.from_numpy(xs), torch.from_numpy(xs[:, :4]))
+        ours = model.decoder.forward(xs[:, :4], model.encoder.forward(xs))
+    np.testing.assert_allclose(theirs.detach().numpy(), ours, rtol=1e-5, atol=1e-5)
+
+
 def test_exported_attention_answers_dates_as_ours_with_onnx_runtime_alone(tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     pytest.importorskip("onnx", reason="onnx is not installed")

@@ -10,6 +10,14 @@ setting: the loss to ~1e-5, the gradients to ~1e-4 of their largest entry (sums
 of a few hundred float32 terms, added in another order). With oneDNN off too,
 which ``bench_models.py --native-rnn`` times.
 
+The Transformers (``test_exported_transformer_matches_ours``: every activation,
+both kinds of positions) are checked in training mode with dropout 0, each batch
+on its own, as ours reads them in training; float64 to ~1e-10, float32 to float32
+rounding (the loss to 1e-6, each gradient to 1e-5 of its largest entry). The key
+biases' gradients are zero in exact arithmetic (a bias added to every key adds one
+constant to a query's scores, which the softmax ignores): both sides give rounding
+noise there, checked against the largest gradient of the model instead.
+
 Covered in ``tests/export/test_export_torch.py`` and not repeated here: the
 loss of every exportable model in evaluation mode (``test_loss_equals_ours``), the
 exact round trip, and ten clipped SGD steps giving our losses
@@ -25,7 +33,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
 
 from timelayers.export import to_torch  # noqa: E402
-from timelayers.models import AttentionSeq2seq, BetterRnnlm, Rnnlm  # noqa: E402
+from timelayers.models import (AttentionSeq2seq, BetterRnnlm, Rnnlm,  # noqa: E402
+                               TransformerLM, TransformerSeq2seq)
 
 
 def grads_as_ours(module):
@@ -84,5 +93,45 @@ def test_exported_module_matches_ours(kind, dtype, tol, gtol, onednn):
         assert sorted(theirs) == sorted(model.param_names)
         for name, g in zip(model.param_names, model.grads):
             scale = max(np.abs(theirs[name]).max(), 1e-12)
+            np.testing.assert_allclose(g / scale, theirs[name] / scale, rtol=0, atol=gtol,
+                                       err_msg=f"{kind} step {step}: gradient of {name}")
+
+
+def make_transformer(kind, dtype, activation, positional):
+    """A Transformer without dropout, its module (both in training mode), V, the
+    shapes of xs and ts."""
+    sizes = dict(ff_size=24, max_len=9, dropout=0.0, positional=positional,
+                 activation=activation, dtype=dtype, rng=1)
+    if kind == "transformer-lm":
+        model = TransformerLM(31, 16, 4, 2, **sizes)
+        shapes = (3, 9), (3, 9)
+    else:
+        model = TransformerSeq2seq(31, 16, 4, 2, 2, **sizes)
+        shapes = (3, 8), (3, 7)
+    return model.train(), to_torch(model).train(), 31, *shapes
+
+
+@pytest.mark.parametrize("activation,positional", [("gelu_tanh", "sinusoidal"),
+                                                   ("gelu", "learned"), ("relu", "sinusoidal"),
+                                                   ("relu", "learned")])
+@pytest.mark.parametrize("kind", ["transformer-lm", "transformer-seq2seq"])
+@pytest.mark.parametrize("dtype,tol,gtol", [("float64", 1e-10, 1e-10), ("float32", 1e-6, 1e-5)])
+def test_exported_transformer_matches_ours(kind, dtype, tol, gtol, activation, positional):
+    rng = np.random.default_rng(0)
+    model, module, V, xshape, tshape = make_transformer(kind, dtype, activation, positional)
+    for step in range(2):
+        xs, ts = rng.integers(0, V, xshape), rng.integers(0, V, tshape)
+        module.zero_grad()
+        loss = module.loss(torch.from_numpy(xs), torch.from_numpy(ts))
+        loss = loss[0] if kind == "transformer-lm" else loss       # (loss, context)
+        loss.backward()
+        ours = model.forward(xs, ts)
+        model.backward()
+        assert ours == pytest.approx(loss.item(), rel=tol)
+        theirs = grads_as_ours(module)
+        assert sorted(theirs) == sorted(model.param_names)
+        largest = max(np.abs(g).max() for g in theirs.values())
+        for name, g in zip(model.param_names, model.grads):
+            scale = largest if name.endswith(".bk") else np.abs(theirs[name]).max()
             np.testing.assert_allclose(g / scale, theirs[name] / scale, rtol=0, atol=gtol,
                                        err_msg=f"{kind} step {step}: gradient of {name}")

@@ -3,9 +3,11 @@
 - :func:`to_onnx` writes a model as ONNX graph(s) (:mod:`.onnx_graphs`, needs the
   ``onnx`` package: ``pip install 'timelayers[onnx]'``);
 - :func:`to_torch` gives an ``nn.Module`` holding the model's weights, built from
-  ``nn.Embedding``, ``nn.LSTM``/``nn.GRU``/``nn.RNN`` and ``nn.Linear``, and
-  :func:`from_torch` reads such a module's weights back into a model
-  (:mod:`.torch_modules`, needs PyTorch);
+  ``nn.Embedding``, ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``nn.Linear`` and, for the
+  Transformers, ``nn.TransformerEncoderLayer``/``nn.TransformerDecoderLayer`` and
+  ``nn.LayerNorm``, and :func:`from_torch` reads such a module's weights back into
+  a model (:mod:`.torch_modules`, needs PyTorch); both take every model of
+  :data:`EXPORT_KINDS`;
 - :func:`export_run` does either for a run folder (the ``timelayers export``
   command).
 
@@ -100,7 +102,8 @@ def to_onnx(model, path, *, recipe=None, force=False) -> list:
 
 def to_torch(model):
     """A PyTorch ``nn.Module`` computing what ``model`` computes, with its weights
-    (copied; see :mod:`.torch_modules`)."""
+    (copied; see :mod:`.torch_modules`): any model of :data:`EXPORT_KINDS`, the
+    recurrent ones, word2vec's and the Transformers."""
     _need("torch", "to_torch")
     return _torch_modules().to_torch(model)
 
