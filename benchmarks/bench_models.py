@@ -14,16 +14,16 @@ A training step is, for ours::
     clip_grads(model.grads, max_grad); optimizer.update(model.params, model.grads)
 
 and for the same model in PyTorch, started from our initial weights: the module
-the library's converter makes, ``timelayers.export.to_torch(model)`` (Rnnlm,
-BetterRnnlm, AttentionSeq2seq), or, for the TransformerLM, which ``to_torch``
-refuses, the hand-written twin of ``benchmarks/torch_models.py``::
+the library's converter makes, ``timelayers.export.to_torch(model)``::
 
     opt.zero_grad(); loss = loss_of(xs, ts); loss.backward()
     clip_grad_norm_(module.parameters(), max_grad); opt.step()
 
-where ``loss_of`` is ``module.loss(xs, ts)``, except for the language models,
-which carry their state as ours do (truncated BPTT): ``loss, state =
-module.loss(xs, ts, state)``, the state then detached.
+where ``loss_of`` is ``module.loss(xs, ts)``, except for the recurrent language
+models, which carry their state as ours do (truncated BPTT): ``loss, state =
+module.loss(xs, ts, state)``, the state then detached; the TransformerLM reads
+every batch on its own, as ours does in training (``loss, _ = module.loss(xs,
+ts)``, no context).
 
 Both run the same batches (random ids, drawn once), float32, dropout on, with
 the same thread count; the steps are interleaved (ours, torch, ours, torch, ...)
@@ -52,8 +52,9 @@ cbow            CBOW with negative sampling, V=10000, hidden 100, window 5, k=5,
 transformer     TransformerLM (beyond the book) with the sizes of its recipe:
                 V=10000, D=256, 4 heads, 2 blocks, feed-forward 1024, tanh GELU,
                 dropout 0.2, tied, N=32, T=64, AdamW(lr=1e-3, weight decay 0.01),
-                clip 1; the twin is nn.TransformerEncoderLayer(norm_first=True,
-                batch_first=True) with a causal mask (``TorchTransformerLM``)
+                clip 1; torch's side is nn.TransformerEncoderLayer(norm_first=True,
+                batch_first=True) with a causal mask (``to_torch``'s
+                ``TransformerLanguageModel``)
 ==============  ====================================================================
 
 GFLOP/s
@@ -231,8 +232,8 @@ def transformer_block_flops(N, T, D, F):
 # ----------------------------------------------------------------------------- cases
 
 class Case:
-    """Our model, the same model in torch (``self.twin``: ``to_torch(model)`` or a
-    hand-written twin), their optimizers, the batches, the FLOP count."""
+    """Our model, the same model in torch (``self.twin``: ``to_torch(model)``),
+    their optimizers, the batches, the FLOP count."""
 
     name = ""
     max_grad = None
@@ -398,9 +399,12 @@ class TransformerCase(Case):
     make_batch = RnnlmCase.make_batch  # random ids (N, T), inputs and targets
 
     def make_twin(self):
-        from torch_models import TorchTransformerLM  # to_torch refuses the Transformers
+        return to_torch(self.model)
 
-        return TorchTransformerLM.from_ours(self.model)
+    def torch_loss(self, xs, ts):
+        """Every batch on its own, as ours in training (no context carried)."""
+        loss, _ = self.twin.loss(xs, ts)
+        return loss
 
     def make_torch_optimizer(self):
         return self.torch.optim.AdamW(self.twin.parameters(), lr=1e-3, eps=1e-7,
