@@ -25,6 +25,11 @@ GRU         ``(D, 3H)``   ``(H, 3H)``   ``(3H,)`` ``z`` (update), ``r`` (reset),
 ``GRU``/``TimeGRU`` with ``reset_after=True`` take a second bias ``bh (3H,)``,
 added to the hidden-side product (the cuDNN/PyTorch form, see :class:`GRU`).
 
+PyTorch and ONNX keep the transposes in other gate orders, and their GRU's update
+gate is ``1 - z`` here (its weights and biases change sign): the table is in
+:mod:`timelayers.export._layouts`. PyTorch's ``nn.LSTM`` has two biases, ``b_ih``
+and ``b_hh``; the LSTM's ``b`` here is their sum (reordered).
+
 Where the math is
 -----------------
 The cells run the step functions of :mod:`.recurrent_reference`, the book's
@@ -142,24 +147,18 @@ class _Cell(Layer):
 
 
 class RNN(_Cell):
-    """One step of the Elman RNN with tanh:
-    ``h_next = tanh(x @ Wx + h_prev @ Wh + b)``.
+    """One step of the tanh (Elman) RNN, the book's ``RNN`` (ch. 5): the step of
+    :func:`~timelayers.layers.recurrent_reference.rnn_step` (sequences: :class:`TimeRNN`).
 
     Parameters
     ----------
     Wx : array, shape (D, H)
     Wh : array, shape (H, H)
     b : array, shape (H,)
-        Kept as ``params`` (the very arrays), in this order; ``param_names`` is
-        ``("Wx", "Wh", "b")``.
+        Kept as ``params`` (the very arrays), in this order.
 
-    Notes
-    -----
-    ``forward(x, h_prev)``: ``x (N, D)``, ``h_prev (N, H)`` -> ``h_next (N, H)``.
-    ``backward(dh_next)``: ``dh_next (N, H)`` -> ``(dx (N, D), dh_prev (N, H))``;
-    writes ``dWx, dWh, db`` into ``grads``. Caches ``x``, ``h_prev`` and
-    ``h_next``. For sequences use :class:`TimeRNN`, which runs the same math
-    over all steps, faster.
+    ``forward(x (N, D), h_prev (N, H)) -> h_next (N, H)`` caches the step (``cache``);
+    ``backward(dh_next (N, H)) -> (dx (N, D), dh_prev (N, H))``, ``dWx, dWh, db`` into ``grads``.
     """
 
     param_names = ("Wx", "Wh", "b")
@@ -178,26 +177,19 @@ class RNN(_Cell):
 
 
 class LSTM(_Cell):
-    """One step of the LSTM (Hochreiter & Schmidhuber 1997, with a forget gate):
-    :func:`~timelayers.layers.recurrent_reference.lstm_step`'s equations, gates
-    in the book's order **f, g, i, o**.
+    """One step of the LSTM, the book's ``LSTM`` (ch. 6): the step of
+    :func:`~timelayers.layers.recurrent_reference.lstm_step`, gates **f, g, i, o**.
 
     Parameters
     ----------
     Wx : array, shape (D, 4H)
     Wh : array, shape (H, 4H)
     b : array, shape (4H,)
-        Kept as ``params`` (the very arrays), in this order; ``param_names`` is
-        ``("Wx", "Wh", "b")``. PyTorch's ``nn.LSTM`` orders its gates i, f, g, o
-        and has two biases (``b = b_ih + b_hh`` after reordering).
+        Kept as ``params`` (the very arrays), in this order.
 
-    Notes
-    -----
-    ``forward(x, h_prev, c_prev)``: ``x (N, D)``, ``h_prev, c_prev (N, H)`` ->
-    ``(h_next, c_next)``, each ``(N, H)``.
-    ``backward(dh_next, dc_next)`` -> ``(dx (N, D), dh_prev (N, H), dc_prev (N, H))``;
-    writes ``dWx, dWh, db`` into ``grads``. Caches the inputs, the four gate
-    activations, ``c_next`` and ``tanh(c_next)``.
+    ``forward(x (N, D), h_prev, c_prev (N, H)) -> (h_next, c_next)``, each ``(N, H)``,
+    caches the step (``cache``); ``backward(dh_next, dc_next) -> (dx (N, D), dh_prev,
+    dc_prev)``, ``dWx, dWh, db`` into ``grads``.
     """
 
     param_names = ("Wx", "Wh", "b")
@@ -217,18 +209,8 @@ class LSTM(_Cell):
 
 
 class GRU(_Cell):
-    """One step of the GRU (Cho et al. 2014), in the book's convention:
-    :func:`~timelayers.layers.recurrent_reference.gru_step`'s equations, slices
-    in the order **z, r, h~**.
-
-    ``reset_after=False`` is the book's GRU (and Cho et al.'s). ``reset_after=True``
-    is the cuDNN / PyTorch / Keras form: the reset gate multiplies the hidden
-    product, and a second bias ``bh (3H,)`` is added to ``h_prev @ Wh`` for all
-    three slices (for ``z`` and ``r`` it simply adds to ``b``).
-
-    PyTorch's ``nn.GRU`` orders its slices r, z, n and updates
-    ``h_next = (1 - z') * n + z' * h_prev``: its ``z'`` is ``1 - z`` here, so its
-    update-gate weights and biases are the negatives of ours.
+    """One step of the GRU (Cho et al. 2014): the step of
+    :func:`~timelayers.layers.recurrent_reference.gru_step`, slices **z, r, h~**.
 
     Parameters
     ----------
@@ -236,15 +218,16 @@ class GRU(_Cell):
     Wh : array, shape (H, 3H)
     b : array, shape (3H,)
     reset_after : bool, default False
+        False: the book's GRU (and Cho et al.'s). True: the cuDNN / PyTorch / Keras
+        form, the reset gate multiplying the hidden product (PyTorch: see the module
+        docstring).
     bh : array, shape (3H,), optional
-        Only with ``reset_after=True``; zeros when omitted. ``param_names`` is
-        ``("Wx", "Wh", "b")``, plus ``"bh"`` with ``reset_after=True``.
+        The hidden-side bias, only with ``reset_after=True`` (zeros when omitted);
+        ``param_names`` then ends with ``"bh"``.
 
-    Notes
-    -----
-    ``forward(x, h_prev)``: ``x (N, D)``, ``h_prev (N, H)`` -> ``h_next (N, H)``.
-    ``backward(dh_next)`` -> ``(dx (N, D), dh_prev (N, H))``; writes the param
-    gradients into ``grads``.
+    ``forward(x (N, D), h_prev (N, H)) -> h_next (N, H)`` caches the step (``cache``);
+    ``backward(dh_next (N, H)) -> (dx (N, D), dh_prev (N, H))``, the param gradients
+    into ``grads``.
     """
 
     param_names = ("Wx", "Wh", "b")
@@ -275,27 +258,21 @@ class GRU(_Cell):
 
 class _TimeRecurrent(Layer):
     """What :class:`TimeRNN`, :class:`TimeLSTM` and :class:`TimeGRU` share: the
-    sequence forward and backward through a plan, and the recurrent state.
+    recurrent state, and the sequence's forward and backward through a plan.
 
-    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, H)`` (a new array);
-    ``backward(dhs)``: ``dhs (N, T, H)`` -> ``dxs (N, T, D)``, the param
-    gradients written into ``grads``. The gradient of the last state enters
-    through ``dhs[:, -1]``.
+    ``forward(xs (N, T, D)) -> hs (N, T, H)`` (a new array) leaves the last states
+    ``(N, H)`` in ``h`` (and the LSTM's ``c``); ``backward(dhs (N, T, H)) -> dxs (N,
+    T, D)`` writes the param gradients into ``grads`` and the initial states' into
+    ``dh`` (and ``dc``), what a seq2seq decoder hands to its encoder. The last
+    state's gradient enters through ``dhs[:, -1]``.
 
-    ``stateful=True``: each forward starts from the last state of the previous
-    one (truncated BPTT over a long sequence cut into blocks; gradients do not
-    cross a block boundary). ``stateful=False``: from zeros, or from the state
-    given to ``set_state`` until ``reset_state``. ``plan``: None picks the plan
-    for the shapes at every call (:func:`~timelayers.layers.plans.choose_plan`);
-    "reference" runs the book's equations step by step; or a
-    :class:`~timelayers.layers.plans.Plan`. The chosen plan also follows
-    ``train_flg``: in evaluation mode the LSTM's forward keeps only its inputs
-    for a backward, which then runs the forward again (the inputs must not
-    change in between).
-
-    After forward, ``h`` (and the LSTM's ``c``) hold the last states ``(N, H)``;
-    after backward, ``dh`` (and ``dc``) the gradients of the initial states (what
-    a seq2seq decoder hands back to its encoder).
+    ``stateful=True``: a forward starts from the last one's last state (truncated
+    BPTT: no gradient crosses a block boundary); ``False``: from zeros, or from
+    :meth:`set_state`'s until :meth:`reset_state`. ``plan``: None (chosen at every
+    forward by :func:`~timelayers.layers.plans.choose_plan`), ``"reference"`` (the
+    book's equations step by step) or a :class:`~timelayers.layers.plans.Plan`. In
+    evaluation mode the LSTM's forward keeps only its inputs and a backward runs it
+    again: the inputs must not change in between.
     """
 
     cell = CELLS["rnn"]
@@ -471,41 +448,24 @@ class TimeGRU(_TimeRecurrent):
 
 
 class TimeBiLSTM(Layer):
-    """Bidirectional LSTM: one :class:`TimeLSTM` reads the sequence forwards, a
-    second reads it backwards, and their hidden states are concatenated::
-
-        hs[:, t] = concat(hf_t, hb_t)        # (N, 2H)
-
-    where ``hf_t`` is the forward LSTM's state after reading ``x_0 .. x_t`` and
-    ``hb_t`` the backward LSTM's after reading ``x_{T-1} .. x_t``.
+    """Bidirectional LSTM: one :class:`TimeLSTM` reads ``xs`` forwards, one backwards,
+    and ``hs[:, t] = concat(hf_t, hb_t)`` ``(N, 2H)``, with ``hf_t`` the forward
+    state after ``x_0 .. x_t`` and ``hb_t`` the backward one after ``x_{T-1} .. x_t``.
 
     Parameters
     ----------
     Wx1, Wh1, b1 : arrays, shapes (D, 4H), (H, 4H), (4H,)
-        The forward LSTM (gate order f, g, i, o as in :class:`TimeLSTM`).
+        The forward LSTM (gates f, g, i, o as in :class:`TimeLSTM`).
     Wx2, Wh2, b2 : arrays, shapes (D, 4H), (H, 4H), (4H,)
-        The backward LSTM.
-        ``params`` holds the six arrays in this order; ``param_names`` is
-        ``("Wx_fwd", "Wh_fwd", "b_fwd", "Wx_bwd", "Wh_bwd", "b_bwd")``.
+        The backward LSTM. ``params`` holds the six arrays in this order.
 
-    Attributes
-    ----------
-    forward_lstm, backward_lstm : TimeLSTM
-        The two directions (their ``grads`` are the arrays in ``self.grads``).
-    h, c : array (2, N, H) or None
-        Last states after forward: ``[0]`` the forward direction's (after
-        ``x_{T-1}``), ``[1]`` the backward direction's (after ``x_0``) -- the
-        layout of PyTorch's ``h_n``.
-    dh, dc : array (2, N, H) or None
-        After backward, the gradients of the initial states, same layout.
-
-    Notes
-    -----
-    ``forward(xs)``: ``xs (N, T, D)`` -> ``hs (N, T, 2H)``;
-    ``backward(dhs)``: ``dhs (N, T, 2H)`` -> ``dxs (N, T, D)``.
-    Not stateful (the backward direction cannot carry a state into the next
-    block of a long sequence); :meth:`set_state` sets the initial states of
-    every forward until :meth:`reset_state`.
+    ``forward(xs (N, T, D)) -> hs (N, T, 2H)``; ``backward(dhs (N, T, 2H)) -> dxs
+    (N, T, D)``. The directions are ``forward_lstm`` and ``backward_lstm`` (whose
+    ``grads`` are ``self.grads``). ``h, c`` (last states: ``[0]`` after ``x_{T-1}``,
+    ``[1]`` after ``x_0``, as PyTorch's ``h_n``) and ``dh, dc`` (the initial states'
+    gradients) are ``(2, N, H)``, or None before. Not stateful (the backward direction
+    cannot carry a state into the next block): :meth:`set_state` holds until
+    :meth:`reset_state`.
     """
 
     param_names = ("Wx_fwd", "Wh_fwd", "b_fwd", "Wx_bwd", "Wh_bwd", "b_bwd")

@@ -46,30 +46,20 @@ _ROW_PAD_BYTES = 64
 
 
 class FastLSTM(Plan):
-    """The fast LSTM's choices.
+    """The fast LSTM's choices (:meth:`for_shape` makes them, each with its reason).
 
-    prescaled : the gate scales are folded into a copy of the weights, stacked
-        with the bias; worth the copy when there are more rows ``T*N`` than
-        weight rows ``D+1+H`` (training-sized calls). Otherwise (generation,
-        one step at a time) ``x @ Wx + b`` and the pre-activations are scaled.
-    fused : (prescaled only) one product per step, ``XH[t] @ [Wx; b; Wh]``,
-        written straight into the step's pre-activations: for small inputs
-        (``4 (D+1) <= H``, the seq2seq models' character embeddings) the
-        ``D+1`` extra rows cost less than a separate ``(T*N, D)`` product whose
-        output goes to memory and comes back. Otherwise ``[x, 1] @ [Wx; b]``
-        runs for all steps at once and ``h @ Wh`` per step.
-    transposed : the forward's per-step products computed transposed (few
-        rows, see ``TRANSPOSED_STEP_MAX_ROWS``); the transposed weights are a
-        copy per call, so not for a step or two of an unscaled call.
+    prescaled : the gate scales folded into a copy of the weights stacked with the
+        bias; else ``x @ Wx + b``, and the pre-activations scaled.
+    fused : (prescaled only) one product per step, ``XH[t] @ [Wx; b; Wh]``; else
+        ``[x, 1] @ [Wx; b]`` for all steps at once and ``h @ Wh`` per step.
+    transposed : the forward's per-step products computed transposed.
     transposed_backward : the backward's ``dA_t @ Wh^T`` computed as
-        ``(Wh @ dA_t^T)^T`` (few rows), else with a copy of ``Wh^T``.
+        ``(Wh @ dA_t^T)^T``, else with a copy of ``Wh^T``.
     stepwise_backward : see ``STEPWISE_BACKWARD_MIN``.
-    keep_steps : forward keeps every step's inputs, gates and states for
-        backward. False (evaluation: generation, answering): forward writes
-        over the buffers of one step, which stay in the CPU's caches, and
-        returns the inputs themselves as its cache (not copied: they must not
-        change before a backward); a backward then runs the forward again,
-        keeping the steps.
+    keep_steps : forward keeps every step for backward. False (evaluation): it
+        overwrites one step's buffers and returns the inputs themselves as its
+        cache (not copied: they must not change before a backward, which runs the
+        forward again, keeping the steps).
     """
 
     def __init__(self, prescaled, fused, transposed, transposed_backward, stepwise_backward,
@@ -87,10 +77,18 @@ class FastLSTM(Plan):
     def for_shape(cls, N, T, D, H, keep_steps=True):
         """The choices for blocks of ``N`` rows, ``T`` steps, ``D`` inputs, ``H`` units;
         ``keep_steps=False`` for a forward that no backward is expected to follow."""
+        # the prescaled copy pays when there are more rows T*N than weight rows
+        # D+1+H (training-sized calls), not for generation's one step at a time
         prescaled = D + 1 + H < T * N
         few_rows = N <= TRANSPOSED_STEP_MAX_ROWS
         return cls(prescaled=prescaled,
+                   # for small inputs (the seq2seq models' character embeddings) D+1
+                   # more rows in each step's product, written straight into its
+                   # pre-activations, cost less than a (T*N, D) product whose output
+                   # goes to memory and comes back
                    fused=prescaled and 4 * (D + 1) <= H,
+                   # the transposed weights are a copy per call: not for a step or
+                   # two of an unscaled call
                    transposed=few_rows and (prescaled or T >= 4),
                    transposed_backward=few_rows,
                    stepwise_backward=N * H >= STEPWISE_BACKWARD_MIN,
@@ -165,7 +163,8 @@ class FastLSTM(Plan):
     def _forward_one_step_buffers(self, params, xs, states, prepared):
         """The forward of ``keep_steps=False``: the same steps on buffers of one
         step (``xh (N, D+1+H)``, ``a (N, 4H)``, ``c``, ``tanh(c)``), written over
-        at every step; returns ``hs``, the last states and the inputs as the cache."""
+        at every step, so they stay in the CPU's caches; returns ``hs``, the last
+        states and the inputs as the cache."""
         Wx, Wh, b = params
         h0, c0 = states
         xp = get_array_module(Wx)
