@@ -218,13 +218,8 @@ def _attend_on_threads(q, hs_enc):
 
 
 class TimeAttention(Layer):
-    """Attention for every decoder step at once.
-
-    With ``q = hs_dec`` (``"dot"``) or ``q = hs_dec @ W`` (``"general"``)::
-
-        s = q @ hs_enc^T        # (N, Td, Te)
-        a = softmax(s, axis=-1) # (N, Td, Te)
-        c = a @ hs_enc          # (N, Td, H)
+    """Attention for every decoder step at once (the book's ``TimeAttention``, ch. 8):
+    :class:`Attention` at each step (see the module docstring), as batched products.
 
     Parameters
     ----------
@@ -233,17 +228,12 @@ class TimeAttention(Layer):
         Required with ``score="general"`` (kept as ``params[0]``), not allowed
         otherwise.
 
-    Shapes: ``forward(hs_enc (N, Te, H), hs_dec (N, Td, H))`` returns the
-    contexts ``(N, Td, H)``; ``backward(dout (N, Td, H))`` returns
-    ``(dhs_enc (N, Te, H), dhs_dec (N, Td, H))``. Caches ``hs_enc``, ``hs_dec``,
-    ``q`` and ``a``.
-
-    Attributes
-    ----------
-    attention_weights : array, shape (N, Td, Te)
-        The weights of the last ``forward``, ``attention_weights[n, i, j]`` being
-        how much decoder step ``i`` attends to encoder step ``j``. A reference to
-        the cached array (no copy); ``backward`` never modifies it.
+    ``forward(hs_enc (N, Te, H), hs_dec (N, Td, H))`` -> contexts ``(N, Td, H)``;
+    ``backward(dout (N, Td, H))`` -> ``(dhs_enc (N, Te, H), dhs_dec (N, Td, H))``.
+    Caches ``hs_enc``, ``hs_dec``, the queries and the weights; those of the last
+    forward are ``attention_weights (N, Td, Te)`` (``[n, i, j]``: how much decoder
+    step ``i`` attends to encoder step ``j``), the cached array, never modified by
+    ``backward``.
     """
 
     def __init__(self, score="dot", W=None):

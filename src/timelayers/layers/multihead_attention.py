@@ -59,36 +59,25 @@ def _affine_backward(xp, x2d, dy2d, W, dW, db):
 
 
 class MultiHeadAttention(Layer):
-    """Multi-head attention, self or cross (see the module docstring).
+    """Multi-head attention, self or cross (the equations and masks: the module
+    docstring).
 
     Parameters
     ----------
     Wq, Wk, Wv, Wo : arrays, shape (D, D)
     bq, bk, bv, bo : arrays, shape (D,)
-        Kept as ``params`` in the order ``Wq, bq, Wk, bk, Wv, bv, Wo, bo``. PyTorch's
-        ``nn.MultiheadAttention`` holds the transposes: ``in_proj_weight`` is
-        ``[Wq.T; Wk.T; Wv.T]`` (3D, D), ``in_proj_bias`` is ``[bq, bk, bv]``,
-        ``out_proj.weight`` is ``Wo.T``.
+        Kept as ``params`` in the order ``Wq, bq, Wk, bk, Wv, bv, Wo, bo``
+        (PyTorch's layout: :mod:`timelayers.export.torch_modules`).
     num_heads : int
         Must divide ``D``.
     causal : bool, default False
         Mask the future (decoder self-attention).
 
-    Shapes: ``forward(x (N, Tq, D), memory=None, key_padding_mask=None)`` with
-    ``memory (N, Tk, D)`` (None: self-attention, ``memory = x``) and
-    ``key_padding_mask (N, Tk)`` bool, returns ``(N, Tq, D)``.
-    ``backward(dout (N, Tq, D))`` returns ``dx (N, Tq, D)`` for self-attention and
-    ``(dx (N, Tq, D), dmemory (N, Tk, D))`` for cross-attention.
-
-    Caches the inputs as ``(N*T, D)`` rows, ``Q``, ``K``, ``V`` split into heads
-    ``(N, h, T, dh)`` (``Q`` already scaled by ``1 / sqrt(dh)``), the weights
-    ``A (N, h, Tq, Tk)`` and the concatenated contexts ``(N*Tq, D)``.
-
-    Attributes
-    ----------
-    attention_weights : array, shape (N, h, Tq, Tk)
-        ``A`` of the last ``forward`` (a reference to the cache; ``backward`` does
-        not modify it).
+    ``forward(x (N, Tq, D), memory=None, key_padding_mask=None) -> (N, Tq, D)``, with
+    ``memory (N, Tk, D)`` (None: self-attention) and ``key_padding_mask (N, Tk)``
+    bool. ``backward(dout (N, Tq, D))`` -> ``dx (N, Tq, D)``, or with ``memory``
+    ``(dx, dmemory (N, Tk, D))``. ``attention_weights`` is the last forward's ``A
+    (N, h, Tq, Tk)``, the cached array (``backward`` does not modify it).
     """
 
     param_names = ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo")
@@ -167,6 +156,8 @@ class MultiHeadAttention(Layer):
         c2d = _merge_heads(a @ v)  # (N*Tq, D)
         out = c2d @ Wo
         out += bo
+        # the inputs as (N*T, D) rows, Q (scaled), K, V split into heads, the weights and
+        # the concatenated contexts
         self.cache = (x2d, m2d, self_attention, q, k, v, a, c2d, scale, (N, Tq, Tk))
         self.attention_weights = a
         return out.reshape(N, Tq, D)

@@ -18,6 +18,37 @@ a ``numpy.random.Generator``; for CuPy targets, on the GPU, from a seed drawn
 from that generator (``method="counter"``, :mod:`timelayers.cuda.random`), so
 that a training step never waits for the device. A CPU sampler with
 ``method="counter"`` draws what the GPU draws from the same seed.
+
+The sampler's methods give exactly this distribution and differ in cost:
+
+- ``"rejection"`` draws all ``N * k`` values with replacement (Walker's alias
+  method, ``O(1)`` each), then redraws only the entries equal to the row's target
+  or to an earlier entry of the row, over all offending rows at once, until none
+  remain. Because an entry is only ever rejected for a value that the final row
+  also excludes, each entry ends up as the first of its own i.i.d. draws that
+  avoids the target and the entries before it -- successive sampling exactly.
+  (Rejecting whole rows instead would give a different law, with set
+  probabilities proportional to the product of ``p``.)
+- ``"exponential"`` takes the ``k`` smallest of ``E[n, w] / p[w]`` with ``E ~
+  Exp(1)`` and the target column set to infinity (the exponential form of
+  Gumbel-top-k, Efraimidis & Spirakis 2006): exact too, ``O(N V)`` per batch,
+  and its cost does not depend on ``p``.
+- ``"auto"`` picks rejection when the ``k`` most probable words hold at most
+  half of the mass (every redraw then succeeds with probability at least 1/2),
+  exponential otherwise.
+- ``"counter"`` is exponential with the ``E`` made from a hash of one seed and
+  the (row, word) index (:func:`timelayers.cuda.random.exponential_keys`): what
+  CuPy targets always use, on the GPU; on the CPU it gives the GPU's samples.
+
+:class:`NegativeSamplingLoss` follows the book's convention, the *sum* over the
+``1 + k`` columns of the *mean* over the batch. With ``idx = [target,
+negatives]`` of shape ``(N, 1 + k)`` (the positive in column 0) and ``s[n, j] =
+h[n] . W[idx[n, j]]``::
+
+    loss = mean_n softplus(-s[n, 0]) + sum_{j=1..k} mean_n softplus(s[n, j])
+
+(``softplus(-s) = -log sigmoid(s)``), i.e. ``(1 + k)`` times the mean over all
+``N (1 + k)`` binary losses.
 """
 
 from __future__ import annotations
@@ -81,44 +112,25 @@ def _alias_table(p):
 
 
 class UnigramSampler:
-    """Draw negative samples from ``counts ** power``, vectorised over the batch.
+    """Draw negative samples from ``counts ** power``, vectorised over the batch
+    (the book's ``UnigramSampler``, ch. 4; the draw: see the module docstring).
 
     Parameters
     ----------
     counts : array_like, shape (V,)
-        Non-negative word frequencies (e.g. ``np.bincount(corpus, minlength=V)``).
-        Words with count 0 are never drawn.
+        Non-negative word frequencies (e.g. ``np.bincount(corpus, minlength=V)``);
+        words with count 0 are never drawn.
     power : float
         Exponent applied to the counts (0.75 in word2vec).
     sample_size : int
-        Negatives per target, ``k``. At most ``V - 1``, and at most the number of
-        words with a positive count minus one.
+        Negatives per target, ``k``: at most ``V - 1`` and the number of words
+        with a positive count minus one.
     rng : numpy.random.Generator, optional
-        Source of randomness; defaults to ``numpy.random.default_rng()`` (not
-        reproducible). For CuPy targets only a seed is drawn from it, and the
-        samples are drawn on the GPU by ``"counter"``.
+        Default ``numpy.random.default_rng()`` (not reproducible). For CuPy
+        targets only a seed is drawn from it.
     method : {"auto", "rejection", "exponential", "counter"}
-        Both methods give exactly the distribution described in the module
-        docstring; they differ in cost. ``"rejection"`` draws all ``N * k``
-        values with replacement (Walker's alias method, ``O(1)`` each), then
-        redraws only the entries equal to the row's target or to an earlier entry
-        of the row, over all offending rows at once, until none remain. Because
-        an entry is only ever rejected for a value that the final row also
-        excludes, each entry ends up as the first of its own i.i.d. draws that
-        avoids the target and the entries before it -- successive sampling
-        exactly. (Rejecting whole rows instead would give a different law, with
-        set probabilities proportional to the product of ``p``.)
-        ``"exponential"`` takes the ``k`` smallest of ``E[n, w] / p[w]`` with
-        ``E ~ Exp(1)`` and the target column set to infinity (the exponential
-        form of Gumbel-top-k, Efraimidis & Spirakis 2006): exact too, ``O(N V)``
-        per batch, and its cost does not depend on ``p``. ``"auto"`` picks
-        rejection when the ``k`` most probable words hold at most half of the
-        mass (every redraw then succeeds with probability at least 1/2),
-        exponential otherwise. ``"counter"`` is exponential with the ``E`` made
-        from a hash of one seed and the (row, word) index
-        (:func:`timelayers.cuda.random.exponential_keys`): what CuPy targets
-        always use, on the GPU, whatever ``method`` says; on the CPU it gives
-        the GPU's samples.
+        How NumPy targets are drawn (the same law, other costs: see the module
+        docstring); CuPy targets always use ``"counter"``, on the GPU.
 
     Attributes
     ----------
@@ -292,44 +304,26 @@ class UnigramSampler:
 
 
 class NegativeSamplingLoss(Layer):
-    """Binary cross entropy of one positive and ``sample_size`` negative words per
-    row, scored by :class:`EmbeddingDot` on the output embedding ``W``.
-
-    With ``idx = [target, negatives]`` of shape ``(N, 1 + k)`` (the positive in
-    column 0) and ``s[n, j] = h[n] . W[idx[n, j]]``, the loss follows the book's
-    convention -- the *sum* over the ``1 + k`` columns of the *mean* over the
-    batch::
-
-        loss = mean_n softplus(-s[n, 0]) + sum_{j=1..k} mean_n softplus(s[n, j])
-
-    (``softplus(-s) = -log sigmoid(s)``), i.e. ``(1 + k)`` times the mean over
-    all ``N (1 + k)`` binary losses.
+    """The book's ``NegativeSamplingLoss`` (ch. 4): binary cross entropy of one
+    positive and ``sample_size`` negative words per row, scored by
+    :class:`EmbeddingDot` on the output embedding ``W``; as in the book, the sum
+    over the ``1 + k`` columns of the mean over the batch (the module docstring).
 
     Parameters
     ----------
     W : array, shape (V, D)
-        Output word embeddings, kept as ``params[0]`` (the very array: shared with
-        the caller, and ``grads[0]`` receives its gradient).
+        Output word embeddings, kept as ``params[0]`` (the very array).
     counts : array_like, shape (V,)
-        Word frequencies for the :class:`UnigramSampler`.
     power : float
     sample_size : int
-        ``k``, negatives per row.
     rng : numpy.random.Generator, optional
-        For the sampler.
+        For the :class:`UnigramSampler` (kept as ``sampler``, which may be
+        replaced); ``sample_size`` is ``k``, negatives per row.
 
-    Shapes: ``forward(h (N, D), target (N,) int, negatives=None) -> float``;
-    ``negatives (N, K)`` int, when given, is used instead of sampling (e.g. to
-    hold the samples fixed in a gradient check; any ``K >= 0``).
-    ``backward(dout=1) -> dh (N, D)``. Caches the inner layers' state and the
-    last ``negatives``.
-
-    Attributes
-    ----------
-    sampler : UnigramSampler
-        May be replaced.
-    negatives : array, shape (N, K)
-        The negatives of the last ``forward``.
+    ``forward(h (N, D), target (N,) int, negatives=None) -> loss``: ``negatives (N,
+    K)`` int, when given, replace sampling (e.g. held fixed in a gradient check; any
+    ``K >= 0``); the last ones are kept as ``negatives``. ``backward(dout=1) -> dh
+    (N, D)``.
     """
 
     param_names = ("W",)

@@ -14,32 +14,19 @@ __all__ = ["TimeAffine", "TimeEmbedding", "TimeDropout"]
 
 
 class TimeAffine(Layer):
-    """``out[n, t] = x[n, t] @ W + b`` for every time step, as one matrix product.
+    """``out[n, t] = x[n, t] @ W + b`` for every time step, as one matrix product
+    (the book's ``TimeAffine``, ch. 5).
 
     Parameters
     ----------
     W : array, shape (D, H)
     b : array, shape (H,)
-        Kept as ``params`` (the very arrays passed in).
+        Kept as ``params`` (the very arrays passed in; read again at every forward,
+        so they may change in place between calls).
 
-    Shapes: ``x (N, T, D) -> out (N, T, H)``. ``backward(dout)`` takes
-    ``dout (N, T, H)``, writes ``dW = x2d.T @ dout2d`` and ``db = dout2d.sum(0)``
-    into ``grads`` and returns ``dx = dout @ W.T (N, T, D)``.
-
-    The bias rides inside the matrix products: the layer keeps ``Wb (D+1, H)``,
-    a copy of ``W`` stacked on ``b``, and caches ``x1 (N*T, D+1)``, the input
-    with a column of ones. Forward is then the single product ``x1 @ Wb`` and
-    ``x1.T @ dout2d`` gives ``dW`` and ``db`` together, so no extra pass is made
-    over the large ``(N*T, H)`` arrays. ``Wb`` and the ``dW`` buffer take the
-    memory order of ``W``: a tied ``W`` that is the transpose of an embedding
-    (Fortran order) is then copied with contiguous reads and writes, not
-    transposed element by element at every call.
-
-    ``Wb`` is a copy of ``(D+1) * H`` elements made at every forward (``W`` and
-    ``b`` may change in place between calls); it pays for itself when there
-    are more rows than ``D + 1``, the bias pass over ``(N*T, H)`` it saves
-    being larger. With fewer rows (generation, one token at a time) forward is
-    ``x @ W + b`` on the params themselves, and backward is the same.
+    ``forward(x (N, T, D)) -> out (N, T, H)`` caches ``x1 (N*T, D+1)``, ``x`` with
+    a column of ones; ``backward(dout (N, T, H)) -> dx (N, T, D)`` writes ``dW``
+    and ``db`` into ``grads``.
     """
 
     param_names = ("W", "b")
@@ -58,17 +45,25 @@ class TimeAffine(Layer):
         xp = get_array_module(W)
         N, T, D = x.shape
         if self._Wb is None:
+            # Wb and the dW buffer take W's memory order: a tied W that is the transpose
+            # of an embedding (Fortran order) is then copied with contiguous reads and
+            # writes, not transposed element by element at every call.
             fortran = W.flags.f_contiguous and not W.flags.c_contiguous
             self._Wb = xp.empty((D + 1, W.shape[1]), dtype=W.dtype, order="F" if fortran else "C")
             # dWb is computed as a C-ordered (H, D+1) product when W is in Fortran
             # order, so that its transpose has W's layout.
             self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if fortran
                          else xp.empty_like(self._Wb))
+        # The bias rides in the products: forward is x1 @ Wb with Wb = [W; b] (D+1, H),
+        # and x1.T @ dout2d gives dW and db together, with no extra pass over (N*T, H).
         x1 = xp.empty((N * T, D + 1), dtype=W.dtype)  # (N*T, D+1)
         x1[:, :D] = x.reshape(N * T, D)
         x1[:, D] = 1
         self.x1 = x1
         self.shape = x.shape
+        # Wb is a copy of (D+1) * H elements at every forward: it pays when the rows
+        # outnumber D + 1 (the bias pass it saves is larger), not for generation's one
+        # token at a time, which takes x @ W + b on the params themselves.
         if N * T <= D + 1:  # few rows: no copy of the weights
             out = xp.matmul(x1[:, :D], W)
             out += b

@@ -67,55 +67,44 @@ class _Composite(Layer):
 
 
 class TransformerBlock(_Composite):
-    """One pre-norm Transformer block: self-attention, optionally cross-attention,
-    and a feed-forward network, each behind a layer norm and in a residual branch
-    (see the module docstring).
+    """One pre-norm Transformer block (its equations: the module docstring).
 
     Parameters
     ----------
-    D : int
-        Model size (input and output).
-    num_heads : int
-        Attention heads; must divide ``D``.
-    ff_size : int
-        The feed-forward hidden size ``F`` (commonly ``4 * D``).
+    D, num_heads, ff_size : int
+        Model size (input and output), attention heads (dividing ``D``) and the
+        feed-forward hidden size ``F`` (commonly ``4 * D``).
     dropout : float, default 0.0
-        Dropout ratio of the sub-layer outputs and the feed-forward hidden layer.
+        On the sub-layers' outputs and the feed-forward hidden layer.
     causal : bool, default False
         Mask the future in the self-attention (decoder and language-model blocks).
     cross_attention : bool, default False
-        Add attention over an encoder's output (``memory``), as in a decoder block.
+        Also attend to an encoder's output, ``memory`` (a decoder block).
     activation : {"gelu", "gelu_tanh", "relu"}, default "gelu"
-        ``"gelu"`` is the exact GELU (PyTorch's ``F.gelu``), ``"gelu_tanh"`` its tanh
-        approximation.
+        The exact GELU (PyTorch's ``F.gelu``), its tanh approximation, or ReLU.
     eps : float, default 1e-5
         The layer norms' epsilon.
     dtype : str, default "float32"
     rng : numpy.random.Generator or int seed
-        Initialisation (every weight matrix ``N(0, 1 / fan_in)``; the output
-        projections of the residual branches also divided by ``sqrt(2 *
-        residual_layers)``; biases 0; layer-norm scales 1) and the dropout masks.
+        The init (see :meth:`param_layout`) and the dropout masks.
     residual_layers : int, default 1
-        The number of blocks in the stack, for the scaling above (GPT-2's).
+        The number of blocks in the stack, for GPT-2's init scaling.
 
-    Sub-layers, whose params appear under these prefixes (``"self_attn.Wq"``):
-    ``self_attn_norm``, ``self_attn`` (:class:`MultiHeadAttention`),
-    ``cross_attn_norm``, ``cross_attn`` (with ``cross_attention``), ``ff_norm``,
-    ``ff1`` (``TimeAffine(W (D, F), b (F,))``), ``ff2`` (``TimeAffine(W (F, D),
-    b (D,))``).
-
-    Shapes: ``forward(x (N, T, D), memory=None, padding_mask=None,
-    memory_padding_mask=None) -> (N, T, D)`` with ``memory (N, Tm, D)`` (required
-    with ``cross_attention``), ``padding_mask (N, T)`` and ``memory_padding_mask
-    (N, Tm)`` bool (True = padding key). ``backward(dout (N, T, D))`` returns
-    ``dx (N, T, D)``, or ``(dx, dmemory (N, Tm, D))`` with ``cross_attention``.
-    The sub-layers cache what they need.
+    The sub-layers are attributes named as the prefixes of ``param_names``
+    (``self_attn``, a :class:`MultiHeadAttention`; ``ff1``, ``ff2``: ``TimeAffine``).
+    ``forward(x (N, T, D), memory=None, padding_mask=None, memory_padding_mask=None)
+    -> (N, T, D)``: ``memory (N, Tm, D)``, ``padding_mask (N, T)`` and
+    ``memory_padding_mask (N, Tm)`` bool (True = padding key). ``backward(dout (N, T,
+    D)) -> dx (N, T, D)``, or ``(dx, dmemory (N, Tm, D))`` with ``cross_attention``.
     """
 
     @staticmethod
     def param_layout(D, ff_size, cross_attention=False, residual_layers=1):
         """``(name, shape, init)`` of the block's params, in ``param_names`` order,
-        which the constructor draws them in (see ``rng`` above)."""
+        which the constructor draws them in: every weight matrix ``N(0, 1 /
+        fan_in)``, the residual branches' output projections (``Wo``, ``ff2.W``)
+        also divided by ``sqrt(2 * residual_layers)`` (GPT-2's); biases 0; layer-norm
+        scales 1."""
         out_std = (2.0 * residual_layers) ** -0.5  # times 1 / sqrt(fan_in)
 
         def norm(name):
