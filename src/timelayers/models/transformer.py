@@ -14,6 +14,10 @@ layer norm follows the last block. Token ids are embedded, multiplied by
 the product has unit scale and the tied output layer starts with logits of
 unit scale), added to the positions (sinusoidal, or a learned table drawn at
 half that scale, GPT-2's ratio) and passed through dropout.
+
+The default feed-forward activation is ``"gelu_tanh"``, GPT-2's tanh
+approximation of GELU, which takes a third of the exact form's time here (NumPy
+has no ``erf``); ``"gelu"`` is the exact one, PyTorch's default.
 """
 
 from __future__ import annotations
@@ -132,44 +136,34 @@ class TransformerLMConfig(ModelConfig):
 
 
 class TransformerLM(Model):
-    """Causal Transformer language model: ``TokenInput -> [TransformerBlock(causal)]
-    * num_layers -> LayerNorm -> affine`` with the affine's ``W`` tied to the
-    embedding (``self.tie("affine.W", "input.embed.W", transpose=True)``).
+    """Causal Transformer language model (GPT-style), a drop-in for ``Rnnlm``:
+    ``TokenInput -> [TransformerBlock(causal)] * num_layers -> LayerNorm -> affine``,
+    the affine's ``W`` tied to ``input.embed.W`` (transposed).
 
     Parameters
     ----------
-    vocab_size : int
-    d_model : int
-        Model size ``D``; a multiple of ``num_heads``.
-    num_heads, num_layers, ff_size : int
+    vocab_size, d_model, num_heads, num_layers, ff_size : int
+        ``d_model`` is ``D``, a multiple of ``num_heads``.
     max_len : int
         The longest window the model reads (the positions' table size).
     dropout : float
-        After the input and in every block (see ``TransformerBlock``).
+        After the input and in every block.
     positional : {"sinusoidal", "learned"}
     activation : {"gelu_tanh", "gelu", "relu"}
-        The feed-forward activation. The default is GPT-2's tanh approximation
-        of GELU, which takes a third of the exact form's time here (NumPy has
-        no ``erf``); ``"gelu"`` is the exact one, PyTorch's default.
+        The feed-forward activation (see the module docstring).
     dtype : str
     rng : numpy.random.Generator or int seed
         Initialisation and dropout masks (kept as ``model.rng``).
 
-    Shapes: ``predict(xs (N, T)) -> scores (N, T, V)``, ``forward(xs, ts (N, T))
-    -> mean loss``; ``T <= max_len``.
-
-    State: in training mode every call is independent (the "stateful=False" of a
-    recurrent model: ``RnnlmTrainer``'s batches are scored without the text before
-    them). In evaluation mode the model keeps the last ``max_len`` ids it has read
-    (``context``, ``(N, <= max_len)``) and reads each new ``xs`` after them, as a
-    recurrent model carries its state: :func:`~timelayers.metrics.perplexity`
-    then scores each batch with the text before it, and
-    :func:`~timelayers.decoding.generate_ids` can feed one id at a time.
-    ``reset_state()`` forgets the context (so does a change of batch size). A
-    forward with context cannot be followed by ``backward``. The window reaches
-    positions up to ``max_len - 1``, which training only reaches with
-    ``time_size == max_len``: train so, or the positions beyond the training
-    length (untrained) make the evaluation worse, not better.
+    ``predict(xs (N, T)) -> scores (N, T, V)``, ``forward(xs, ts (N, T)) -> mean
+    loss``; ``T <= max_len``. In training mode every call is independent. In
+    evaluation mode the model keeps the last ``max_len`` ids read (``context (N, <=
+    max_len)``) and reads each ``xs`` after them, as a recurrent model carries its
+    state: :func:`~timelayers.metrics.perplexity` scores a batch with the text
+    before it, :func:`~timelayers.decoding.generate_ids` feeds one id at a time.
+    ``reset_state()`` or a new batch size forgets the context; a forward with one
+    cannot be followed by ``backward``. The window reaches position ``max_len - 1``:
+    train with ``time_size == max_len``, or positions never trained make it worse.
     """
 
     @staticmethod
@@ -353,28 +347,19 @@ class TransformerDecoder(Model):
 
 
 class TransformerSeq2seq(Seq2seqBase):
-    """Encoder-decoder Transformer with a softmax loss, trained and decoded like
-    the book's seq2seq models: questions ``xs (N, Tq)``, answers ``ts (N, 1 + Ta)``
-    (start symbol first; the decoder reads ``ts[:, :-1]`` and predicts
-    ``ts[:, 1:]``), ``generate``, greedy and beam search.
-
-    One embedding serves the encoder's input, the decoder's input and the output
-    layer (question and answer share the vocabulary, as in the book's data):
-    ``decoder.input.embed.W`` and ``decoder.affine.W`` (transposed) are tied to
-    ``encoder.input.embed.W``.
+    """Encoder-decoder Transformer, trained and decoded like the book's seq2seq
+    models: questions ``xs (N, Tq)``, answers ``ts (N, 1 + Ta)`` (the decoder reads
+    ``ts[:, :-1]``, predicts ``ts[:, 1:]``). One embedding, ``encoder.input.embed.W``,
+    is tied to the decoder's input and (transposed) output layer: question and
+    answer share the vocabulary, as in the book's data.
 
     Parameters
     ----------
-    vocab_size : int
-    d_model, num_heads, encoder_layers, decoder_layers, ff_size : int
+    vocab_size, d_model, num_heads, encoder_layers, decoder_layers, ff_size : int
     max_len : int
         At least ``Tq`` and ``Ta``.
-    dropout : float
-    positional : {"sinusoidal", "learned"}
-    activation : {"gelu_tanh", "gelu", "relu"}
+    dropout, positional, activation, dtype, rng
         As for :class:`TransformerLM`.
-    dtype : str
-    rng : numpy.random.Generator or int seed (kept as ``model.rng``)
     """
 
     @staticmethod

@@ -157,7 +157,8 @@ class _NegativeSamplingModel(Model):
 
 
 class CBOW(_NegativeSamplingModel):
-    """Continuous bag of words with an embedding and negative sampling.
+    """Continuous bag of words with an embedding and negative sampling (the book's
+    ``CBOW``, ch. 4): the hidden vector is the mean of the context words' rows of ``W_in``.
 
     Parameters
     ----------
@@ -168,15 +169,14 @@ class CBOW(_NegativeSamplingModel):
     sample_size : int, negatives per target
     power : float, the sampler's exponent
 
-    Shapes: ``contexts (N, 2 * window_size)`` ids, ``target (N,)`` ids. The
-    hidden vector is the mean of the context words' rows of ``W_in``, gathered by
-    one :class:`Embedding` over the whole ``(N, C)`` block.
+    Shapes: ``contexts (N, 2 * window_size)`` ids, ``target (N,)`` ids.
     """
 
     param_layout = _NegativeSamplingModel.param_layout
 
     def forward(self, contexts, target):
         C = contexts.shape[1]
+        # one Embedding gathers the rows of the whole (N, C) block
         h = self.in_layer.forward(contexts).sum(axis=1) * (1.0 / C)  # (N, H)
         return self.ns_loss.forward(h, target)
 
