@@ -37,13 +37,20 @@ AdaGrad   ``h += g^2;  p -= lr g / (sqrt(h) + eps)``          ``Adagrad(eps=1e-7
 RMSprop   ``h = rho h + (1 - rho) g^2;                        ``RMSprop(alpha=rho,
           p -= lr g / (sqrt(h) + eps)``                       eps=1e-7)``: same
 Adam      ``m += (1 - b1)(g - m);  v += (1 - b2)(g^2 - v);    ``Adam``: eps differs, see
-          p -= lr_t m / (sqrt(v) + eps)``,                    :class:`Adam`
+          p -= lr_t m / (sqrt(v) + eps)``,                    below
           ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``
 AdamW     ``p -= lr wd p``, then Adam's step                  ``AdamW``: eps as for Adam
           (Loshchilov and Hutter 2019)
 ========  ==================================================  ==========================
 
 ``eps`` defaults to the book's ``1e-7`` everywhere.
+
+Adam is the book's form, that of the paper's section 2 ("efficient version").
+PyTorch's ``Adam`` bias-corrects ``v`` before adding eps: ``p -= lr / (1 -
+b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``. The two are the same rule with
+PyTorch's eps equal to ours divided by ``sqrt(1 - b2^t)``; with ``eps=0`` they are
+identical. The same holds for ``AdamW`` and ``torch.optim.AdamW(lr, betas=(beta1,
+beta2), eps, weight_decay)``.
 
 The book's ``Nesterov`` listing applies ``mu^2`` to the velocity *after* it
 was updated (``p += mu^2 v_new - (1 + mu) lr g``), which is not the rule of the
@@ -486,20 +493,9 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma and Ba, arXiv:1412.6980) in the book's form.
-
-    At step ``t`` (``self.iter``)::
-
-        lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
-        m += (1 - beta1) * (g - m)
-        v += (1 - beta2) * (g**2 - v)
-        p -= lr_t * m / (sqrt(v) + eps)
-
-    PyTorch's ``Adam`` bias-corrects ``v`` before adding eps:
-    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``. The
-    two are the same rule with PyTorch's eps equal to ours divided by
-    ``sqrt(1 - beta2**t)``; with ``eps=0`` they are identical. (This is the form
-    of the paper's section 2, "efficient version".)
+    """Adam (Kingma and Ba, arXiv:1412.6980) in the book's form: its update at step
+    ``t = self.iter``, and where eps differs from PyTorch's, are in the module
+    docstring.
 
     Parameters
     ----------
@@ -545,28 +541,15 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov and Hutter, "Decoupled Weight
-    Decay Regularization", ICLR 2019, arXiv:1711.05101).
-
-    At step ``t``, before :class:`Adam`'s update (same ``lr_t``, ``m``, ``v``)::
-
-        p -= lr * weight_decay * p
-
-    The decay shrinks the weights directly instead of being added to the gradient
-    (which Adam's per-parameter scaling would then distort), and it follows
-    ``lr`` when a schedule changes it. Every param in the list is decayed, biases
-    and layer-norm scales included, as with one ``torch.optim.AdamW`` param group.
-
-    Equal to ``torch.optim.AdamW(lr, betas=(beta1, beta2), eps, weight_decay)``
-    with the difference in where eps enters described for :class:`Adam` (none
-    with ``eps=0``).
+    """Adam with decoupled weight decay (Loshchilov and Hutter, ICLR 2019,
+    arXiv:1711.05101): ``p -= lr * weight_decay * p``, then :class:`Adam`'s step.
+    Every param is decayed, biases and layer-norm scales included (as one
+    ``torch.optim.AdamW`` param group).
 
     Parameters
     ----------
-    lr : float, default 0.001
-    beta1 : float, default 0.9
-    beta2 : float, default 0.999
-    eps : float, default 1e-7
+    lr, beta1, beta2, eps : float
+        As for :class:`Adam`.
     weight_decay : float, default 0.01
         PyTorch's default.
     """
@@ -578,6 +561,8 @@ class AdamW(Adam):
         self.weight_decay = weight_decay
 
     def _step(self, p, g, tmp, m, v):
+        # decoupled: p shrinks itself instead of wd * p joining g, where Adam's
+        # per-parameter scaling would distort it; follows lr as a schedule changes it
         p *= 1.0 - self.lr * self.weight_decay
         super()._step(p, g, tmp, m, v)
 

@@ -129,23 +129,19 @@ class StepDecay(Schedule):
 
 
 class ReduceOnPlateau(Schedule):
-    """Divide the learning rate by ``factor`` when ``monitor`` stops improving.
-
-    The book's better language model: after each epoch, if the validation
-    perplexity is not lower than the best so far, ``lr /= 4``. With
-    ``patience=p`` the rate is divided after ``p + 1`` epochs in a row without
-    improvement (then the count starts again). A NaN score counts as no
-    improvement.
+    """Divide the learning rate by ``factor`` when ``monitor`` stops improving (the
+    book's better language model, ch. 6: ``lr /= 4`` when the validation perplexity
+    does not go down).
 
     Parameters
     ----------
     optimizer : Optimizer
     factor : float, default 4.0
-        The learning rate is divided by it.
     patience : int, default 0
+        The rate is divided after ``patience + 1`` epochs in a row without
+        improvement (a NaN score is none), then the count starts again.
     monitor : str, default "val_perplexity"
-        The key read from the metrics dict passed to :meth:`step` (a bare number
-        is used as it is).
+        The key read from :meth:`step`'s metrics dict (a bare number is used as is).
     mode : {"min", "max"}, default "min"
         Lower is better (perplexity, loss) or higher is better (accuracy).
     min_lr : float, default 0.0
@@ -204,24 +200,14 @@ class ReduceOnPlateau(Schedule):
 
 
 class WarmupCosine(Schedule):
-    """Linear warm-up to ``peak_lr``, then half a cosine down to ``min_lr``.
+    """Linear warm-up to ``peak_lr`` at step ``warmup_steps``, then half a cosine down
+    to ``min_lr`` at step ``total_steps`` (the rates: :meth:`lr_at`). The constructor
+    sets ``optimizer.lr`` to step 1's; each :meth:`advance` moves to the next step's.
 
-    Step ``k`` (``k = 1, 2, ...``; ``W = warmup_steps``, ``K = total_steps``) runs
-    with::
-
-        lr_k = peak_lr * k / W                                             k <= W
-        lr_k = min_lr + (peak_lr - min_lr) * (1 + cos(pi (k - W) / (K - W))) / 2   W < k <= K
-        lr_k = min_lr                                                       k > K
-
-    so the rate peaks at step ``W`` and reaches ``min_lr`` at step ``K``. The
-    constructor sets ``optimizer.lr`` to ``lr_1``; each :meth:`advance` moves to
-    the next step's rate.
-
-    A step is an epoch by default: the trainers call :meth:`step` after each
-    epoch. With ``per="iteration"`` a step is one training iteration: put
-    :func:`step_each_iteration` among the trainer's callbacks (also when
-    resuming, ``Trainer.resume(path, callbacks=[step_each_iteration])``), and the
-    trainers' :meth:`step` at the end of an epoch changes nothing.
+    A step is an epoch (the trainers call :meth:`step` after each), or with
+    ``per="iteration"`` an iteration: put :func:`step_each_iteration` among the
+    trainer's callbacks, also when resuming (``Trainer.resume(path,
+    callbacks=[step_each_iteration])``); :meth:`step` then changes nothing.
 
     Parameters
     ----------
@@ -256,7 +242,13 @@ class WarmupCosine(Schedule):
         self.optimizer.lr = self.lr_at(1)
 
     def lr_at(self, k):
-        """The learning rate of step ``k`` (counting from 1)."""
+        """The learning rate of step ``k`` (counting from 1; ``W = warmup_steps``,
+        ``K = total_steps``)::
+
+            lr_k = peak_lr * k / W                                             k <= W
+            lr_k = min_lr + (peak_lr - min_lr) * (1 + cos(pi (k - W) / (K - W))) / 2   W < k <= K
+            lr_k = min_lr                                                       k > K
+        """
         W, K = self.warmup_steps, self.total_steps
         if k <= W:
             return self.peak_lr * k / W

@@ -65,11 +65,7 @@ class DataParallel:
     module : the wrapped model
     rank, size : int
     reduce_seconds : float
-        Time spent in the gradient reduction (weighting by the rank's rows and
-        the collective; the model's gradients live in the flat buffers, see
-        :func:`~timelayers.distributed.flat_buffers.flatten_grads`, so nothing is
-        copied) since the wrapper was made; on a GPU with NCCL the collective
-        is asynchronous and this is mostly the launch time.
+        All the time spent reducing gradients (with NCCL, asynchronous: mostly launching).
     """
 
     def __init__(self, model, comm, collectives=None):
@@ -152,6 +148,8 @@ class DataParallel:
 
     # -- inside ------------------------------------------------------------------------
     def _reduce_grads(self) -> None:
+        # the model's gradients live in the flat buffers (flatten_grads): weighting by
+        # this rank's rows and the collective copy nothing
         start = time.perf_counter()
         ids = [id(g) for g in self.module.grads]
         if ids != self._grad_ids:  # the first call, or the model's arrays were replaced

@@ -1,4 +1,13 @@
-"""Truncated-BPTT training of a stateful language model: :class:`RnnlmTrainer`."""
+"""Truncated-BPTT training of a stateful language model: :class:`RnnlmTrainer`.
+
+The corpus, ``xs`` and ``ts`` of ``L`` tokens, is read as ``batch_size``
+parallel streams starting at offsets ``i * (L // batch_size)``; each iteration
+takes the next ``time_size`` tokens of every stream (wrapping around the end),
+``xs (N, T)`` and ``ts (N, T)``, and the model keeps its hidden state from one
+iteration to the next. An epoch is ``L // (batch_size * time_size)``
+iterations; the stream position (``time_idx``) carries on from epoch to epoch,
+as in the book, and from one ``fit`` to the next.
+"""
 
 from __future__ import annotations
 
@@ -13,31 +22,18 @@ __all__ = ["RnnlmTrainer"]
 
 
 class RnnlmTrainer(Trainer):
-    """Truncated-BPTT training of a stateful language model on one long corpus.
+    """Truncated-BPTT training of a stateful language model on one long corpus (the
+    book's ``RnnlmTrainer``, ch. 5; the batches: the module docstring). The history has
+    ``"perplexity"`` (``exp`` of the loss) after ``"loss"``.
 
-    The corpus is read as ``batch_size`` parallel streams starting at offsets
-    ``i * (len(xs) // batch_size)``; each iteration takes the next ``time_size``
-    tokens of every stream (wrapping around the end), ``xs (N, T)`` and the
-    targets ``ts (N, T)``, and the model keeps its hidden state from one
-    iteration to the next. An epoch is ``len(xs) // (batch_size * time_size)``
-    iterations; the stream position (``time_idx``) carries on from epoch to
-    epoch, as in the book. The history has ``"perplexity"`` (``exp`` of the
-    loss) after ``"loss"``.
-
-    Recurrent state (the model's ``get_state`` / ``set_state`` / ``reset_state``):
-    reset at the start of the first epoch; then carried across iterations and,
-    as in the book, across epochs. Because ``eval_fn`` (e.g.
-    :func:`~timelayers.metrics.perplexity` on validation data) replaces the
-    state between epochs, the trainer keeps a copy of the training state at the
-    end of each epoch (:attr:`carried_state`) and restores it at the start of the
-    next; the copy is part of the checkpoint, so a resumed run continues exactly
-    (a ``fit`` with another ``batch_size`` starts from a reset state).
-    ``reset_each_epoch=True`` resets the state at every epoch start instead.
-    After a skipped non-finite batch the state is reset.
-
-    Differences from the book's ``RnnlmTrainer``: ``time_idx`` is not set back to 0
-    by each ``fit`` call (a second ``fit`` continues the run), ``max_epoch`` is
-    the total number of epochs, and the state is not disturbed by evaluation.
+    The model's recurrent state is reset at the start of the first epoch, then
+    carried across iterations and, as in the book, across epochs: the trainer
+    keeps it at each epoch's end (:attr:`carried_state`, in the checkpoint too, so a
+    resumed run continues exactly) and restores it at the next start, so an
+    ``eval_fn`` that replaces it (validation perplexity) does no harm. It is reset
+    instead with ``reset_each_epoch=True``, after a skipped non-finite batch, and
+    when a ``fit`` has another ``batch_size``. Unlike the book's, a second ``fit``
+    continues the run: ``time_idx`` goes on, ``max_epoch`` counts all epochs.
 
     Parameters
     ----------

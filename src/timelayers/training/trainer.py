@@ -82,11 +82,8 @@ class FitOptions:
 
 
 class Trainer:
-    """Mini-batch training with shuffling, clipping, evaluation and checkpoints.
-
-    Each epoch draws a permutation of the examples from ``rng`` and runs
-    ``len(x) // batch_size`` training steps of ``batch_size`` examples (the last
-    partial batch is dropped, as in the book).
+    """Mini-batch training with shuffling, clipping, evaluation and checkpoints (the
+    book's ``Trainer``, ch. 1; the batches: :meth:`fit`).
 
     Parameters
     ----------
@@ -101,18 +98,14 @@ class Trainer:
     callbacks : sequence of callables ``(trainer, event, info)``
         See :mod:`timelayers.training.callbacks`.
     progress : bool or {"tqdm", "log"}, default True
-        True: a tqdm bar if stderr is a terminal (or a notebook with ipywidgets),
-        else the book's lines on stderr (through the ``"timelayers"`` logger when
-        logging is set up to show INFO); False (or 0): nothing. See
-        :mod:`timelayers.training.progress`.
+        True: a tqdm bar on a terminal, else the book's lines; False: nothing
+        (see :mod:`timelayers.training.progress`).
 
     Attributes
     ----------
     history : dict of lists
-    epoch : int
-        Epochs completed.
-    iteration : int
-        Batches processed (all epochs).
+    epoch, iteration : int
+        Epochs completed, and batches processed (all epochs).
     stop_training : bool
         Set by a callback to stop after the current epoch.
     """
@@ -148,6 +141,10 @@ class Trainer:
             eval_fn=None, checkpoint=None, skip_nonfinite=False, check_interval=None,
             max_iters=None, checkpoint_every=None):
         """Train until ``self.epoch == max_epoch``.
+
+        Each epoch draws a permutation of the examples from ``rng`` and runs
+        ``len(x) // batch_size`` training steps of ``batch_size`` examples (the
+        last partial batch is dropped, as in the book).
 
         Parameters
         ----------
