@@ -27,7 +27,9 @@ on its own test split (the file split 90/10 after a shuffle seeded with the run'
 seed) with ``sequence_accuracy``. ``--ours-valid`` chooses the validation hold-out
 (``on``: the last 5% of the training lines, the recipes' default; ``off``: trained on
 all of them, ``eval_valid=False``). ``--ours-lr`` changes our Adam's learning rate from
-the book's 0.001 (its runs are kept apart: ``-lr<value>`` in their names and rows).
+the book's 0.001 (its runs are kept apart: ``-lr<value>`` in their names and rows);
+``--ours-plateau`` keeps our recipe's ReduceOnPlateau schedule (``peeky``: the rate
+halved when the validation accuracy stalls; needs the hold-out), ``-plateau``.
 
 Each run is one subprocess (``nice -n 10``, one BLAS/OpenMP/timelayers thread), one at
 a time, started only while ``/tmp/timelayers-quiet`` does not exist (another process
@@ -123,16 +125,18 @@ def run_book(book: Path, task: dict, seed: int, epochs: int, report) -> dict:
 
 
 def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool,
-             lr: float = LR) -> dict:
+             lr: float = LR, plateau: bool = False) -> dict:
     """Train our recipe's model as ``timelayers train`` builds it, on the book's file,
-    with a constant learning rate (the book's unless ``lr`` is given)."""
+    with a constant learning rate (the book's unless ``lr`` is given), or with the
+    recipe's plateau schedule (``plateau``)."""
     import timelayers as tl
     from timelayers.runs import recipes
 
     recipe = recipes.RECIPES[task["recipe"]]
     options = {**recipe.model_args, **recipe.train_args, **recipes.COMMON_OPTIONS,
                "epochs": epochs, "eval_valid": valid, "lr": lr}
-    options.pop("plateau_factor", None)  # the book's constant rate
+    if not plateau:
+        options.pop("plateau_factor", None)  # the book's constant rate
     assert options["reverse"] and recipe.train_args.get("lr", LR) == LR
     assert options["batch_size"] == BATCH
     assert options["max_grad"] == MAX_GRAD and options["optimizer"] == "Adam"
@@ -140,7 +144,10 @@ def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool
     data = recipes.load_data(recipe, str((book / "dataset" / task["file"]).resolve()), options,
                              seed)
     model = recipes.build_model(recipe, options, data, np.random.default_rng(seed))
-    trainer = tl.Trainer(model, tl.Adam(lr=lr), max_grad=MAX_GRAD,
+    optimizer = tl.Adam(lr=lr)
+    schedule = recipes._schedule(options, optimizer, None, recipe.task)
+    assert (schedule is not None) == plateau
+    trainer = tl.Trainer(model, optimizer, max_grad=MAX_GRAD, schedule=schedule,
                          rng=np.random.default_rng(seed + 1), progress=False)
     (x, t), extra = recipe.task.fit_inputs(options, data)
     x_test, t_test = data.test
@@ -160,6 +167,7 @@ def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool
         if event != "epoch_end":
             return
         record["seconds"].append(info["seconds"])  # training only
+        record.setdefault("lr_at_epoch_end", []).append(float(trainer.optimizer.lr))
         record["loss"].append(info["loss"])
         if info["epoch"] in report:
             t0 = time.perf_counter()
@@ -200,20 +208,22 @@ def worker(args):
         record = run_book(book, task, args.seed, epochs, report)
     else:
         record = run_ours(book, task, args.seed, epochs, report, args.ours_valid == "on",
-                          args.ours_lr or LR)
+                          args.ours_lr or LR, args.ours_plateau)
     record.update(task=args.task, code=args.code, seed=args.seed, epochs=epochs,
                   reported_epochs=report, wall_seconds=time.perf_counter() - t0,
                   machine=machine(), load_average_after=os.getloadavg())
     if args.code == "ours":
         record["validation_holdout"] = args.ours_valid
         record["lr"] = args.ours_lr or LR
+        record["plateau"] = bool(args.ours_plateau)
     Path(args.output).write_text(json.dumps(record, indent=1, default=float) + "\n")
 
 
 # -- the driver ----------------------------------------------------------------------------
-def run_path(task, code, seed, valid="on", lr=None):
+def run_path(task, code, seed, valid="on", lr=None, plateau=False):
     suffix = "-all-lines" if code == "ours" and valid == "off" else ""
     suffix += f"-lr{lr:g}" if code == "ours" and lr and lr != LR else ""
+    suffix += "-plateau" if code == "ours" and plateau else ""
     return OUT / (f"{task}-{code}{suffix}-"
                   + (f"seed{seed}.json" if seed >= 0 else "unseeded.json"))
 
@@ -235,6 +245,8 @@ def launch(args, task, code, seed, path):
                "--ours-valid", args.ours_valid, "--output", str(path)]
     if args.ours_lr:
         command += ["--ours-lr", str(args.ours_lr)]
+    if args.ours_plateau:
+        command += ["--ours-plateau"]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
     print(f"{task} {code} seed {seed} ...", flush=True)
@@ -283,6 +295,8 @@ def tables(args):
                                      else "") + (" (unseeded)" if record["seed"] < 0 else "")
             if record.get("lr", LR) != LR:
                 name += f", lr {record['lr']:g}"
+            if record.get("plateau"):
+                name += ", plateau schedule"
             codes.setdefault(name, [])
             codes[name].append(record)
         summary[task] = {}
@@ -347,6 +361,8 @@ def main():
                              "recipes' default) or train on all of them (off)")
     parser.add_argument("--ours-lr", type=float,
                         help="ours: Adam's learning rate instead of the book's 0.001")
+    parser.add_argument("--ours-plateau", action="store_true",
+                        help="ours: keep the recipe's ReduceOnPlateau schedule (peeky)")
     parser.add_argument("--epochs", type=int, help="instead of the task's (4 dates, 25 addition)")
     parser.add_argument("--force", action="store_true", help="repeat runs whose file exists")
     parser.add_argument("--table-only", action="store_true")
@@ -357,6 +373,8 @@ def main():
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ours_plateau and args.ours_valid == "off":
+        parser.error("--ours-plateau needs the validation hold-out (--ours-valid on)")
     book = Path(args.book)
     if not (book / "ch08" / "train.py").exists() or not (book / "dataset" / "sequence.py").exists():
         parser.error(f"--book {args.book!r} is not a checkout of the book's code "
@@ -370,7 +388,8 @@ def main():
                 for code in args.codes:
                     if seed < 0 and code == "ours":  # -1: the book's script as it is
                         continue
-                    path = run_path(task, code, seed, args.ours_valid, args.ours_lr)
+                    path = run_path(task, code, seed, args.ours_valid, args.ours_lr,
+                                    args.ours_plateau)
                     if path.exists() and not args.force:
                         continue
                     launch(args, task, code, seed, path)
