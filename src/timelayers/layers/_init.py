@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["draw", "under", "normal", "scaled_normal", "xavier", "zeros", "ones", "layer_norm"]
+__all__ = ["make_rng", "draw", "under", "normal", "scaled_normal", "xavier", "zeros", "ones",
+           "layer_norm"]
+
+
+def make_rng(rng):
+    """A ``numpy.random.Generator`` from None (fresh entropy), an int seed, or a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
 
 
 def draw(layout, rng, dtype) -> dict:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import numbers
 
-from ._init import draw
+from ..layers._init import draw
 from ._recurrent import cell_param_layout as recurrent  # a recurrent_layer's params
 
 __all__ = ["param_layout", "draw_params", "size", "sizes", "prefixed", "recurrent", "no_params",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..layers.cells import cell_named
 from ..layers.recurrent import TimeGRU, TimeLSTM, TimeRNN
-from ._init import xavier, zeros
+from ..layers._init import xavier, zeros
 
 __all__ = ["recurrent_layer", "cell_param_layout"]
 

@@ -13,7 +13,7 @@ from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.attention import TimeAttention
 from ._layout import draw_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
-from ._init import make_rng, normal, xavier, zeros
+from ..layers._init import make_rng, normal, xavier, zeros
 from .base import Model
 from ._recurrent import recurrent_layer
 from .seq2seq import Encoder, Seq2seqBase, _reorder_lstm

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..layers import Affine, Sigmoid, SoftmaxWithLoss
 from ._layout import draw_params, sizes
 from ._config import ModelConfig
-from ._init import make_rng, normal, zeros
+from ..layers._init import make_rng, normal, zeros
 from .base import Model
 
 __all__ = ["TwoLayerNet", "TwoLayerNetConfig"]

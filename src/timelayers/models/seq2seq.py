@@ -17,7 +17,7 @@ from ..decoding import greedy_decode
 from ..layers import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ._layout import draw_params, no_params, prefixed, recurrent, sizes
 from ._config import ModelConfig
-from ._init import make_rng, normal, xavier, zeros
+from ..layers._init import make_rng, normal, xavier, zeros
 from ._recurrent import recurrent_layer
 from .base import Model
 

@@ -34,7 +34,7 @@ from ..layers import (LayerNorm, LearnedPositionalEmbedding, PositionalEncoding,
                       TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TransformerBlock)
 from ._layout import part_of, prefixed, size, sizes
 from ._config import ModelConfig
-from ._init import draw, layer_norm, make_rng, normal, scaled_normal, zeros
+from ..layers._init import draw, layer_norm, make_rng, normal, scaled_normal, zeros
 from .base import Model
 from .seq2seq import Seq2seqBase
 from ..layers.base import evaluation_mode

@@ -17,7 +17,7 @@ from ..layers import Embedding, MatMul, SoftmaxWithLoss
 from ..layers.sampling import NegativeSamplingLoss
 from ._layout import draw_params, sizes
 from ._config import ModelConfig
-from ._init import make_rng, normal
+from ..layers._init import make_rng, normal
 from .base import Model
 
 __all__ = ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram", "Word2vecConfig",
