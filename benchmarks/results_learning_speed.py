@@ -29,7 +29,9 @@ seed) with ``sequence_accuracy``. ``--ours-valid`` chooses the validation hold-o
 all of them, ``eval_valid=False``). ``--ours-lr`` changes our Adam's learning rate from
 the book's 0.001 (its runs are kept apart: ``-lr<value>`` in their names and rows);
 ``--ours-plateau`` keeps our recipe's ReduceOnPlateau schedule (``peeky``: the rate
-halved when the validation accuracy stalls; needs the hold-out), ``-plateau``.
+halved when the validation accuracy stalls; needs the hold-out), ``-plateau``;
+``--ours-cosine`` decays the rate from its start to 0 along half a cosine over the
+run's iterations (``WarmupCosine`` with no warm-up), ``-cosine``.
 
 Each run is one subprocess (``nice -n 10``, one BLAS/OpenMP/timelayers thread), one at
 a time, started only while ``/tmp/timelayers-quiet`` does not exist (another process
@@ -125,7 +127,7 @@ def run_book(book: Path, task: dict, seed: int, epochs: int, report) -> dict:
 
 
 def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool,
-             lr: float = LR, plateau: bool = False) -> dict:
+             lr: float = LR, plateau: bool = False, cosine: bool = False) -> dict:
     """Train our recipe's model as ``timelayers train`` builds it, on the book's file,
     with a constant learning rate (the book's unless ``lr`` is given), or with the
     recipe's plateau schedule (``plateau``)."""
@@ -147,9 +149,16 @@ def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool
     optimizer = tl.Adam(lr=lr)
     schedule = recipes._schedule(options, optimizer, None, recipe.task)
     assert (schedule is not None) == plateau
-    trainer = tl.Trainer(model, optimizer, max_grad=MAX_GRAD, schedule=schedule,
-                         rng=np.random.default_rng(seed + 1), progress=False)
     (x, t), extra = recipe.task.fit_inputs(options, data)
+    callbacks = []
+    if cosine:
+        assert not plateau
+        schedule = tl.schedules.WarmupCosine(optimizer, 0, epochs * (len(x) // BATCH),
+                                             per="iteration")
+        callbacks = [tl.schedules.step_each_iteration]
+    trainer = tl.Trainer(model, optimizer, max_grad=MAX_GRAD, schedule=schedule,
+                         callbacks=callbacks,
+                         rng=np.random.default_rng(seed + 1), progress=False)
     x_test, t_test = data.test
     record = _record(len(x), len(x_test))
     record["validation_lines"] = 0 if data.valid is data.test else len(data.valid[0])
@@ -208,7 +217,7 @@ def worker(args):
         record = run_book(book, task, args.seed, epochs, report)
     else:
         record = run_ours(book, task, args.seed, epochs, report, args.ours_valid == "on",
-                          args.ours_lr or LR, args.ours_plateau)
+                          args.ours_lr or LR, args.ours_plateau, args.ours_cosine)
     record.update(task=args.task, code=args.code, seed=args.seed, epochs=epochs,
                   reported_epochs=report, wall_seconds=time.perf_counter() - t0,
                   machine=machine(), load_average_after=os.getloadavg())
@@ -216,14 +225,16 @@ def worker(args):
         record["validation_holdout"] = args.ours_valid
         record["lr"] = args.ours_lr or LR
         record["plateau"] = bool(args.ours_plateau)
+        record["cosine"] = bool(args.ours_cosine)
     Path(args.output).write_text(json.dumps(record, indent=1, default=float) + "\n")
 
 
 # -- the driver ----------------------------------------------------------------------------
-def run_path(task, code, seed, valid="on", lr=None, plateau=False):
+def run_path(task, code, seed, valid="on", lr=None, plateau=False, cosine=False):
     suffix = "-all-lines" if code == "ours" and valid == "off" else ""
     suffix += f"-lr{lr:g}" if code == "ours" and lr and lr != LR else ""
     suffix += "-plateau" if code == "ours" and plateau else ""
+    suffix += "-cosine" if code == "ours" and cosine else ""
     return OUT / (f"{task}-{code}{suffix}-"
                   + (f"seed{seed}.json" if seed >= 0 else "unseeded.json"))
 
@@ -247,6 +258,8 @@ def launch(args, task, code, seed, path):
         command += ["--ours-lr", str(args.ours_lr)]
     if args.ours_plateau:
         command += ["--ours-plateau"]
+    if args.ours_cosine:
+        command += ["--ours-cosine"]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
     print(f"{task} {code} seed {seed} ...", flush=True)
@@ -297,6 +310,8 @@ def tables(args):
                 name += f", lr {record['lr']:g}"
             if record.get("plateau"):
                 name += ", plateau schedule"
+            if record.get("cosine"):
+                name += ", cosine decay"
             codes.setdefault(name, [])
             codes[name].append(record)
         summary[task] = {}
@@ -363,6 +378,8 @@ def main():
                         help="ours: Adam's learning rate instead of the book's 0.001")
     parser.add_argument("--ours-plateau", action="store_true",
                         help="ours: keep the recipe's ReduceOnPlateau schedule (peeky)")
+    parser.add_argument("--ours-cosine", action="store_true",
+                        help="ours: the rate decays to 0 along half a cosine over the run")
     parser.add_argument("--epochs", type=int, help="instead of the task's (4 dates, 25 addition)")
     parser.add_argument("--force", action="store_true", help="repeat runs whose file exists")
     parser.add_argument("--table-only", action="store_true")
@@ -375,6 +392,8 @@ def main():
     args = parser.parse_args()
     if args.ours_plateau and args.ours_valid == "off":
         parser.error("--ours-plateau needs the validation hold-out (--ours-valid on)")
+    if args.ours_plateau and args.ours_cosine:
+        parser.error("--ours-plateau and --ours-cosine are two schedules: choose one")
     book = Path(args.book)
     if not (book / "ch08" / "train.py").exists() or not (book / "dataset" / "sequence.py").exists():
         parser.error(f"--book {args.book!r} is not a checkout of the book's code "
@@ -389,7 +408,7 @@ def main():
                     if seed < 0 and code == "ours":  # -1: the book's script as it is
                         continue
                     path = run_path(task, code, seed, args.ours_valid, args.ours_lr,
-                                    args.ours_plateau)
+                                    args.ours_plateau, args.ours_cosine)
                     if path.exists() and not args.force:
                         continue
                     launch(args, task, code, seed, path)
