@@ -186,9 +186,9 @@ optimizers' hyper-parameters, the trainers' arguments and the models' config
 fields share their names, and a name means the same kind everywhere."""
 
 MAY_BE_NONE = frozenset({"max_grad", "eval_interval", "check_interval", "max_iters",
-                         "checkpoint_every"})
+                         "checkpoint_every", "warmup"})
 """Names whose value may also be None (no clipping, no evaluation, the default
-interval, whole epochs, checkpoints at epochs' ends only)."""
+interval, whole epochs, checkpoints at epochs' ends only, a constant learning rate)."""
 
 RECIPE_OPTIONS = frozenset({
     "epochs", "batch_size", "time_size", "hidden_size", "wordvec_size", "window_size",

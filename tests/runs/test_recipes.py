@@ -1,5 +1,7 @@
 """Recipes through their public API: task objects, the data seed, run folders."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,31 @@ def test_peeky_halves_its_rate_when_the_validation_accuracy_stalls(tmp_path):
     assert run.history["val_accuracy"][1] <= run.history["val_accuracy"][0]
     assert run.history["lr"] == [1e-9, 1e-9, 5e-10]
     assert "val_accuracy" in run.history
+
+
+@pytest.mark.parametrize("recipe", ["seq2seq", "attention"])
+def test_a_seq2seq_recipe_keeps_the_books_constant_rate_unless_given_a_warmup(tmp_path, recipe):
+    from timelayers.datasets import make_addition, make_dates, write_sequence
+
+    make = make_addition if recipe == "seq2seq" else make_dates
+    path = tmp_path / "data.txt"
+    write_sequence(path, make(300, np.random.default_rng(0)))
+    small = {"epochs": 3, "hidden_size": 8, "wordvec_size": 4, "batch_size": 32}
+    constant = recipes.train(recipe, tmp_path / "constant", data=path, overrides=small,
+                             seed=0, progress=False)
+    assert constant.history["lr"] == [0.001] * 3
+    assert json.loads((tmp_path / "constant" / "run.json").read_text())["options"]["warmup"] \
+        is None
+    decayed = recipes.train(recipe, tmp_path / "decayed", data=path,
+                            overrides={**small, "warmup": 0}, seed=0, progress=False)
+    lr = decayed.history["lr"]  # each epoch's first iteration's rate, along half a cosine
+    assert lr[0] == pytest.approx(0.001, rel=1e-2) and lr[0] > lr[1] > lr[2] > 0
+    assert lr[2] < lr[0] / 4                      # into the last third of the curve
+
+
+def test_peeky_takes_no_warmup_beside_its_plateau_schedule(tmp_path):
+    with pytest.raises(OptionError, match="option 'warmup' does not apply to peeky"):
+        recipes.train("peeky", tmp_path / "run", overrides={"warmup": 0})
 
 
 @pytest.mark.parametrize("kwargs, message", [

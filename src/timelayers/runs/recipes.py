@@ -78,7 +78,8 @@ _S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_gra
                   reverse=False, examples=50000)
 _W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
 # Transformers: AdamW, a linear warm-up over `warmup` iterations, then a cosine to 0 at the
-# last iteration of the last epoch (see _schedule)
+# last iteration of the last epoch (see _schedule). seq2seq and attention keep the book's
+# constant rate (warmup None) unless given one: `--warmup 0` decays it from the start.
 _TRANSFORMER_TRAIN = dict(optimizer="AdamW", weight_decay=0.01, max_grad=1.0)
 _LM, _W2V, _S2S = TASKS["lm"], TASKS["word2vec"], TASKS["seq2seq"]
 
@@ -93,12 +94,12 @@ RECIPES = {r.name: r for r in [
     Recipe("skipgram", _W2V, "SkipGram", "ptb",
            dict(hidden_size=100, window_size=5, sample_size=5), dict(_W2V_TRAIN)),
     Recipe("seq2seq", _S2S, "Seq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
-           dict(_S2S_TRAIN)),
+           dict(_S2S_TRAIN, warmup=None)),
     Recipe("peeky", _S2S, "PeekySeq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
            dict(_S2S_TRAIN, reverse=True, plateau_factor=2.0)),
     Recipe("attention", _S2S, "AttentionSeq2seq", "dates",
            dict(wordvec_size=16, hidden_size=256, score="dot"),
-           dict(_S2S_TRAIN, epochs=10, reverse=True)),
+           dict(_S2S_TRAIN, epochs=10, reverse=True, warmup=None)),
     # beyond the book
     Recipe("transformer-lm", _LM, "TransformerLM", "ptb",
            dict(d_model=256, num_heads=4, num_layers=2, ff_size=1024, dropout_ratio=0.2,
