@@ -418,8 +418,8 @@ _TRAIN_FLAGS = [
     ("max_len", "longest question or answer (transformer-seq2seq; transformer-lm reads windows "
                 "of --time-size)"),
     ("warmup", "iterations of learning-rate warm-up before the cosine decay to 0 (transformers; "
-               "seq2seq and attention: a cosine decay instead of the book's constant rate, "
-               "--warmup 0 from the start)"),
+               "seq2seq, peeky and attention: a cosine decay instead of the book's constant "
+               "rate or peeky's plateau schedule, --warmup 0 from the start)"),
     ("weight_decay", "AdamW's decoupled weight decay (transformers)")]
 """The flags that set a recipe's hyper-parameters (see :data:`_OVERRIDES`), with their help."""
 

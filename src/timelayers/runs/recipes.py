@@ -79,7 +79,8 @@ _S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_gra
 _W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
 # Transformers: AdamW, a linear warm-up over `warmup` iterations, then a cosine to 0 at the
 # last iteration of the last epoch (see _schedule). seq2seq and attention keep the book's
-# constant rate (warmup None) unless given one: `--warmup 0` decays it from the start.
+# constant rate, peeky its plateau schedule, unless given a warmup (None: not given):
+# `--warmup 0` decays the rate from the start.
 _TRANSFORMER_TRAIN = dict(optimizer="AdamW", weight_decay=0.01, max_grad=1.0)
 _LM, _W2V, _S2S = TASKS["lm"], TASKS["word2vec"], TASKS["seq2seq"]
 
@@ -96,7 +97,7 @@ RECIPES = {r.name: r for r in [
     Recipe("seq2seq", _S2S, "Seq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
            dict(_S2S_TRAIN, warmup=None)),
     Recipe("peeky", _S2S, "PeekySeq2seq", "addition", dict(wordvec_size=16, hidden_size=128),
-           dict(_S2S_TRAIN, reverse=True, plateau_factor=2.0)),
+           dict(_S2S_TRAIN, reverse=True, plateau_factor=2.0, warmup=None)),
     Recipe("attention", _S2S, "AttentionSeq2seq", "dates",
            dict(wordvec_size=16, hidden_size=256, score="dot"),
            dict(_S2S_TRAIN, epochs=10, reverse=True, warmup=None)),
@@ -210,19 +211,19 @@ def _iterations_per_epoch(recipe, options, data) -> int:
 
 
 def _schedule(options, optimizer, iterations_per_epoch, task):
-    """The recipe's learning-rate schedule, or None: with ``plateau_factor``, the
-    book's ReduceOnPlateau on the task's validation measure (``task.monitor``); with ``warmup``, a
+    """The recipe's learning-rate schedule, or None: with ``warmup`` (not None), a
     WarmupCosine counted in iterations, peaking at ``lr`` after ``warmup`` of them and
     reaching 0 at the end of epoch ``epochs`` (stepped by :func:`step_each_iteration`,
-    which :func:`train` always adds)."""
-    if options.get("plateau_factor"):
-        monitor, mode = task.monitor
-        return ReduceOnPlateau(optimizer, factor=options["plateau_factor"], monitor=monitor,
-                               mode=mode)
+    which :func:`train` always adds); else with ``plateau_factor``, the book's
+    ReduceOnPlateau on the task's validation measure (``task.monitor``)."""
     if options.get("warmup") is not None:
         return WarmupCosine(optimizer, options["warmup"],
                             max(options["epochs"] * iterations_per_epoch, options["warmup"], 1),
                             per="iteration")
+    if options.get("plateau_factor"):
+        monitor, mode = task.monitor
+        return ReduceOnPlateau(optimizer, factor=options["plateau_factor"], monitor=monitor,
+                               mode=mode)
     return None
 
 
