@@ -2,6 +2,12 @@
 
 Ids are assigned ``0, 1, 2, ...`` in order of first occurrence, as in the book,
 so ``id_to_word`` is always the contiguous list ``words`` seen through a dict.
+
+>>> vocab = Vocabulary("you say goodbye and i say hello .".split())
+>>> vocab.encode(["say", "hello"]).tolist()
+[1, 5]
+>>> vocab.decode([0, 1])
+['you', 'say']
 """
 
 from __future__ import annotations
@@ -44,27 +50,15 @@ class UnknownWordError(TimelayersError, KeyError):
 
 
 class Vocabulary:
-    """Words (or characters) and their ids, in order of first occurrence.
+    """Words (or characters) and their ids, in order of first occurrence (example: the module's).
 
     Parameters
     ----------
     words : iterable of str, optional
         Tokens to add, in order; repeated tokens keep their first id.
 
-    Attributes
-    ----------
-    word_to_id : dict of str to int
-        The id of each word.
-    id_to_word : dict of int to str
-        The word of each id ``0 .. len(self) - 1`` (the book's two dicts).
-
-    Examples
-    --------
-    >>> vocab = Vocabulary("you say goodbye and i say hello .".split())
-    >>> vocab.encode(["say", "hello"]).tolist()
-    [1, 5]
-    >>> vocab.decode([0, 1])
-    ['you', 'say']
+    ``word_to_id`` (str to int) and ``id_to_word`` (ids ``0 .. len(self) - 1`` to
+    str) are the book's two dicts; :meth:`add` and :meth:`update` grow both.
     """
 
     __hash__ = None  # mutable: equal vocabularies must not be dict keys

@@ -17,24 +17,17 @@ __all__ = ["FlatBuffer", "flat_buffers", "flatten_grads"]
 
 
 class FlatBuffer:
-    """Arrays of one dtype and one array module, and a 1-D buffer holding them all.
+    """Arrays of one dtype and one array module, and a 1-D buffer ``data`` holding them all.
 
     Parameters
     ----------
     arrays : list of arrays of any shape and layout (C or Fortran order)
     allocate : callable ``(size, dtype) -> 1-D array``, optional
-        Where ``data`` comes from (default: a new array of the arrays' module;
-        e.g. shared memory, :class:`~timelayers.distributed.collectives.SharedMemoryCollectives`).
+        Memory for ``data`` (default: a new array of the arrays' module), e.g. shared
+        memory (:class:`~timelayers.distributed.collectives.SharedMemoryCollectives`).
 
-    Attributes
-    ----------
-    arrays : list of arrays
-        The arrays; after :meth:`alias`, views of ``data``.
-    spans : list of (start, stop)
-        Where each array lies in ``data``.
-    data : array, (total size,)
-    aliased : bool
-        Whether ``arrays`` are views of ``data`` (:meth:`alias`).
+    ``data (total size,)``: ``arrays[i]`` lies at ``spans[i] = (start, stop)``; after
+    :meth:`alias` (``aliased`` True), ``arrays`` are views of ``data``.
     """
 
     def __init__(self, arrays, allocate=None):

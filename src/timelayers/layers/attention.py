@@ -109,21 +109,16 @@ class WeightSum(Layer):
 
 
 class AttentionWeight(Layer):
-    """Attention weights of one decoder state over the encoder states:
-    ``a = softmax(score(h, hs))`` over the encoder steps.
+    """Attention weights ``softmax(score(h, hs))`` of one decoder state (module docstring).
 
     Parameters
     ----------
     score : {"dot", "general"}
-        ``"dot"``: ``s[n, t] = h[n] . hs[n, t]``; ``"general"``:
-        ``s[n, t] = (h[n] @ W) . hs[n, t]``.
     W : array, shape (H, H), optional
-        Required with ``score="general"`` (kept as ``params[0]``), not allowed
-        otherwise.
+        Required with ``score="general"`` (``params[0]``), not allowed otherwise.
 
-    Shapes: ``hs (N, T, H)``, ``h (N, H)`` -> ``a (N, T)``. Caches ``hs``, ``h``,
-    the query ``q = h`` or ``h @ W`` and ``a``. ``backward(da (N, T))`` returns
-    ``(dhs (N, T, H), dh (N, H))``.
+    ``forward(hs (N, T, H), h (N, H)) -> a (N, T)``, caching ``hs``, ``h``, the query
+    (``h`` or ``h @ W``) and ``a``; ``backward(da (N, T)) -> (dhs (N, T, H), dh (N, H))``.
     """
 
     def __init__(self, score="dot", W=None):
@@ -153,25 +148,17 @@ class AttentionWeight(Layer):
 
 
 class Attention(Layer):
-    """Attention for one decoder step: :class:`AttentionWeight` then
-    :class:`WeightSum` (the book's composition).
+    """Attention for one decoder step: :class:`AttentionWeight`, then :class:`WeightSum`.
 
     Parameters
     ----------
     score : {"dot", "general"}
     W : array, shape (H, H), optional
-        With ``score="general"``; the same array object is ``params[0]`` here and
-        in the inner :class:`AttentionWeight`.
+        As in :class:`AttentionWeight`, whose ``params`` and ``grads`` lists are this one's.
 
-    Shapes: ``hs (N, T, H)`` encoder states, ``h (N, H)`` decoder state ->
-    context ``c (N, H)``. ``backward(dc (N, H))`` returns ``(dhs (N, T, H),
-    dh (N, H))``.
-
-    Attributes
-    ----------
-    attention_weight : array, shape (N, T)
-        The weights of the last ``forward`` (for plotting; not modified by
-        ``backward``).
+    ``forward(hs (N, T, H), h (N, H)) -> c (N, H)``; ``backward(dc (N, H)) -> (dhs (N, T,
+    H), dh (N, H))``. ``attention_weight (N, T)``: the last forward's weights (for
+    plotting; ``backward`` does not modify them).
     """
 
     def __init__(self, score="dot", W=None):

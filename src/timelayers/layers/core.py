@@ -162,21 +162,18 @@ class Softmax(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training, zero each element with probability
-    ``dropout_ratio`` and scale the survivors by ``1 / (1 - dropout_ratio)``;
-    in evaluation (``train_flg = False``) pass the input through unchanged.
-
-    For NumPy inputs the masks are drawn from ``rng`` (a
-    ``numpy.random.Generator``); for CuPy inputs they are drawn on the device
-    (:mod:`timelayers.cuda.random`) from a seed drawn from ``rng``, so a seed
-    gives the same run on the same kind of device, but not the same masks on a
-    CPU and a GPU. Any input shape. Caches the scaled mask.
+    """Inverted dropout, any input shape; the identity when ``train_flg`` is False.
 
     Parameters
     ----------
     dropout_ratio : float in [0, 1)
+        Training zeroes each element with it, scaling the rest by ``1 / (1 - dropout_ratio)``.
     rng : numpy.random.Generator, optional
-        Defaults to ``numpy.random.default_rng()`` (not reproducible).
+        Draws the masks; for CuPy inputs, their seed (masks drawn on the device by
+        :mod:`timelayers.cuda.random`: a seed's masks are the same on any GPU, not on a
+        CPU). Default ``numpy.random.default_rng()``, unseeded.
+
+    Caches the scaled mask in ``mask`` (None when nothing is dropped).
     """
 
     def __init__(self, dropout_ratio=0.5, rng=None):

@@ -57,21 +57,11 @@ def _over_row_blocks(xp, M, C, fn):
 
 
 class _SoftmaxCrossEntropy(Layer):
-    """Fused softmax + cross entropy over rows of ``x2d (M, C)``, averaged over the
-    rows whose label is not ``ignore_label``.
+    """Fused softmax + cross entropy of scores ``x2d (M, C)`` and labels ``t1d (M,)``.
 
-    Forward, block of rows by block of rows (blocks small enough to stay in the
-    cache while it passes over them, and spread over threads for NumPy, see
-    :func:`timelayers.threads.parallel_rows`): the row maximum, ``e = exp(x -
-    max)`` into a new buffer (``e = exp(x)`` when every maximum of the block is
-    within +-60, which saves a pass and changes nothing but rounding), and the
-    row sums. The cache keeps the unnormalised exponentials ``e``, the row
-    reciprocals ``1 / sum(e)``, the labels and the mask. Backward makes one
-    pass, ``dx = e * (scale / sum(e)) - scale * onehot(t)``, where ``scale`` is
-    ``dout * mask / count``, in the same blocks.
-
-    CuPy arrays take :mod:`timelayers.cuda.softmax`: the same math in a
-    few kernels, the loss left on the device.
+    The loss is the mean over the rows whose label is not ``ignore_label``. Caches
+    ``e (M, C)`` (the unnormalised exponentials), ``1 / sum(e) (M,)``, the labels and
+    the mask; CuPy arrays take :mod:`timelayers.cuda.softmax` and its cache instead.
     """
 
     ignore_label = None
@@ -93,6 +83,9 @@ class _SoftmaxCrossEntropy(Layer):
             t1d = xp.where(mask, t1d, 0)
         else:
             count = M
+        # Block of rows by block of rows (_over_row_blocks): the row maximum, e = exp(x - max)
+        # into a new buffer (exp(x) when every maximum of the block is within +-_NO_SHIFT,
+        # which saves a pass and changes nothing but rounding), and the row sums.
         e = xp.empty_like(x2d)  # exp(x - max), (M, C)
         s = xp.empty(M, dtype=x2d.dtype)  # row sums of e
         target = xp.empty(M, dtype=x2d.dtype)  # x[t] - max
@@ -124,6 +117,8 @@ class _SoftmaxCrossEntropy(Layer):
         xp = get_array_module(e)
         if count == 0:
             return xp.zeros_like(e)
+        # One pass, dx = e * (scale / sum(e)) - scale * onehot(t) with scale = dout * mask
+        # / count, in the forward's blocks (the formula: timelayers.cuda.softmax).
         weight = dout / count
         scale = weight * inv_s  # (M,)
         if mask is not None:
