@@ -129,8 +129,9 @@ def run_book(book: Path, task: dict, seed: int, epochs: int, report) -> dict:
 def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool,
              lr: float = LR, plateau: bool = False, cosine: bool = False) -> dict:
     """Train our recipe's model as ``timelayers train`` builds it, on the book's file,
-    with a constant learning rate (the book's unless ``lr`` is given), or with the
-    recipe's plateau schedule (``plateau``)."""
+    with a constant learning rate (the book's unless ``lr`` is given), the recipe's
+    plateau schedule (``plateau``) or its cosine decay from the first step (``cosine``:
+    ``warmup=0``, as ``timelayers train ... --warmup 0``)."""
     import timelayers as tl
     from timelayers.runs import recipes
 
@@ -139,6 +140,8 @@ def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool
                "epochs": epochs, "eval_valid": valid, "lr": lr}
     if not plateau:
         options.pop("plateau_factor", None)  # the book's constant rate
+    if cosine:
+        options["warmup"] = 0                # the recipe's cosine decay from the first step
     assert options["reverse"] and recipe.train_args.get("lr", LR) == LR
     assert options["batch_size"] == BATCH
     assert options["max_grad"] == MAX_GRAD and options["optimizer"] == "Adam"
@@ -146,18 +149,12 @@ def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool
     data = recipes.load_data(recipe, str((book / "dataset" / task["file"]).resolve()), options,
                              seed)
     model = recipes.build_model(recipe, options, data, np.random.default_rng(seed))
-    optimizer = tl.Adam(lr=lr)
-    schedule = recipes._schedule(options, optimizer, None, recipe.task)
-    assert (schedule is not None) == plateau
     (x, t), extra = recipe.task.fit_inputs(options, data)
-    callbacks = []
-    if cosine:
-        assert not plateau
-        schedule = tl.schedules.WarmupCosine(optimizer, 0, epochs * (len(x) // BATCH),
-                                             per="iteration")
-        callbacks = [tl.schedules.step_each_iteration]
+    optimizer = tl.Adam(lr=lr)
+    schedule = recipes._schedule(options, optimizer, len(x) // BATCH, recipe.task)
+    assert (schedule is not None) == (plateau or cosine)
     trainer = tl.Trainer(model, optimizer, max_grad=MAX_GRAD, schedule=schedule,
-                         callbacks=callbacks,
+                         callbacks=[tl.schedules.step_each_iteration],
                          rng=np.random.default_rng(seed + 1), progress=False)
     x_test, t_test = data.test
     record = _record(len(x), len(x_test))

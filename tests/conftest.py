@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from timelayers.datasets import make_addition, write_sequence
-from support.cli import TEXT
+from support.cli import TEXT, TINY_LM, run
 
 STANDIN = os.environ.get("TIMELAYERS_TEST_CUPY") == "standin"
 if STANDIN:
@@ -74,6 +74,15 @@ def corpus_file(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text(TEXT)
     return path
+
+
+@pytest.fixture
+def lm_run(tmp_path, corpus_file, capsys):
+    """A finished tiny ``rnnlm`` run folder (:data:`support.cli.TINY_LM`)."""
+    out_dir = tmp_path / "lm"
+    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
+    assert code == 0, err
+    return out_dir
 
 
 @pytest.fixture

@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 
 from timelayers.cli import main
-from support.cli import TEXT, run
-
-TINY_LM = ["--epochs", 1, "--hidden", 8, "--wordvec", 8, "--batch-size", 2, "--time-size", 5,
-           "--no-eval"]
+from support.cli import TEXT, TINY_LM, run
 
 
 def strict_json(path):
@@ -24,14 +21,6 @@ def strict_json(path):
         raise ValueError(f"{path}: {name} is not JSON")
 
     return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
-
-
-@pytest.fixture
-def lm_run(tmp_path, corpus_file, capsys):
-    out_dir = tmp_path / "lm"
-    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
-    assert code == 0, err
-    return out_dir
 
 
 # -- every file through one writer; links replaced, never followed ---------------------------

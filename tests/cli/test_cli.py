@@ -10,7 +10,7 @@ import pytest
 
 from timelayers.cli import main
 from support.devices import needs_cupy
-from support.cli import run
+from support.cli import TINY_LM, run
 
 
 def test_train_eval_generate_resume_rnnlm(tmp_path, corpus_file, capsys):
@@ -198,16 +198,7 @@ def test_device_must_be_cpu_or_gpu(capsys, monkeypatch, tmp_path):
 
 
 # -- run folders: never two runs mixed, the saved vocabulary and data, options checked --------
-TINY_LM = ["--epochs", 1, "--hidden", 4, "--wordvec", 4, "--batch-size", 2, "--time-size", 5,
-           "--no-eval"]
-
-
-@pytest.fixture
-def lm_run(tmp_path, corpus_file, capsys):
-    out_dir = tmp_path / "lm"
-    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus_file, *TINY_LM, "--out", out_dir)
-    assert code == 0, err
-    return out_dir
+# (lm_run: a tiny finished rnnlm run, from tests/conftest.py)
 
 
 def test_training_into_a_run_needs_resume_or_force(lm_run, corpus_file, capsys):

@@ -8,28 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from timelayers.cli import main
 from timelayers.datasets import make_dates, write_sequence
+from support.cli import TEXT, run
 
-TEXT = "\n".join(["the cat sat on the mat", "the dog sat on the log",
-                  "a cat and a dog", "the mat and the log"] * 30) + "\n"
-TINY = ["--epochs", "1", "--batch-size", "4", "--time-size", "5", "--wordvec", "8",
-        "--hidden", "8", "--no-eval"]
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def lm_run(tmp_path, capsys):
-    corpus = tmp_path / "tiny.txt"
-    corpus.write_text(TEXT)
-    code, _, err = run(capsys, "train", "rnnlm", "--data", corpus, *TINY, "--out", tmp_path / "lm")
-    assert code == 0, err
-    return tmp_path / "lm"
+# lm_run (a tiny finished rnnlm run folder) and corpus_file come from tests/conftest.py
 
 
 def test_export_onnx_of_a_run_equals_the_run(lm_run, tmp_path, capsys):
@@ -47,7 +29,7 @@ def test_export_onnx_of_a_run_equals_the_run(lm_run, tmp_path, capsys):
     model = _load_run(lm_run).model.eval()
     words = json.loads(meta["timelayers.vocab"])["words"]
     xs = np.array([[words.index(w) for w in "the cat sat on the mat".split()]])
-    state = {i.name: np.zeros((1, 8), np.float32) for i in sess.get_inputs()[1:]}
+    state = {i.name: np.zeros((1, i.shape[1]), np.float32) for i in sess.get_inputs()[1:]}
     logits = sess.run(None, {"ids": xs, **state})[0]
     np.testing.assert_allclose(logits, model.predict(xs), rtol=1e-5, atol=1e-6)
 

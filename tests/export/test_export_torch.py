@@ -170,25 +170,38 @@ def test_trains_as_ours(name):
     ours and count twice in the clipping norm."""
     model = TRAINED[name]().eval()
     module = to_torch(model).eval()
-    opt, topt = SGD(lr=20.0), torch.optim.SGD(module.parameters(), lr=20.0)
     lm = not hasattr(module, "encoder_rnn")
-    state = None
+    carried = [None]
+
+    def loss_of(xs, ts):
+        if not lm:
+            return module.loss(xs, ts)
+        loss, state = module.loss(xs, ts, carried[0])
+        carried[0] = (state.detach() if torch.is_tensor(state)
+                      else tuple(s.detach() for s in state))
+        return loss
+
+    assert_trains_as_ours(model, module, loss_of, lr=20.0, max_grad=0.25,
+                          shapes=((3, 5) if lm else (3, 7), (3, 5)), label=name)
+
+
+def assert_trains_as_ours(model, module, loss_of, lr, max_grad, shapes, label):
+    """Ten SGD steps with gradient clipping on each side, on the same batches of
+    ids of ``shapes`` (questions or inputs, targets): our loss equals the module's
+    (``loss_of(xs, ts)``, torch tensors in) at every step."""
+    opt, topt = SGD(lr=lr), torch.optim.SGD(module.parameters(), lr=lr)
     for step in range(10):
-        xs, ts = ids((3, 5) if lm else (3, 7), step), ids((3, 5), 100 + step)
+        xs, ts = ids(shapes[0], step), ids(shapes[1], 100 + step)
         topt.zero_grad()
-        if lm:
-            loss, state = module.loss(torch.from_numpy(xs), torch.from_numpy(ts), state)
-            state = state.detach() if torch.is_tensor(state) else tuple(s.detach() for s in state)
-        else:
-            loss = module.loss(torch.from_numpy(xs), torch.from_numpy(ts))
+        loss = loss_of(torch.from_numpy(xs), torch.from_numpy(ts))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 0.25)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad)
         topt.step()
         ours = model.forward(xs, ts)
         model.backward()
-        clip_grads(model.grads, 0.25)
+        clip_grads(model.grads, max_grad)
         opt.update(model.params, model.grads)
-        assert ours == pytest.approx(loss.item(), rel=1e-9), f"{name} step {step}"
+        assert ours == pytest.approx(loss.item(), rel=1e-9), f"{label} step {step}"
 
 
 def test_generate_equals_ours():
@@ -317,20 +330,13 @@ def test_transformers_train_as_ours(kind):
         model = TransformerSeq2seq(V, 12, 3, 1, 1, 20, max_len=7, dropout=0.0,
                                    dtype="float64", rng=0)
     module = to_torch(model).train()
-    opt, topt = SGD(lr=1.0), torch.optim.SGD(module.parameters(), lr=1.0)
-    for step in range(10):
-        xs, ts = ids((3, 5) if kind == "lm" else (3, 7), step), ids((3, 5), 100 + step)
-        topt.zero_grad()
-        loss = module.loss(torch.from_numpy(xs), torch.from_numpy(ts))
-        loss = loss[0] if kind == "lm" else loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 0.5)
-        topt.step()
-        ours = model.forward(xs, ts)
-        model.backward()
-        clip_grads(model.grads, 0.5)
-        opt.update(model.params, model.grads)
-        assert ours == pytest.approx(loss.item(), rel=1e-9), f"{kind} step {step}"
+
+    def loss_of(xs, ts):
+        loss = module.loss(xs, ts)
+        return loss[0] if kind == "lm" else loss     # the LM's: (loss, context)
+
+    assert_trains_as_ours(model, module, loss_of, lr=1.0, max_grad=0.5,
+                          shapes=((3, 5) if kind == "lm" else (3, 7), (3, 5)), label=kind)
 
 
 @pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
