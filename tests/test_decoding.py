@@ -1,11 +1,15 @@
-"""Decoding: sampling controls for language models, greedy and beam search for seq2seq."""
+"""Decoding: sampling controls for language models, greedy and beam search for seq2seq,
+large batches decoded in row blocks on replicas of the model."""
+
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from timelayers import models
-from timelayers.decoding import (beam_search, generate_ids, greedy_decode, sample_next,
-                                 sequence_log_prob)
+from timelayers.decoding import (MIN_ROWS_PER_THREAD, beam_search, generate_ids, greedy_decode,
+                                 sample_next, sequence_log_prob)
+from timelayers.threads import get_num_threads, set_num_threads
 
 V = 9
 
@@ -84,3 +88,91 @@ def test_beam_search_with_end_id_pads_after_end():
 def test_bad_beam_size():
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(_random_seq2seq(), np.zeros((1, 3), int), 0, 2, beam_size=0)
+
+
+# ----------------------------------------------------------------------------- row blocks
+# A large batch is decoded in blocks of rows at once, each on a replica of the model
+# (Model.replica): the answers must be those of the whole batch, and no array the model
+# holds may be written meanwhile (the replicas share them all).
+
+SEQ2SEQ = {
+    "seq2seq": lambda: models.Seq2seq(V, 4, 8, dtype="float64", rng=0),
+    "peeky": lambda: models.PeekySeq2seq(V, 4, 8, dtype="float64", rng=0),
+    "attention": lambda: models.AttentionSeq2seq(V, 4, 8, dtype="float64", rng=0),
+    "attention-general": lambda: models.AttentionSeq2seq(V, 4, 8, score="general",
+                                                         dtype="float64", rng=0),
+    "transformer": lambda: models.TransformerSeq2seq(V, 8, 2, 1, 1, 16, max_len=12,
+                                                     dropout=0.0, dtype="float64", rng=0),
+}
+
+
+def _held_arrays(model):
+    """Every array the model, its layers and their caches and buffers hold."""
+    found = {}
+    model.replace_arrays(lambda a: found.setdefault(id(a), a))
+    return list(found.values())
+
+
+@contextmanager
+def _read_only(arrays):
+    """Any write into ``arrays`` (or a view made of them) raises meanwhile."""
+    writeable = [(a, a.flags.writeable) for a in arrays]
+    for a in arrays:
+        a.flags.writeable = False
+    try:
+        yield
+    finally:  # bases before their views: a view cannot be writeable over a read-only base
+        for a, flag in sorted(writeable, key=lambda pair: pair[0].base is not None):
+            a.flags.writeable = flag
+
+
+@pytest.fixture
+def two_threads():
+    pytest.importorskip("threadpoolctl")
+    before = get_num_threads()
+    set_num_threads(2)
+    yield
+    set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", SEQ2SEQ)
+def test_row_blocks_on_replicas_decode_as_the_whole_batch(name, two_threads, monkeypatch):
+    model = SEQ2SEQ[name]()
+    rng = np.random.default_rng(1)
+    for p in model.params:
+        p[...] = rng.standard_normal(p.shape) * 0.8
+    N = 2 * MIN_ROWS_PER_THREAD + 3
+    xs = rng.integers(0, V, (N, 7))
+    ts = rng.integers(0, V, (N, 6))
+    model.forward(xs, ts)       # a training step first: its caches and buffers are held too
+    model.backward()
+    replicas = []
+    make_replica = type(model).replica
+    monkeypatch.setattr(type(model), "replica",
+                        lambda m: replicas.append(1) or make_replica(m))
+
+    def both():
+        """(greedy ids, beam ids and scores, log-probabilities): cut, then whole."""
+        runs = []
+        for threads in (2, 1):
+            set_num_threads(threads)
+            runs.append((greedy_decode(model, xs, 0, 5),
+                         beam_search(model, xs, 0, 4, beam_size=2, return_scores=True),
+                         sequence_log_prob(model, xs, 0, ts[:, 1:])))
+        return runs
+
+    with _read_only(_held_arrays(model)):
+        (greedy, (beam, scores), logp), (greedy1, (beam1, scores1), logp1) = both()
+    assert len(replicas) == 2 * 3      # two blocks for each of the three calls, then none
+    np.testing.assert_array_equal(greedy, greedy1)
+    np.testing.assert_array_equal(beam, beam1)
+    np.testing.assert_allclose(scores, scores1, rtol=1e-12)
+    np.testing.assert_allclose(logp, logp1, rtol=1e-12)
+    assert greedy.shape == (N, 5) and logp.shape == (N,)
+
+
+def test_small_batches_and_other_arrays_decode_whole(two_threads, monkeypatch):
+    model = _random_seq2seq()
+    monkeypatch.setattr(type(model), "replica", lambda m: pytest.fail("made a replica"))
+    xs = np.zeros((2 * MIN_ROWS_PER_THREAD - 1, 3), dtype=np.int64)
+    assert greedy_decode(model, xs, 0, 2).shape == (len(xs), 2)   # one block would be too small

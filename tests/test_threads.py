@@ -225,6 +225,29 @@ def test_run_parallel_results_errors_and_blas_threads(threads):
         [threading.current_thread().name] * 2
 
 
+def test_jobs_start_no_threads_and_leave_the_count(threads, monkeypatch):
+    """Inside a job, the calling thread's included, work runs in the job's thread
+    and adapt_to_load neither reads the load nor resizes the pool (the pool is
+    busy with the other jobs)."""
+    pytest.importorskip("threadpoolctl")
+    threads(2)
+    monkeypatch.setattr(functions, "_fixed", False)
+    monkeypatch.delenv("TIMELAYERS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(functions, "_load_sample", None)
+    monkeypatch.setattr(functions, "_sample_load", lambda now: pytest.fail("read the load"))
+
+    def job():
+        name = threading.current_thread().name
+        inner = functions.run_parallel([lambda: threading.current_thread().name] * 2)
+        return functions.in_parallel_job(), name, inner, functions.adapt_to_load()
+
+    results = functions.run_parallel([job, job])
+    assert {name.startswith("timelayers") for _, name, _, _ in results} == {False, True}
+    for inside, name, inner, n in results:
+        assert inside and inner == [name, name] and n == 2
+    assert not functions.in_parallel_job()
+
+
 def test_run_parallel_without_blas_control_runs_serially(threads, monkeypatch):
     """Without threadpoolctl (or a BLAS it can drive) two jobs would call a
     multi-threaded BLAS at once: they run one after the other instead."""

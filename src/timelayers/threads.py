@@ -49,8 +49,8 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 from .errors import OptionError  # noqa: E402  (it imports nothing: NumPy still unloaded)
 
-__all__ = ["parallel_rows", "run_parallel", "can_run_parallel", "set_num_threads",
-           "get_num_threads", "cpu_limit", "adapt_to_load"]
+__all__ = ["parallel_rows", "run_parallel", "can_run_parallel", "in_parallel_job", "even_blocks",
+           "set_num_threads", "get_num_threads", "cpu_limit", "adapt_to_load"]
 
 
 _MAX_DEFAULT_THREADS = 8
@@ -200,13 +200,19 @@ def _blas_controllers():
     return _blas_libs
 
 
+def in_parallel_job() -> bool:
+    """True in a job of :func:`run_parallel` or a block of :func:`parallel_rows`,
+    whether on a pool thread or in the calling thread: work started there runs
+    in that thread alone, and the thread count stays as it is."""
+    return getattr(_in_worker, "active", False)
+
+
 def can_run_parallel() -> bool:
     """True when :func:`run_parallel` would use more than one thread: more than one
     thread is allowed, the caller is not a pool thread, and the BLAS's threads
     can be held to one (two jobs calling a multi-threaded BLAS at once would
     take turns)."""
-    return (get_num_threads() > 1 and not getattr(_in_worker, "active", False)
-            and bool(_blas_controllers()))
+    return get_num_threads() > 1 and not in_parallel_job() and bool(_blas_controllers())
 
 
 class _OneBlasThread:
@@ -257,10 +263,13 @@ def _run_on_pool(jobs):
     pool = _get_pool(get_num_threads() - 1)
     futures = [pool.submit(job) for job in jobs[1:]]
     results, error = [None] * len(jobs), None
+    _in_worker.active = True  # the calling thread is one of the jobs' threads meanwhile
     try:
         results[0] = jobs[0]()
     except BaseException as exc:  # wait for the others before raising
         error = exc
+    finally:
+        _in_worker.active = False
     for k, f in enumerate(futures, start=1):
         exc = f.exception()
         if exc is None:
@@ -270,6 +279,12 @@ def _run_on_pool(jobs):
     if error is not None:
         raise error
     return results
+
+
+def even_blocks(N, n):
+    """``n`` contiguous slices of ``range(N)`` whose sizes differ by at most one."""
+    bounds = [N * k // n for k in range(n + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def parallel_rows(fn, n_rows: int, min_rows: int = 1, max_block: int | None = None) -> None:
@@ -296,7 +311,7 @@ def parallel_rows(fn, n_rows: int, min_rows: int = 1, max_block: int | None = No
                 whole(a, min(a + max_block, stop))
 
     n = min(get_num_threads(), n_rows // max(1, min_rows))
-    if n <= 1 or getattr(_in_worker, "active", False):
+    if n <= 1 or in_parallel_job():
         if n_rows > 0:
             fn(0, n_rows)
         return
@@ -363,7 +378,7 @@ def adapt_to_load(now: float | None = None) -> int:
     count. Does nothing when the count was fixed by ``TIMELAYERS_NUM_THREADS``
     or :func:`set_num_threads`, or where the load cannot be read."""
     global _load_sample, _blas_ceiling, _adapted
-    if _fixed or os.environ.get("TIMELAYERS_NUM_THREADS", "").strip():
+    if _fixed or os.environ.get("TIMELAYERS_NUM_THREADS", "").strip() or in_parallel_job():
         return get_num_threads()
     now = time.monotonic() if now is None else now
     interval = ADAPT_INTERVAL if _adapted else FIRST_ADAPT_INTERVAL

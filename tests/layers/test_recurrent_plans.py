@@ -27,8 +27,7 @@ from timelayers.layers.cells import CELLS
 from timelayers.layers.plans import (BatchedGRU, BatchedRNN, FastLSTM, FusedGRU, FusedLSTM,
                                      FusedRNN, ReferencePlan, RowBlocks, choose_plan)
 from timelayers.layers.plans import lstm_fast
-from timelayers.layers.plans.row_blocks import even_blocks
-from timelayers.threads import get_num_threads, set_num_threads
+from timelayers.threads import even_blocks, get_num_threads, set_num_threads
 
 KINDS = {"rnn": CELLS["rnn"], "lstm": CELLS["lstm"], "gru": CELLS["gru"],
          "gru_ra": CELLS["gru-reset-after"]}

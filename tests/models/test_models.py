@@ -163,3 +163,25 @@ def test_language_model_state_get_set_for_generation(cell):
     model.reset_state()
     fresh = model.predict(nxt)
     assert not np.allclose(fresh, a)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
+def test_replica_holds_the_same_arrays_in_layers_of_its_own(name):
+    """Model.replica (what the seq2seq decoders run row blocks on): every param and
+    grad slot the very array of the model (ties included), every layer its own, and
+    a forward on the replica leaves the model's layers as they were."""
+    make, data = MODEL_FACTORIES[name]
+    model = make()
+    replica = model.replica()
+    assert replica.param_names == model.param_names
+    for (n1, p1, g1), (n2, p2, g2) in zip(model.named_param_slots(), replica.named_param_slots(),
+                                          strict=True):
+        assert n1 == n2 and p1 is p2 and g1 is g2
+    layers = list(zip(model.named_layers(), replica.named_layers(), strict=True))
+    assert all(n1 == n2 and a is not b for (n1, a), (n2, b) in layers)
+    before = [dict(vars(layer)) for _, layer in model.named_layers()]
+    replica.eval()
+    replica.forward(*data(np.random.default_rng(3)))
+    after = [dict(vars(layer)) for _, layer in model.named_layers()]
+    assert all(b.keys() == a.keys() and all(b[k] is a[k] for k in b)
+               for b, a in zip(before, after))

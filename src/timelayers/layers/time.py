@@ -25,8 +25,9 @@ class TimeAffine(Layer):
         so they may change in place between calls).
 
     ``forward(x (N, T, D)) -> out (N, T, H)`` caches ``x1 (N*T, D+1)``, ``x`` with
-    a column of ones; ``backward(dout (N, T, H)) -> dx (N, T, D)`` writes ``dW``
-    and ``db`` into ``grads``.
+    a column of ones (in evaluation mode ``x`` itself, and ``x1`` is made by a
+    backward); ``backward(dout (N, T, H)) -> dx (N, T, D)`` writes ``dW`` and
+    ``db`` into ``grads``.
     """
 
     param_names = ("W", "b")
@@ -34,6 +35,7 @@ class TimeAffine(Layer):
     def __init__(self, W, b):
         super().__init__()
         self._init_params(W, b)
+        self.x = None
         self.x1 = None
         self._Wb = None
         self._dWb = None
@@ -44,33 +46,29 @@ class TimeAffine(Layer):
         check_shape("TimeAffine.forward", "x", x, ("N", "T", W.shape[0]))
         xp = get_array_module(W)
         N, T, D = x.shape
+        self.shape = x.shape
+        self.x = x.reshape(N * T, D).astype(W.dtype, copy=False)
+        # Wb is a copy of (D+1) * H elements at every forward: it pays when the rows
+        # outnumber D + 1 (the bias pass it saves is larger) and a backward follows,
+        # not for generation's one token at a time, nor in evaluation mode (where a
+        # layer writes into no array it holds: see Model.replica).
+        if N * T <= D + 1 or not self.train_flg:
+            self.x1 = None
+            out = xp.matmul(self.x, W)
+            out += b
+            return out.reshape(N, T, -1)  # (N, T, H)
         if self._Wb is None:
             # Wb and the dW buffer take W's memory order: a tied W that is the transpose
             # of an embedding (Fortran order) is then copied with contiguous reads and
             # writes, not transposed element by element at every call.
             fortran = W.flags.f_contiguous and not W.flags.c_contiguous
             self._Wb = xp.empty((D + 1, W.shape[1]), dtype=W.dtype, order="F" if fortran else "C")
-            # dWb is computed as a C-ordered (H, D+1) product when W is in Fortran
-            # order, so that its transpose has W's layout.
-            self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if fortran
-                         else xp.empty_like(self._Wb))
         # The bias rides in the products: forward is x1 @ Wb with Wb = [W; b] (D+1, H),
         # and x1.T @ dout2d gives dW and db together, with no extra pass over (N*T, H).
-        x1 = xp.empty((N * T, D + 1), dtype=W.dtype)  # (N*T, D+1)
-        x1[:, :D] = x.reshape(N * T, D)
-        x1[:, D] = 1
-        self.x1 = x1
-        self.shape = x.shape
-        # Wb is a copy of (D+1) * H elements at every forward: it pays when the rows
-        # outnumber D + 1 (the bias pass it saves is larger), not for generation's one
-        # token at a time, which takes x @ W + b on the params themselves.
-        if N * T <= D + 1:  # few rows: no copy of the weights
-            out = xp.matmul(x1[:, :D], W)
-            out += b
-            return out.reshape(N, T, -1)  # (N, T, H)
+        self.x1 = _with_ones(self.x, W.dtype)
         self._Wb[:D] = W  # W and b may have been updated in place since the last call
         self._Wb[D] = b
-        return (x1 @ self._Wb).reshape(N, T, -1)  # (N, T, H)
+        return (self.x1 @ self._Wb).reshape(N, T, -1)  # (N, T, H)
 
     def backward(self, dout):
         W, _ = self.params
@@ -78,13 +76,28 @@ class TimeAffine(Layer):
         N, T, D = self.shape
         check_shape("TimeAffine.backward", "dout", dout, (N, T, W.shape[1]))
         dout2d = dout.reshape(N * T, -1)
+        x1 = self.x1 if self.x1 is not None else _with_ones(self.x, W.dtype)
+        if self._dWb is None:
+            # computed as a C-ordered (H, D+1) product when W is in Fortran order, so
+            # that its transpose has W's layout
+            fortran = W.flags.f_contiguous and not W.flags.c_contiguous
+            self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if fortran
+                         else xp.empty((D + 1, W.shape[1]), dtype=W.dtype))
         if self._dWb.flags.c_contiguous:
-            xp.matmul(self.x1.T, dout2d, out=self._dWb)  # (D+1, H): dW stacked on db
+            xp.matmul(x1.T, dout2d, out=self._dWb)  # (D+1, H): dW stacked on db
         else:
-            xp.matmul(dout2d.T, self.x1, out=self._dWb.T)  # the same, as (H, D+1)
+            xp.matmul(dout2d.T, x1, out=self._dWb.T)  # the same, as (H, D+1)
         self.grads[0][...] = self._dWb[:D]
         self.grads[1][...] = self._dWb[D]
         return (dout2d @ W.T).reshape(N, T, D)
+
+
+def _with_ones(x, dtype):
+    """``[x, 1]``: ``x (M, D)`` with a column of ones, ``(M, D+1)`` in ``dtype``."""
+    x1 = get_array_module(x).empty((x.shape[0], x.shape[1] + 1), dtype=dtype)
+    x1[:, :-1] = x
+    x1[:, -1] = 1
+    return x1
 
 
 class TimeEmbedding(Embedding):

@@ -28,6 +28,7 @@ training checkpoint can save and restore it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -265,6 +266,16 @@ class Model:
                 layer.params[k] = src_layer.params[j].T if transpose else src_layer.params[j]
         return self
 
+    def replica(self):
+        """A copy of the model that can run at the same time as it, in another
+        thread, in evaluation mode: its layers, sub-models, lists and dicts are
+        its own (so are the states and caches its forwards leave), but it holds
+        the very arrays of this model -- params, grads, tables, buffers -- and
+        copies no data. That is safe because no layer writes into an array it
+        holds in evaluation mode (a test checks every model). The seq2seq
+        decoders run blocks of rows on replicas (:mod:`timelayers.decoding`)."""
+        return _replicated(self, {})
+
     # -- saving and loading --------------------------------------------------------
     def state_dict(self) -> dict:
         """Dotted name -> param array (the live arrays, not copies)."""
@@ -500,6 +511,30 @@ def _moved(value, move, seen):
     elif isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple cache
         return type(value)(*(_moved(v, move, seen) for v in value))
     return value
+
+
+def _replicated(value, memo):
+    """``value`` with every layer, model, list and dict in it copied (each once, so
+    what was shared stays shared) and everything else -- arrays, plans, generators,
+    configs -- the same object; ``memo``: id -> copy."""
+    if isinstance(value, tuple):
+        items = [_replicated(v, memo) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if not isinstance(value, (Layer, Model, list, dict)):
+        return value
+    if id(value) in memo:
+        return memo[id(value)]
+    if isinstance(value, list):
+        copied = memo[id(value)] = []
+        copied.extend(_replicated(v, memo) for v in value)
+    elif isinstance(value, dict):
+        copied = memo[id(value)] = {}
+        copied.update((k, _replicated(v, memo)) for k, v in value.items())
+    else:
+        copied = memo[id(value)] = copy.copy(value)
+        for name, v in vars(value).items():
+            setattr(copied, name, _replicated(v, memo))
+    return copied
 
 
 def _named_models(model, prefix=""):

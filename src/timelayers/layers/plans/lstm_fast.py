@@ -192,7 +192,7 @@ class FastLSTM(Plan):
                 xh[:, :D] = xs[:, t]
             self._step_products(xh, a, scale, step, work)
             h = xh[:, D + 1:] if t + 1 < T else h_last
-            _gates_and_states(a, c, c, tc, h, gi)
+            _states_only(a, c, tc, h, gi)
             hs[:, t] = h
         return hs, (h_last, c), (xs, states)
 
@@ -295,6 +295,30 @@ def _gates_and_states(a, c_prev, c, tc, h, gi):
     c += gi                                               # c_t = f * c_{t-1} + g * i
     xp.tanh(c, out=tc)
     xp.multiply(o, tc, out=h)                             # h_t = o * tanh(c_t)
+
+
+def _states_only(a, c, tc, h, work):
+    """The step of a forward that keeps no gates for a backward: from the scaled
+    pre-activations ``a (N, 4H)``, the same ``c`` (updated in place), ``tc`` and
+    ``h`` (each ``(N, H)``) as :func:`_gates_and_states`, with the sigmoid gates
+    left as ``t = tanh(a / 2)`` (``s = (1 + t) / 2``): ``c = ((1 + t_f) c + (1 +
+    t_i) g) / 2`` and ``h = (1 + t_o) tanh(c) / 2``, so that every pass after the
+    ``tanh`` is over an ``(N, H)`` block that stays in the cache, none over the
+    gates in ``a``. ``work (N, H)`` is work space; ``a`` is overwritten."""
+    xp = get_array_module(a)
+    H = c.shape[1]
+    xp.tanh(a, out=a)
+    t_f, g, t_i, t_o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    xp.multiply(t_i, g, out=work)
+    work += g                                             # (1 + t_i) g
+    xp.multiply(t_f, c, out=tc)
+    c += tc                                               # (1 + t_f) c
+    c += work
+    c *= 0.5
+    xp.tanh(c, out=tc)
+    xp.multiply(t_o, tc, out=h)
+    h += tc
+    h *= 0.5                                              # (1 + t_o) tanh(c) / 2
 
 
 def _times_transposed(Wh, work_T, d, out):

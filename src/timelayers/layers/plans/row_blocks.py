@@ -18,7 +18,7 @@ from functools import partial
 from typing import NamedTuple
 
 from ...backend import get_array_module
-from ...threads import can_run_parallel, get_num_threads, run_parallel
+from ...threads import can_run_parallel, even_blocks, get_num_threads, run_parallel
 from .base import Plan
 
 __all__ = ["RowBlocks", "row_blocks"]
@@ -35,12 +35,6 @@ def row_blocks(N, H):
     if n < 2 or (N // n) * H < MIN_ELEMENTS_PER_BLOCK or not can_run_parallel():
         return [slice(0, N)]
     return even_blocks(N, n)
-
-
-def even_blocks(N, n):
-    """``n`` contiguous slices of ``range(N)`` whose sizes differ by at most one."""
-    bounds = [N * k // n for k in range(n + 1)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class BlockCaches(NamedTuple):
