@@ -7,8 +7,11 @@ Runtime (``to_onnx``), on the CPU with the same number of threads (2 by default)
   AttentionSeq2seq (the recipe's sizes: D=16, H=256), in batches of 1,000.
 
 The weights are random (the speed does not depend on them); each runtime's tokens
-must equal ours, which the script checks before it prints. Times are the best of
-``--repeat`` runs. ``--quick``: 200 tokens, 1,000 questions, one run.
+must equal ours, which the script checks before it prints. The three runtimes run
+in turns, ``--repeat`` rounds (the order shifted every round), so that a slow
+spell of a shared machine falls on all of them: the times printed are each one's
+best round, the ratios the median of the rounds' ratios, with their range.
+``--quick``: 200 tokens, 1,000 questions, one round.
 
     .venv/bin/python benchmarks/bench_inference.py [--quick] [--threads 2]
 """
@@ -46,13 +49,31 @@ def shaken(model, seed=1, scale=0.05):
     return model.eval()
 
 
-def best_of(repeat, fn):
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
+# Before each run: PyTorch's OpenMP threads spin for 200 ms after their last work
+# (KMP_BLOCKTIME) and ONNX Runtime's pool threads spin too; a run that started at
+# once would share the cores with them.
+PAUSE = 0.3
+
+
+def in_turns(repeat, runs):
+    """Run each of ``runs`` (name -> callable) ``repeat`` times, in turns, the order
+    shifted by one every round (a slow spell of a shared machine then falls on all of
+    them); returns name -> (list of times, last result)."""
+    names = list(runs)
+    times, results = {n: [] for n in names}, {}
+    for k in range(repeat):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            time.sleep(PAUSE)
+            t0 = time.perf_counter()
+            results[name] = runs[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {n: (times[n], results[n]) for n in names}
+
+
+def ratio(timed, other):
+    """The median over the rounds of ours / ``other``, with the range."""
+    r = np.array(timed["ours"][0]) / np.array(timed[other][0])
+    return f"{np.median(r):.2f} [{r.min():.2f}-{r.max():.2f}]"
 
 
 def ort_session(path, threads):
@@ -148,7 +169,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     tokens, n_questions, repeat = (200, 1000, 1) if args.quick else (1000, 5000, args.repeat)
     _limiter = set_threads(args.threads)  # noqa: F841 (kept for the whole run)
@@ -167,12 +188,12 @@ def main(argv=None):
         module = to_torch(model).eval()
         (path,) = to_onnx(model, tmp / f"{name}.onnx", force=True)
         sess = ort_session(path, args.threads)
-        t_ours, ours = best_of(repeat, lambda: generate_ours(model, 7, tokens))
-        t_torch, theirs_torch = best_of(repeat, lambda: generate_torch(module, 7, tokens))
-        t_ort, theirs_ort = best_of(repeat, lambda: generate_ort(sess, 7, tokens))
-        assert theirs_torch == ours and theirs_ort == ours, f"{name}: the tokens differ"
-        rows.append((f"{name}: greedy {tokens} tokens, batch 1", t_ours, t_torch, t_ort,
-                     "ms/token", 1000 / tokens))
+        timed = in_turns(repeat, {"ours": lambda: generate_ours(model, 7, tokens),
+                                  "torch": lambda: generate_torch(module, 7, tokens),
+                                  "ort": lambda: generate_ort(sess, 7, tokens)})
+        ours = timed["ours"][1]
+        assert timed["torch"][1] == ours and timed["ort"][1] == ours, f"{name}: the tokens differ"
+        rows.append((f"{name}: greedy {tokens} tokens, batch 1", timed, "ms/token", 1000 / tokens))
 
     questions, V, start = date_questions(n_questions)
     model = shaken(AttentionSeq2seq(V, 16, 256, rng=0), scale=0.3)
@@ -180,24 +201,26 @@ def main(argv=None):
     enc_path, dec_path = to_onnx(model, tmp / "attention", force=True)
     encoder, decoder = ort_session(enc_path, args.threads), ort_session(dec_path, args.threads)
     batch = 1000
-    t_ours, ours = best_of(repeat, lambda: answer_ours(model, questions, start, 10, batch))
-    t_torch, theirs_torch = best_of(repeat, lambda: answer_torch(module, questions, start, 10,
-                                                                 batch))
-    t_ort, theirs_ort = best_of(repeat, lambda: answer_ort(encoder, decoder, questions, start,
-                                                           10, batch))
-    agree_torch = float((theirs_torch == ours).all(axis=1).mean())
-    agree_ort = float((theirs_ort == ours).all(axis=1).mean())
-    rows.append((f"AttentionSeq2seq: {n_questions} date questions, batches of {batch}", t_ours,
-                 t_torch, t_ort, "s", 1.0))
+    timed = in_turns(repeat, {
+        "ours": lambda: answer_ours(model, questions, start, 10, batch),
+        "torch": lambda: answer_torch(module, questions, start, 10, batch),
+        "ort": lambda: answer_ort(encoder, decoder, questions, start, 10, batch)})
+    ours = timed["ours"][1]
+    agree_torch = float((timed["torch"][1] == ours).all(axis=1).mean())
+    agree_ort = float((timed["ort"][1] == ours).all(axis=1).mean())
+    rows.append((f"AttentionSeq2seq: {n_questions} date questions, batches of {batch}", timed,
+                 "s", 1.0))
 
-    print(f"threads: {args.threads}, best of {repeat}; torch {torch.__version__}, "
-          f"onnxruntime {__import__('onnxruntime').__version__}")
+    print(f"threads: {args.threads}; {repeat} rounds, the three in turns; times: the best "
+          f"round; ratios: the median of the rounds' (their range in brackets); torch "
+          f"{torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
     print()
     print("| task | unit | ours | PyTorch eager | ONNX Runtime | ours / PyTorch | ours / ORT |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for task, a, b, c, unit, scale in rows:
-        print(f"| {task} | {unit} | {a * scale:.3f} | {b * scale:.3f} | {c * scale:.3f} | "
-              f"{a / b:.2f} | {a / c:.2f} |")
+    for task, timed, unit, scale in rows:
+        best = {k: min(t) * scale for k, (t, _) in timed.items()}
+        print(f"| {task} | {unit} | {best['ours']:.3f} | {best['torch']:.3f} | {best['ort']:.3f} | "
+              f"{ratio(timed, 'torch')} | {ratio(timed, 'ort')} |")
     print()
     print(f"AttentionSeq2seq answers equal to ours: PyTorch {agree_torch:.2%}, "
           f"ONNX Runtime {agree_ort:.2%}; the language models' tokens: all equal")

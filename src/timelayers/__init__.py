@@ -8,6 +8,7 @@ layers made of layers (:mod:`timelayers.models`).
 
 # first, before NumPy loads: it sets OpenBLAS's idle spin (see timelayers.threads)
 from . import threads
+from . import allocator  # keeps freed memory for the next arrays (see timelayers.allocator)
 from ._version import __version__
 from . import datasets, decoding, functions, metrics, models, optim, plot, schedules, text, training
 from . import book

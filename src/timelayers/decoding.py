@@ -29,7 +29,7 @@ import numpy as np
 
 from .backend import get_array_module, to_cpu
 from .functions import log_softmax
-from .layers.base import evaluation_mode
+from .layers.base import evaluation_mode, fixed_params
 from .threads import adapt_to_load, can_run_parallel, even_blocks, get_num_threads, run_parallel
 
 __all__ = ["sample_next", "generate_ids", "book_generate", "greedy_decode", "beam_search",
@@ -110,7 +110,7 @@ def generate_ids(model, start_id, length=100, *, temperature=1.0, top_k=None, sk
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     xp = get_array_module(*model.params)
     out = []
-    with evaluation_mode(model):
+    with evaluation_mode(model), fixed_params(model):
         x = int(start_id)
         for p in prime_ids:
             model.predict(xp.asarray([[x]]))
@@ -173,7 +173,7 @@ def greedy_decode(model, xs, start_id, length):
 
 def _greedy_decode(model, xs, start_id, length):
     xp = get_array_module(xs)
-    with evaluation_mode(model):
+    with evaluation_mode(model), fixed_params(model):
         model.begin_decoding(xs)
         ids = _start_column(xp, start_id, xs.shape[0])
         out = []
@@ -192,7 +192,7 @@ def sequence_log_prob(model, xs, start_id, ys):
 
 def _sequence_log_prob(model, xs, start_id, ys):
     xp = get_array_module(xs)
-    with evaluation_mode(model):
+    with evaluation_mode(model), fixed_params(model):
         model.begin_decoding(xs)
         ids = _start_column(xp, start_id, xs.shape[0])
         total = xp.zeros(xs.shape[0])
@@ -241,7 +241,7 @@ def beam_search(model, xs, start_id, length, beam_size=3, *, end_id=None, length
 def _beam_search(model, xs, start_id, length, beam_size, end_id, length_penalty, return_scores):
     xp = get_array_module(xs)
     N, B = xs.shape[0], int(beam_size)
-    with evaluation_mode(model):
+    with evaluation_mode(model), fixed_params(model):
         model.begin_decoding(xs)
         model.reorder_decoding(xp.repeat(xp.arange(N), B))  # N*B rows
         ids = xp.repeat(_start_column(xp, start_id, N), B)

@@ -462,3 +462,27 @@ def test_bad_params_and_cell_inputs(xp, rng):
         bi.forward(xp.zeros((2, 3, D + 1)))
     with pytest.raises(ShapeError, match=r"TimeBiLSTM\.set_state.*'h'"):
         bi.set_state(xp.zeros((2, H)))
+
+
+@pytest.mark.parametrize("N", [12, 2048])   # 2048 rows: on row blocks where there are threads
+def test_fixed_params_keeps_the_prepared_weights_in_the_block_only(xp, rng, N, monkeypatch):
+    """In a fixed_params block (decoding) the LSTM prepares its weights once and gives
+    the same states as without; after the block, a param changed in place is read."""
+    from timelayers.layers.base import fixed_params
+    from timelayers.layers.plans import FastLSTM
+
+    prepared = []
+    prepare = FastLSTM.prepare_forward
+    monkeypatch.setattr(FastLSTM, "prepare_forward",
+                        lambda plan, params: prepared.append(1) or prepare(plan, params))
+    params = make_params(xp, rng, "lstm", D=3, H=8)
+    xs = randn(xp, rng, N, 1, 3)
+    kept, plain = TimeLSTM(*params, stateful=True), TimeLSTM(*params, stateful=True)
+    with fixed_params(kept):
+        outs = [kept.forward(xs) for _ in range(3)]
+    assert len(prepared) == 1 or xp is not np   # (CuPy: the fused plan prepares nothing)
+    for out in outs:
+        assert_close(out, plain.forward(xs), rtol=0, atol=0)
+    params[1] *= 2                               # in place, after the block
+    assert_close(kept.forward(xs), plain.forward(xs), rtol=0, atol=0)
+    assert kept._prepared is None

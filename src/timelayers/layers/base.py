@@ -8,6 +8,8 @@
   the gradient of each floating-point input (a tuple when there are several).
 - ``train_flg``: True in training mode; layers with different behaviour at
   evaluation time (dropout) read it.
+- ``params_fixed``: True while the params are promised not to change
+  (:func:`fixed_params`); a layer may then keep what it derives from them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 
 from ..backend import get_array_module
 
-__all__ = ["Layer", "evaluation_mode"]
+__all__ = ["Layer", "evaluation_mode", "fixed_params"]
 
 
 class Layer:
@@ -28,6 +30,7 @@ class Layer:
         self.params = []
         self.grads = []
         self.train_flg = True
+        self.params_fixed = False  # see fixed_params
 
     def _init_params(self, *arrays):
         """Keep ``arrays`` as params (the very objects) and allocate zero grads."""
@@ -62,3 +65,22 @@ def evaluation_mode(model):
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
+
+
+@contextmanager
+def fixed_params(model):
+    """Promise that the params of ``model`` (a model or a layer) do not change in
+    the ``with`` block -- the decoding loops of :mod:`timelayers.decoding` -- so
+    that its layers may keep what they derive from them from one call to the next
+    (the recurrent layers' prepared weight copies); they drop it at their first
+    call after the block."""
+    named = getattr(model, "named_layers", None)
+    layers = [layer for _, layer in named()] if callable(named) else [model]
+    flags = [(layer, getattr(layer, "params_fixed", False)) for layer in layers]
+    for layer in layers:
+        layer.params_fixed = True
+    try:
+        yield model
+    finally:
+        for layer, flag in flags:
+            layer.params_fixed = flag

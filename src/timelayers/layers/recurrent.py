@@ -293,6 +293,7 @@ class _TimeRecurrent(Layer):
         self.plan = _check_plan(type(self).__name__, plan, self.cell)
         self._plan = None          # the plan of the last forward (kept while it stays equal)
         self._cache = None         # the plan's cache of the last forward
+        self._prepared = None      # (plan, its prepared weights) while params_fixed
         self._out_shape = None
 
     @property
@@ -364,12 +365,23 @@ class _TimeRecurrent(Layer):
         plan = self.plan or choose_plan(self.cell, self.params, xs.shape, self.train_flg)
         if plan != self._plan:  # an equal plan is kept: RowBlocks holds its gradient buffers
             self._plan = plan
-        hs, last, self._cache = self._plan.forward(self.params, xs, tuple(states))
+        hs, last, self._cache = self._plan.forward(self.params, xs, tuple(states),
+                                                   self._prepared_forward())
         self._out_shape = hs.shape
         self.h = last[0]
         if self.cell.has_cell_state:
             self.c = last[1]
         return hs
+
+    def _prepared_forward(self):
+        """The plan's prepared weights, kept from call to call while
+        ``params_fixed`` (:func:`~timelayers.layers.base.fixed_params`); else
+        None, and the plan prepares them at every call."""
+        if not self.params_fixed:
+            self._prepared = None
+        elif self._prepared is None or self._prepared[0] is not self._plan:
+            self._prepared = (self._plan, self._plan.prepare_forward(self.params))
+        return None if self._prepared is None else self._prepared[1]
 
     def backward(self, dhs):
         dhs = self._begin_backward(dhs)

@@ -46,8 +46,8 @@ class RowBlocks(Plan):
     """Run ``inner`` on row blocks of the batch through
     :func:`~timelayers.threads.run_parallel`: ``blocks`` is a list of row
     slices covering the batch, or a number of blocks of (nearly) equal size.
-    ``inner``'s prepared weights are made once per call and shared by the
-    blocks; the first block writes the param gradients, the others their own
+    ``inner``'s prepared weights (given, or made once per call) are shared by
+    the blocks; the first block writes the param gradients, the others their own
     buffers, added to them."""
 
     def __init__(self, inner, blocks):
@@ -75,8 +75,12 @@ class RowBlocks(Plan):
             return even_blocks(N, max(1, min(self.blocks, N)))
         return self.blocks
 
+    def prepare_forward(self, params):
+        return self.inner.prepare_forward(params)
+
     def forward(self, params, xs, states, prepared=None):
-        prepared = self.inner.prepare_forward(params)
+        if prepared is None:
+            prepared = self.inner.prepare_forward(params)
         slices = self.slices(xs.shape[0])
         results = run_parallel([partial(self.inner.forward, params, xs[s],
                                         tuple(st[s] for st in states), prepared)
@@ -85,8 +89,12 @@ class RowBlocks(Plan):
         last = tuple(_concat_rows(list(parts)) for parts in zip(*(r[1] for r in results)))
         return hs, last, BlockCaches(slices, [cache for _, _, cache in results])
 
+    def prepare_backward(self, params):
+        return self.inner.prepare_backward(params)
+
     def backward(self, params, grads, dhs, cache, prepared=None):
-        prepared = self.inner.prepare_backward(params)
+        if prepared is None:
+            prepared = self.inner.prepare_backward(params)
         block_grads = [grads] + self._gradient_buffers(grads, len(cache.slices) - 1)
         results = run_parallel([partial(self.inner.backward, params, g, dhs[s], c, prepared)
                                 for s, c, g in zip(cache.slices, cache.caches, block_grads)])
