@@ -14,6 +14,9 @@ one after ``--lead-in`` untimed ones of its own. Reported: the medians and the
 ratio B / A, with the spread of the per-round ratios (so that a change within
 the machine's noise reads as one).
 
+``--models answer`` times greedy answers to 1,000 date questions at once with
+AttentionSeq2seq instead of a training step (``model.generate``).
+
 ``--parts`` splits each timed step into its parts, every layer's forward and
 backward (``Model.named_layers``, timed by wrapping their methods), the
 clipping and the update, and reports the same figures for each part, so that a
@@ -66,6 +69,11 @@ def load_package(path, name):
 
 
 def batches(name, rng, n=4):
+    if name == "answer":  # 1,000 date questions at once, answered greedily
+        from timelayers.datasets import load_dates
+
+        (x, t), _, vocab = load_dates(2000, seed=1984)
+        return [(np.ascontiguousarray(x[:1000, ::-1]), t[:1000, :1])], len(vocab)
     if name == "attention":
         from timelayers.datasets import load_dates
 
@@ -87,6 +95,9 @@ def make_step(pkg, name, data, V, parts=None):
         opt, clip = optim.SGD(lr=20.0), 0.25
     else:
         model, opt, clip = m.AttentionSeq2seq(V, 16, 256, rng=0), optim.Adam(lr=1e-3), 5.0
+    if name == "answer":
+        questions, starts = data[0]
+        return lambda: model.generate(questions, starts[:, 0], 10)
     model.train()
     count = [0]
     clip_grads, update = optim.clip_grads, opt.update
@@ -145,7 +156,7 @@ def main(argv=None):
                                   args.repeats, args.warmup, args.lead_in)
         rows.append(_ratio_row(name, times["A"], times["B"]))
         print(table(rows[-1:], headers).splitlines()[-1], flush=True)
-        if args.parts:
+        if args.parts and name != "answer":  # (answers are not split into parts)
             # the timed calls among all calls: after the warm-up, each after its lead-in
             timed = [args.warmup + r * (args.lead_in + 1) + args.lead_in
                      for r in range(args.repeats)]

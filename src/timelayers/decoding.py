@@ -16,9 +16,10 @@ Rows are decoded independently of each other, so on NumPy arrays a large batch
 is cut into one block of rows per thread, each decoded at the same time on a
 replica of the model (:meth:`~timelayers.models.base.Model.replica`) with the
 BLAS held to one thread: the threads meet once per call instead of inside every
-layer at every step (answering 1,000 date questions, 0.78x the time of the
-layers' own threads; measured in docs/RESULTS.md). The answers are the same,
-up to the float rounding of products made on fewer rows.
+layer at every step (answering 1,000 date questions took about 0.9 of the time
+of the layers' own threads: docs/RESULTS.md). The answers are the same, up to the
+float rounding of products made on fewer rows; the model's own layers are left
+as they were (its state is the replicas').
 """
 
 from __future__ import annotations
