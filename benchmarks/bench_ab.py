@@ -15,7 +15,9 @@ ratio B / A, with the spread of the per-round ratios (so that a change within
 the machine's noise reads as one).
 
 ``--models answer`` times greedy answers to 1,000 date questions at once with
-AttentionSeq2seq instead of a training step (``model.generate``).
+AttentionSeq2seq instead of a training step (``model.generate``); ``--models
+accuracy`` the same questions in the batches of 128 that the trainers' validation
+uses (``metrics.sequence_accuracy``).
 
 ``--parts`` splits each timed step into its parts, every layer's forward and
 backward (``Model.named_layers``, timed by wrapping their methods), the
@@ -69,11 +71,11 @@ def load_package(path, name):
 
 
 def batches(name, rng, n=4):
-    if name == "answer":  # 1,000 date questions at once, answered greedily
+    if name in ("answer", "accuracy"):  # 1,000 date questions and their answers
         from timelayers.datasets import load_dates
 
         (x, t), _, vocab = load_dates(2000, seed=1984)
-        return [(np.ascontiguousarray(x[:1000, ::-1]), t[:1000, :1])], len(vocab)
+        return [(np.ascontiguousarray(x[:1000, ::-1]), t[:1000])], len(vocab)
     if name == "attention":
         from timelayers.datasets import load_dates
 
@@ -96,8 +98,11 @@ def make_step(pkg, name, data, V, parts=None):
     else:
         model, opt, clip = m.AttentionSeq2seq(V, 16, 256, rng=0), optim.Adam(lr=1e-3), 5.0
     if name == "answer":
-        questions, starts = data[0]
-        return lambda: model.generate(questions, starts[:, 0], 10)
+        questions, answers = data[0]
+        return lambda: model.generate(questions, answers[:, 0], answers.shape[1] - 1)
+    if name == "accuracy":
+        questions, answers = data[0]
+        return lambda: pkg.metrics.sequence_accuracy(model, questions, answers)
     model.train()
     count = [0]
     clip_grads, update = optim.clip_grads, opt.update
@@ -156,7 +161,7 @@ def main(argv=None):
                                   args.repeats, args.warmup, args.lead_in)
         rows.append(_ratio_row(name, times["A"], times["B"]))
         print(table(rows[-1:], headers).splitlines()[-1], flush=True)
-        if args.parts and name != "answer":  # (answers are not split into parts)
+        if args.parts and name not in ("answer", "accuracy"):  # (not split into parts)
             # the timed calls among all calls: after the warm-up, each after its lead-in
             timed = [args.warmup + r * (args.lead_in + 1) + args.lead_in
                      for r in range(args.repeats)]
