@@ -271,9 +271,10 @@ class Model:
         thread, in evaluation mode: its layers, sub-models, lists and dicts are
         its own (so are the states and caches its forwards leave), but it holds
         the very arrays of this model -- params, grads, tables, buffers -- and
-        copies no data. That is safe because no layer writes into an array it
-        holds in evaluation mode (a test checks every model). The seq2seq
-        decoders run blocks of rows on replicas (:mod:`timelayers.decoding`)."""
+        copies no data. That is safe because no layer's forward in evaluation
+        mode writes into an array the layer holds (a test checks every model).
+        The seq2seq decoders run blocks of rows on replicas
+        (:mod:`timelayers.decoding`)."""
         return _replicated(self, {})
 
     # -- saving and loading --------------------------------------------------------
