@@ -260,7 +260,8 @@ class _TimeRecurrent(Layer):
     """What :class:`TimeRNN`, :class:`TimeLSTM` and :class:`TimeGRU` share: the
     recurrent state, and the sequence's forward and backward through a plan.
 
-    ``forward(xs (N, T, D)) -> hs (N, T, H)`` (a new array) leaves the last states
+    ``forward(xs (N, T, D)) -> hs (N, T, H)`` (a new array; the LSTM's in
+    evaluation mode is a view of time-major memory) leaves the last states
     ``(N, H)`` in ``h`` (and the LSTM's ``c``); ``backward(dhs (N, T, H)) -> dxs (N,
     T, D)`` writes the param gradients into ``grads`` and the initial states' into
     ``dh`` (and ``dc``), what a seq2seq decoder hands to its encoder. The last
