@@ -7,7 +7,7 @@ plan                what it runs
                     (:mod:`timelayers.layers.recurrent_reference`)
 ``BatchedRNN``,     the input products batched over all steps, time-major
 ``BatchedGRU``      buffers, no per-step allocations (:mod:`.batched`)
-``FastLSTM``        the LSTM's CPU speed work: one ``exp`` for four gates,
+``FastLSTM``        the LSTM's CPU speed work: one ``tanh`` for four gates,
                     weights prepared once per call, fused or transposed
                     per-step products; out of training, one step's buffers
                     and no cache (:mod:`.lstm_fast`)
