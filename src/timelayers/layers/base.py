@@ -42,14 +42,20 @@ class Layer:
         return f"{type(self).__name__}({shapes})"
 
 
+def _leaf_layers(model):
+    """The leaf layers of a model (``named_layers``), None for anything else."""
+    named = getattr(model, "named_layers", None)
+    return [layer for _, layer in named()] if callable(named) else None
+
+
 @contextmanager
 def evaluation_mode(model):
     """Put ``model`` in evaluation mode for the ``with`` block, then restore the
     previous ``train_flg`` of every layer (or call ``train()`` back for models
     that only have ``train()`` / ``eval()``)."""
-    named = getattr(model, "named_layers", None)
-    if callable(named):
-        flags = [(layer, layer.train_flg) for _, layer in named()]
+    layers = _leaf_layers(model)
+    if layers is not None:
+        flags = [(layer, layer.train_flg) for layer in layers]
         model.eval()
         try:
             yield model
@@ -74,8 +80,7 @@ def fixed_params(model):
     that its layers may keep what they derive from them from one call to the next
     (the recurrent layers' prepared weight copies); they drop it at their first
     call after the block."""
-    named = getattr(model, "named_layers", None)
-    layers = [layer for _, layer in named()] if callable(named) else [model]
+    layers = _leaf_layers(model) or [model]
     flags = [(layer, getattr(layer, "params_fixed", False)) for layer in layers]
     for layer in layers:
         layer.params_fixed = True

@@ -184,7 +184,8 @@ class FastLSTM(Plan):
         else:                                             # the input part of all steps
             A = xp.matmul(time_major(xs), W[:D] if self.prescaled else Wx).reshape(T, N, 4 * H)
             A += W[D] if self.prescaled else b
-        work = xp.empty((4 * H, N) if self.transposed else (N, 4 * H), dtype=dt)
+        work = (xp.empty((4 * H, N), dtype=dt) if self.transposed else
+                None if self.fused else xp.empty((N, 4 * H), dtype=dt))
         c = c0.copy()
         tc = xp.empty((N, H), dtype=dt)
         gi = xp.empty((N, H), dtype=dt)

@@ -80,7 +80,7 @@ class RowBlocks(Plan):
 
     def forward(self, params, xs, states, prepared=None):
         if prepared is None:
-            prepared = self.inner.prepare_forward(params)
+            prepared = self.prepare_forward(params)
         slices = self.slices(xs.shape[0])
         results = run_parallel([partial(self.inner.forward, params, xs[s],
                                         tuple(st[s] for st in states), prepared)
@@ -94,7 +94,7 @@ class RowBlocks(Plan):
 
     def backward(self, params, grads, dhs, cache, prepared=None):
         if prepared is None:
-            prepared = self.inner.prepare_backward(params)
+            prepared = self.prepare_backward(params)
         block_grads = [grads] + self._gradient_buffers(grads, len(cache.slices) - 1)
         results = run_parallel([partial(self.inner.backward, params, g, dhs[s], c, prepared)
                                 for s, c, g in zip(cache.slices, cache.caches, block_grads)])
