@@ -151,7 +151,7 @@ def run_ours(book: Path, task: dict, seed: int, epochs: int, report, valid: bool
     model = recipes.build_model(recipe, options, data, np.random.default_rng(seed))
     (x, t), extra = recipe.task.fit_inputs(options, data)
     optimizer = tl.Adam(lr=lr)
-    schedule = recipes._schedule(options, optimizer, len(x) // BATCH, recipe.task)
+    schedule = recipes.build_schedule(options, optimizer, len(x) // BATCH, recipe.task)
     assert (schedule is not None) == (plateau or cosine)
     trainer = tl.Trainer(model, optimizer, max_grad=MAX_GRAD, schedule=schedule,
                          callbacks=[tl.schedules.step_each_iteration],

@@ -48,6 +48,20 @@ def grads_as_ours(module):
     return shadow.timelayers_state()
 
 
+def assert_same_loss_and_grads(model, module, ours, loss, tol, gtol, where, shared_scale=()):
+    """Our loss ``ours`` equals the module's ``loss`` to ``tol`` relative, and each of
+    our gradients the module's to ``gtol`` of its largest entry (of the model's
+    largest gradient, for the params whose names end with one of ``shared_scale``)."""
+    assert ours == pytest.approx(loss.item(), rel=tol)
+    theirs = grads_as_ours(module)
+    assert sorted(theirs) == sorted(model.param_names)
+    largest = max(np.abs(g).max() for g in theirs.values())
+    for name, g in zip(model.param_names, model.grads):
+        scale = largest if name.endswith(shared_scale) else max(np.abs(theirs[name]).max(), 1e-12)
+        np.testing.assert_allclose(g / scale, theirs[name] / scale, rtol=0, atol=gtol,
+                                   err_msg=f"{where}: gradient of {name}")
+
+
 def make(kind, dtype):
     """Our model, its module, V, the shapes of xs and ts."""
     if kind == "rnnlm":
@@ -88,13 +102,7 @@ def test_exported_module_matches_ours(kind, dtype, tol, gtol, onednn):
             loss.backward()
         ours = model.forward(xs, ts)
         model.backward()
-        assert ours == pytest.approx(loss.item(), rel=tol)
-        theirs = grads_as_ours(module)
-        assert sorted(theirs) == sorted(model.param_names)
-        for name, g in zip(model.param_names, model.grads):
-            scale = max(np.abs(theirs[name]).max(), 1e-12)
-            np.testing.assert_allclose(g / scale, theirs[name] / scale, rtol=0, atol=gtol,
-                                       err_msg=f"{kind} step {step}: gradient of {name}")
+        assert_same_loss_and_grads(model, module, ours, loss, tol, gtol, f"{kind} step {step}")
 
 
 def make_transformer(kind, dtype, activation, positional):
@@ -127,11 +135,5 @@ def test_exported_transformer_matches_ours(kind, dtype, tol, gtol, activation, p
         loss.backward()
         ours = model.forward(xs, ts)
         model.backward()
-        assert ours == pytest.approx(loss.item(), rel=tol)
-        theirs = grads_as_ours(module)
-        assert sorted(theirs) == sorted(model.param_names)
-        largest = max(np.abs(g).max() for g in theirs.values())
-        for name, g in zip(model.param_names, model.grads):
-            scale = largest if name.endswith(".bk") else np.abs(theirs[name]).max()
-            np.testing.assert_allclose(g / scale, theirs[name] / scale, rtol=0, atol=gtol,
-                                       err_msg=f"{kind} step {step}: gradient of {name}")
+        assert_same_loss_and_grads(model, module, ours, loss, tol, gtol, f"{kind} step {step}",
+                                   shared_scale=(".bk",))

@@ -53,8 +53,8 @@ from ..text import analogy as _analogy, most_similar
 __all__ = ["Recipe", "RECIPES", "COMMON_OPTIONS", "RESUME_CHANGES", "Task", "TASKS",
            "LanguageModelTask", "WordVectorTask", "Seq2seqTask", "GENERATED_DATA_SEED",
            "TaskData", "RunResult", "Run", "DEVICES", "check_device", "train", "load_run",
-           "load_data", "evaluate", "generate_text", "answer", "similar", "analogy",
-           "read_text_corpus", "unknown_options", "recipe_options"]
+           "load_data", "build_model", "build_schedule", "evaluate", "generate_text", "answer",
+           "similar", "analogy", "read_text_corpus", "unknown_options", "recipe_options"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ _S2S_TRAIN = dict(epochs=25, batch_size=128, optimizer="Adam", lr=0.001, max_gra
                   reverse=False, examples=50000)
 _W2V_TRAIN = dict(epochs=10, batch_size=100, optimizer="Adam", lr=0.001, max_grad=None)
 # Transformers: AdamW, a linear warm-up over `warmup` iterations, then a cosine to 0 at the
-# last iteration of the last epoch (see _schedule). seq2seq and attention keep the book's
+# last iteration of the last epoch (see build_schedule). seq2seq and attention keep the book's
 # constant rate, peeky its plateau schedule, unless given a warmup (None: not given):
 # `--warmup 0` decays the rate from the start.
 _TRANSFORMER_TRAIN = dict(optimizer="AdamW", weight_decay=0.01, max_grad=1.0)
@@ -210,7 +210,7 @@ def _iterations_per_epoch(recipe, options, data) -> int:
     return iterations if cap is None else min(iterations, cap)
 
 
-def _schedule(options, optimizer, iterations_per_epoch, task):
+def build_schedule(options, optimizer, iterations_per_epoch, task):
     """The recipe's learning-rate schedule, or None: with ``warmup`` (not None), a
     WarmupCosine counted in iterations, peaking at ``lr`` after ``warmup`` of them and
     reaching 0 at the end of epoch ``epochs`` (stepped by :func:`step_each_iteration`,
@@ -476,8 +476,8 @@ def _start(recipe, out, overrides, data, seed, force, progress, callbacks, rank=
     model = build_model(recipe, options, task_data, np.random.default_rng(seed))
     model.run_id = new_run_id()  # saved with its checkpoints and model
     optimizer = _optimizer(options)
-    schedule = _schedule(options, optimizer,
-                         _iterations_per_epoch(recipe, options, task_data), recipe.task)
+    schedule = build_schedule(options, optimizer,
+                              _iterations_per_epoch(recipe, options, task_data), recipe.task)
     trainer = recipe.task.trainer_class()(model, optimizer, max_grad=options["max_grad"],
                                           rng=np.random.default_rng(seed + 1),
                                           schedule=schedule, callbacks=callbacks,
