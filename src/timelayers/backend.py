@@ -10,7 +10,8 @@ import numpy as np
 
 from .errors import OptionError
 
-__all__ = ["get_array_module", "is_cupy_array", "to_cpu", "to_gpu", "cupy_available", "import_cupy"]
+__all__ = ["get_array_module", "is_cupy_array", "is_fortran_only", "to_cpu", "to_gpu",
+           "cupy_available", "import_cupy"]
 
 
 CUPY_INSTALL_HINT = ("install the CuPy package built for your CUDA version, e.g. "
@@ -31,6 +32,12 @@ def import_cupy():
 def is_cupy_array(x) -> bool:
     """True when ``x`` is a CuPy ndarray (checked without importing CuPy)."""
     return type(x).__module__.split(".")[0] == "cupy"
+
+
+def is_fortran_only(a) -> bool:
+    """True when ``a`` is Fortran-ordered and not also C-ordered (a tied
+    embedding's transpose): arrays made to match it take its order."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
 
 
 def get_array_module(*arrays):

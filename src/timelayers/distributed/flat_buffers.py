@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_fortran_only
 
 __all__ = ["FlatBuffer", "flat_buffers", "flatten_grads"]
 
@@ -46,7 +46,7 @@ class FlatBuffer:
         """Array ``i``'s place in ``data``: its shape, and Fortran order if the
         array is Fortran-ordered (and not also C-ordered)."""
         a, (lo, hi) = self.arrays[i], self.spans[i]
-        order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+        order = "F" if is_fortran_only(a) else "C"
         return self.data[lo:hi].reshape(a.shape, order=order)
 
     def gather(self, scale=1.0):

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .._checks import check_ndim, check_shape
-from ..backend import get_array_module
+from ..backend import get_array_module, is_fortran_only
 from .base import Layer
 from .core import Dropout, Embedding
 
@@ -62,7 +62,7 @@ class TimeAffine(Layer):
             # of an embedding (Fortran order) is then copied with contiguous reads and
             # writes, not transposed element by element at every call.
             self._Wb = xp.empty((D + 1, W.shape[1]), dtype=W.dtype,
-                                order="F" if _fortran_ordered(W) else "C")
+                                order="F" if is_fortran_only(W) else "C")
         # The bias rides in the products: forward is x1 @ Wb with Wb = [W; b] (D+1, H),
         # and x1.T @ dout2d gives dW and db together, with no extra pass over (N*T, H).
         self.x1 = _with_ones(self.x, W.dtype)
@@ -80,7 +80,7 @@ class TimeAffine(Layer):
         if self._dWb is None:
             # computed as a C-ordered (H, D+1) product when W is in Fortran order, so
             # that its transpose has W's layout
-            self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if _fortran_ordered(W)
+            self._dWb = (xp.empty((W.shape[1], D + 1), dtype=W.dtype).T if is_fortran_only(W)
                          else xp.empty((D + 1, W.shape[1]), dtype=W.dtype))
         if self._dWb.flags.c_contiguous:
             xp.matmul(x1.T, dout2d, out=self._dWb)  # (D+1, H): dW stacked on db
@@ -89,11 +89,6 @@ class TimeAffine(Layer):
         self.grads[0][...] = self._dWb[:D]
         self.grads[1][...] = self._dWb[D]
         return (dout2d @ W.T).reshape(N, T, D)
-
-
-def _fortran_ordered(W):
-    """True for a Fortran-ordered (not also C-ordered) ``W``: a tied embedding's transpose."""
-    return W.flags.f_contiguous and not W.flags.c_contiguous
 
 
 def _with_ones(x, dtype):

@@ -34,7 +34,8 @@ import json
 
 import numpy as np
 
-from ..backend import cupy_available, get_array_module, is_cupy_array, to_cpu, to_gpu
+from ..backend import (cupy_available, get_array_module, is_cupy_array, is_fortran_only, to_cpu,
+                       to_gpu)
 from ..errors import CheckpointError, DataError
 from ..layers.base import Layer
 from ..serialization import load_tensors, save_tensors
@@ -475,7 +476,7 @@ def _keeping_order(convert):
 
     def keep(a):
         out = convert(a)
-        if a.flags.f_contiguous and not a.flags.c_contiguous and not out.flags.f_contiguous:
+        if is_fortran_only(a) and not out.flags.f_contiguous:
             out = get_array_module(out).asfortranarray(out)
         return out
 

@@ -167,7 +167,7 @@ class FastLSTM(Plan):
         states and the inputs as the cache. ``hs (N, T, H)`` is a view of
         time-major memory ``(T, N, H)``: each step's ``h`` is copied as one block
         instead of into ``N`` rows ``T * H`` apart (answering 1,000 date
-        questions, 0.94-0.97x the time), and the next layer's steps read it as
+        questions, 0.94-0.95x the time), and the next layer's steps read it as
         blocks too."""
         Wx, Wh, b = params
         h0, c0 = states
