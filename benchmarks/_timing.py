@@ -1,5 +1,6 @@
 """Small timing helpers shared by the benchmark scripts (not part of the library)."""
 
+import math
 import statistics
 import time
 
@@ -47,6 +48,23 @@ def interleaved_times(fns: dict, repeat=7, warmup=2, lead_in=0, gap=0.0) -> dict
 def interleaved_medians(fns: dict, repeat=7, warmup=2):
     """Median times of :func:`interleaved_times`."""
     return {k: statistics.median(v) for k, v in interleaved_times(fns, repeat, warmup).items()}
+
+
+def median_interval(values, level=0.95):
+    """A distribution-free confidence interval for the median of ``values`` (the
+    order statistics whose ranks a binomial(n, 1/2) puts ``level`` between), or
+    None when there are too few values for that level (fewer than 6 at 95%).
+    Rounds of a noisy machine are not normal, but each round is as likely to fall
+    above the true median as below it, which is all this interval assumes."""
+    x = sorted(values)
+    n = len(x)
+    tail, k, below = (1 - level) / 2, 0, 0.0
+    while True:  # the largest k with P(Binomial(n, 1/2) < k) <= tail
+        below_next = below + math.comb(n, k) / 2 ** n
+        if below_next > tail:
+            break
+        below, k = below_next, k + 1
+    return None if k == 0 else (x[k - 1], x[n - k])
 
 
 def table(rows, headers):

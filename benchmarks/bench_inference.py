@@ -4,13 +4,19 @@ Runtime (``to_onnx``), on the CPU with the same number of threads (2 by default)
 - greedy generation of 1,000 tokens at batch 1 (one token a call, the state
   carried) for Rnnlm (V=10000, D=H=100) and BetterRnnlm (V=10000, D=H=650);
 - greedy answers to 5,000 date questions (29 characters, 10 answer steps) with
-  AttentionSeq2seq (the recipe's sizes: D=16, H=256), in batches of 1,000.
+  AttentionSeq2seq (the recipe's sizes: D=16, H=256), in batches of 1,000;
+- beside it, the bare products of its encoder (a reference, no layers): the 29
+  steps' ``[x, 1, h] @ [Wx; b; Wh]`` of each batch, ``(1000, 273) @ (273, 1024)``,
+  ours as the answers make them (NumPy's BLAS, one block of rows a thread) against
+  ``torch.mm`` (MKL, its own threads). Their ratio is what the BLAS alone gives
+  a job that is mostly these products.
 
 The weights are random (the speed does not depend on them); each runtime's tokens
 must equal ours, which the script checks before it prints. The three runtimes run
 in turns, ``--repeat`` rounds (the order shifted every round), so that a slow
 spell of a shared machine falls on all of them: the times printed are each one's
-best round, the ratios the median of the rounds' ratios, with their range.
+best round, the ratios the median of the rounds' ratios, with its 95% interval
+in parentheses (from 6 rounds on) and their range in brackets.
 ``--quick``: 200 tokens, 1,000 questions, one round; ``--tasks seq2seq`` (or
 ``lm``): only those rows.
 
@@ -20,12 +26,17 @@ best round, the ratios the median of the rounds' ratios, with their range.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import timelayers  # noqa: F401  (before NumPy: it shortens OpenBLAS's idle spin, see README)
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_interval  # noqa: E402
 
 
 def set_threads(n):
@@ -72,9 +83,12 @@ def in_turns(repeat, runs):
 
 
 def ratio(timed, other):
-    """The median over the rounds of ours / ``other``, with the range."""
+    """The median over the rounds of ours / ``other``, with its 95% interval
+    (``_timing.median_interval``, from 6 rounds on) and the range."""
     r = np.array(timed["ours"][0]) / np.array(timed[other][0])
-    return f"{np.median(r):.2f} [{r.min():.2f}-{r.max():.2f}]"
+    interval = median_interval(r)
+    within = f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else ""
+    return f"{np.median(r):.2f}{within} [{r.min():.2f}-{r.max():.2f}]"
 
 
 def ort_session(path, threads):
@@ -155,6 +169,28 @@ def answer_ort(encoder, decoder, questions, start, length, batch):
     return np.concatenate(out)
 
 
+def encoder_products_ours(xh, W, steps):
+    """The encoder's per-step products as ``decoding`` makes them: a block of rows
+    a thread (``threads.run_parallel``), ``steps`` products each."""
+    from timelayers.threads import even_blocks, get_num_threads, run_parallel
+
+    def block(rows):
+        x = xh[rows]
+        out = np.empty((x.shape[0], W.shape[1]), W.dtype)
+        for _ in range(steps):
+            np.matmul(x, W, out=out)
+
+    run_parallel([partial(block, rows) for rows in even_blocks(len(xh), get_num_threads())])
+
+
+def encoder_products_torch(xh, W, steps):
+    import torch
+
+    out = torch.empty(xh.shape[0], W.shape[1])
+    for _ in range(steps):
+        torch.mm(xh, W, out=out)
+
+
 def date_questions(n, seed=0):
     from timelayers.datasets import make_dates
 
@@ -221,17 +257,31 @@ def main(argv=None):
                             f"{agree_torch:.2%}, ONNX Runtime {agree_ort:.2%}")
         rows.append((f"AttentionSeq2seq: {n_questions} date questions, batches of {batch}", timed,
                      "s", 1.0))
+        import torch
+
+        rng = np.random.default_rng(0)
+        K = 16 + 1 + 256
+        xh = rng.standard_normal((batch, K), dtype=np.float32)
+        W = rng.standard_normal((K, 4 * 256), dtype=np.float32)
+        steps = questions.shape[1] * (n_questions // batch)
+        xh_t, W_t = torch.from_numpy(xh), torch.from_numpy(W)
+        timed = in_turns(repeat, {"ours": lambda: encoder_products_ours(xh, W, steps),
+                                  "torch": lambda: encoder_products_torch(xh_t, W_t, steps)})
+        rows.append((f"reference: its encoder's bare products, {steps} x ({batch}, {K}) @ "
+                     f"({K}, {4 * 256})", timed, "s", 1.0))
 
     print(f"threads: {args.threads}; {repeat} rounds, the three in turns; times: the best "
-          f"round; ratios: the median of the rounds' (their range in brackets); torch "
+          f"round; ratios: the median of the rounds' (its 95% interval in parentheses, their "
+          f"range in brackets); torch "
           f"{torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
     print()
     print("| task | unit | ours | PyTorch eager | ONNX Runtime | ours / PyTorch | ours / ORT |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for task, timed, unit, scale in rows:
-        best = {k: min(t) * scale for k, (t, _) in timed.items()}
-        print(f"| {task} | {unit} | {best['ours']:.3f} | {best['torch']:.3f} | {best['ort']:.3f} | "
-              f"{ratio(timed, 'torch')} | {ratio(timed, 'ort')} |")
+        best = {k: f"{min(t) * scale:.3f}" for k, (t, _) in timed.items()}
+        vs_ort = ratio(timed, "ort") if "ort" in timed else "-"
+        print(f"| {task} | {unit} | {best['ours']} | {best['torch']} | {best.get('ort', '-')} | "
+              f"{ratio(timed, 'torch')} | {vs_ort} |")
     print()
     print("; ".join(agreement))
     return 0
