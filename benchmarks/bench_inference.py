@@ -241,7 +241,8 @@ def main(argv=None):
     agreement = ["the language models' tokens: all equal"] if "lm" in tasks else []
     if "seq2seq" in tasks:
         questions, V, start = date_questions(n_questions)
-        model = shaken(AttentionSeq2seq(V, 16, 256, rng=0), scale=0.3)
+        D, H = 16, 256
+        model = shaken(AttentionSeq2seq(V, D, H, rng=0), scale=0.3)
         module = to_torch(model).eval()
         enc_path, dec_path = to_onnx(model, tmp / "attention", force=True)
         encoder, decoder = ort_session(enc_path, args.threads), ort_session(dec_path, args.threads)
@@ -257,18 +258,16 @@ def main(argv=None):
                             f"{agree_torch:.2%}, ONNX Runtime {agree_ort:.2%}")
         rows.append((f"AttentionSeq2seq: {n_questions} date questions, batches of {batch}", timed,
                      "s", 1.0))
-        import torch
-
         rng = np.random.default_rng(0)
-        K = 16 + 1 + 256
+        K = D + 1 + H
         xh = rng.standard_normal((batch, K), dtype=np.float32)
-        W = rng.standard_normal((K, 4 * 256), dtype=np.float32)
+        W = rng.standard_normal((K, 4 * H), dtype=np.float32)
         steps = questions.shape[1] * (n_questions // batch)
         xh_t, W_t = torch.from_numpy(xh), torch.from_numpy(W)
         timed = in_turns(repeat, {"ours": lambda: encoder_products_ours(xh, W, steps),
                                   "torch": lambda: encoder_products_torch(xh_t, W_t, steps)})
         rows.append((f"reference: its encoder's bare products, {steps} x ({batch}, {K}) @ "
-                     f"({K}, {4 * 256})", timed, "s", 1.0))
+                     f"({K}, {4 * H})", timed, "s", 1.0))
 
     print(f"threads: {args.threads}; {repeat} rounds, the three in turns; times: the best "
           f"round; ratios: the median of the rounds' (its 95% interval in parentheses, their "
