@@ -269,7 +269,7 @@ def main(argv=None):
         rows.append((f"reference: its encoder's bare products, {steps} x ({batch}, {K}) @ "
                      f"({K}, {4 * H})", timed, "s", 1.0))
 
-    print(f"threads: {args.threads}; {repeat} rounds, the three in turns; times: the best "
+    print(f"threads: {args.threads}; {repeat} rounds, the runtimes in turns; times: the best "
           f"round; ratios: the median of the rounds' (its 95% interval in parentheses, their "
           f"range in brackets); torch "
           f"{torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
